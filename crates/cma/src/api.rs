@@ -1,0 +1,301 @@
+//! The explicit API: the original system's `cma_malloc` family as Rust
+//! functions, plus checked variants that return errors instead of aborting.
+//! Every function enters through an `AllocatorGuard`.
+//!
+//! C conventions hold: `malloc` and friends return null when memory (or an
+//! allocation limit) runs out, and their blocks are aligned to 16 bytes when
+//! they are 16 bytes or larger (8 below). Misuse of a pointer (double free,
+//! interior pointer, a pointer cma never handed out) is reported on stderr
+//! and aborts; the `checked_` functions return it as a `CmaError` instead.
+
+use core::ptr::{null_mut, NonNull};
+
+use crate::checks::{self, Found};
+use crate::error::CmaError;
+use crate::guard::AllocatorGuard;
+use crate::heap::Heap;
+use crate::limits;
+use crate::report;
+use crate::size_class::{class_for, class_of, MAX_SMALL};
+
+/// The alignment C's malloc promises for a block of `size` bytes.
+#[inline(always)]
+fn c_align(size: usize) -> usize {
+    if size >= 16 {
+        16
+    } else {
+        8
+    }
+}
+
+/// The engine's allocation entry: `size` bytes at `align` (a power of two).
+#[inline(always)]
+pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
+    let mut guard = AllocatorGuard::enter();
+    let heap = guard.heap();
+    if align <= 16 && size <= MAX_SMALL && !heap.is_null() && !limits::active() {
+        let size = if align > 8 { (size + 15) & !15 } else { size };
+        // SAFETY: the guard's heap belongs to this thread.
+        return unsafe { (*heap).alloc_small(class_of(size)) };
+    }
+    match alloc_slow(heap, size, align, false) {
+        Ok(p) => p.as_ptr(),
+        Err(_) => null_mut(),
+    }
+}
+
+/// Allocation outside the fast path: limits, large blocks, big alignments,
+/// errors. The caller holds a guard.
+#[cold]
+#[inline(never)]
+fn alloc_slow(heap: *mut Heap, size: usize, align: usize, zero: bool) -> Result<NonNull<u8>, CmaError> {
+    if !align.is_power_of_two() || align > isize::MAX as usize / 2 {
+        return Err(CmaError::InvalidAlignment { align });
+    }
+    if size > isize::MAX as usize - align {
+        return Err(CmaError::OutOfMemory { size });
+    }
+    if heap.is_null() {
+        return Err(CmaError::OutOfMemory { size });
+    }
+    if limits::active() {
+        limits::check(size)?;
+    }
+    // SAFETY: the caller's guard heap belongs to this thread.
+    let heap = unsafe { &*heap };
+    let p = match class_for(size, align) {
+        Some(class) => {
+            let p = heap.alloc_small(class);
+            if zero && !p.is_null() {
+                // SAFETY: a fresh block of at least `size` bytes.
+                unsafe { core::ptr::write_bytes(p, 0, class.block_size()) };
+            }
+            p
+        }
+        None => heap.alloc_large(size, align, zero),
+    };
+    NonNull::new(p).ok_or(CmaError::OutOfMemory { size })
+}
+
+/// Allocates zeroed memory.
+#[inline]
+pub(crate) fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    let mut guard = AllocatorGuard::enter();
+    let heap = guard.heap();
+    alloc_slow(heap, size, align, true).map_or(null_mut(), NonNull::as_ptr)
+}
+
+/// The engine's free entry. Null is accepted.
+#[inline(always)]
+pub(crate) fn free_with(p: *mut u8, operation: &str) {
+    if let Err(e) = try_free(p, operation) {
+        report::fatal(operation, e);
+    }
+}
+
+#[inline(always)]
+fn try_free(p: *mut u8, operation: &str) -> Result<(), CmaError> {
+    if p.is_null() {
+        return Ok(());
+    }
+    let mut guard = AllocatorGuard::enter();
+    let heap = guard.heap();
+    if heap.is_null() {
+        // No memory even for a heap: keep the block rather than guess.
+        return Ok(());
+    }
+    // SAFETY: the guard's heap belongs to this thread.
+    let heap = unsafe { &*heap };
+    let addr = p as usize;
+    if let Some(slab) = checks::slab_of(addr) {
+        let index = checks::slot_index(slab, addr)?;
+        return heap.free_slot(slab, index, operation);
+    }
+    free_slow(heap, addr, operation)
+}
+
+#[cold]
+#[inline(never)]
+fn free_slow(heap: &Heap, addr: usize, operation: &str) -> Result<(), CmaError> {
+    let found = checks::find_block(addr)?;
+    heap.free_block(found, operation)
+}
+
+/// Resizes with C `realloc` semantics at `align`; null keeps the old block.
+pub(crate) fn realloc_aligned(p: *mut u8, new_size: usize, align: usize, operation: &str) -> *mut u8 {
+    match try_realloc(p, new_size, align, operation) {
+        Ok(p) => p,
+        Err(e) if e.is_misuse() => report::fatal(operation, e),
+        Err(_) => null_mut(),
+    }
+}
+
+fn try_realloc(p: *mut u8, new_size: usize, align: usize, operation: &str) -> Result<*mut u8, CmaError> {
+    if p.is_null() {
+        let q = alloc(new_size, align);
+        return if q.is_null() {
+            Err(CmaError::OutOfMemory { size: new_size })
+        } else {
+            Ok(q)
+        };
+    }
+    let mut guard = AllocatorGuard::enter();
+    let heap = guard.heap();
+    if heap.is_null() {
+        return Err(CmaError::OutOfMemory { size: new_size });
+    }
+    // SAFETY: the guard's heap belongs to this thread.
+    let heap_ref = unsafe { &*heap };
+    let found = checks::find_block(p as usize)?;
+    let old_size = checks::live_size(&found)?;
+    if limits::active() {
+        limits::check(new_size.saturating_sub(old_size))?;
+    }
+    match found {
+        Found::Slot { .. } => {
+            if new_size <= old_size && new_size >= old_size / 2 {
+                return Ok(p);
+            }
+        }
+        Found::Large(span) => {
+            if heap_ref.resize_large_in_place(span as *const _ as *mut _, new_size) {
+                return Ok(p);
+            }
+        }
+    }
+    let q = alloc_slow(heap, new_size, align, false)?.as_ptr();
+    // SAFETY: both blocks are live and distinct; the copy stays inside both.
+    unsafe { core::ptr::copy_nonoverlapping(p, q, old_size.min(new_size)) };
+    heap_ref.free_block(found, operation)?;
+    Ok(q)
+}
+
+// ----- the public explicit API -----
+
+/// Allocates `size` bytes (C `malloc`). Returns null when memory or an
+/// allocation limit runs out. `malloc(0)` returns a unique minimal block.
+#[inline]
+pub fn malloc(size: usize) -> *mut u8 {
+    alloc(size, c_align(size))
+}
+
+/// Allocates `count * size` zeroed bytes (C `calloc`). Returns null on
+/// overflow of the product, or when memory runs out.
+#[inline]
+pub fn calloc(count: usize, size: usize) -> *mut u8 {
+    match count.checked_mul(size) {
+        Some(total) => alloc_zeroed(total, c_align(total)),
+        None => null_mut(),
+    }
+}
+
+/// Allocates `size` bytes aligned to `align`, any power of two. Returns null
+/// for an alignment that is not a power of two or when memory runs out.
+#[inline]
+pub fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
+    if !align.is_power_of_two() {
+        return null_mut();
+    }
+    alloc(size, align.max(8))
+}
+
+/// Resizes a block (C `realloc`): in place when the block allows, otherwise
+/// by moving `min(old usable size, size)` bytes to a new block. Null `p`
+/// allocates. On failure returns null and leaves `p` intact and usable.
+/// `realloc(p, 0)` frees `p` and returns a minimal block.
+///
+/// # Safety
+/// `p` is null or a live block from cma that nobody else uses during the call;
+/// anything else is detected and aborts with a diagnostic, but other code
+/// still holding `p` must not use it after a successful move.
+pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    realloc_aligned(p, size, c_align(size), "realloc")
+}
+
+/// Frees a block (C `free`). Null is accepted. A pointer that is not a live
+/// block from cma aborts the process with a one-line diagnostic.
+///
+/// # Safety
+/// `p` must not be used after this call.
+#[inline]
+pub unsafe fn free(p: *mut u8) {
+    free_with(p, "free")
+}
+
+/// Like `free`, but returns the misuse as an error instead of aborting; the
+/// allocator's state is unchanged when it does.
+///
+/// # Safety
+/// As for `free`.
+pub unsafe fn checked_free(p: *mut u8) -> Result<(), CmaError> {
+    try_free(p, "checked_free")
+}
+
+/// Overwrites the block's whole usable size with zeros, then frees it.
+///
+/// # Safety
+/// As for `free`.
+pub unsafe fn bzero_and_free(p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
+    let size = block_size(p);
+    // SAFETY: `block_size` validated `p` as a live block of `size` bytes.
+    unsafe {
+        for i in 0..size {
+            core::ptr::write_volatile(p.add(i), 0);
+        }
+    }
+    free_with(p, "bzero_and_free")
+}
+
+/// The usable size of a live block: at least what was requested. Aborts with
+/// a diagnostic when `p` is not a live block from cma.
+pub fn block_size(p: *const u8) -> usize {
+    match checked_block_size(p) {
+        Ok(n) => n,
+        Err(e) => report::fatal("block_size", e),
+    }
+}
+
+/// Same as `block_size` (the name C programs know from `malloc_usable_size`).
+pub fn usable_size(p: *const u8) -> usize {
+    block_size(p)
+}
+
+/// The usable size of a live block, or why `p` is not one.
+pub fn checked_block_size(p: *const u8) -> Result<usize, CmaError> {
+    let _guard = AllocatorGuard::enter();
+    let found = checks::find_block(p as usize)?;
+    checks::live_size(&found)
+}
+
+/// Allocates `size` bytes at `align`, returning why it could not.
+pub fn try_alloc(size: usize, align: usize) -> Result<NonNull<u8>, CmaError> {
+    let mut guard = AllocatorGuard::enter();
+    let heap = guard.heap();
+    alloc_slow(heap, size, align.max(8), false)
+}
+
+/// Allocates `size` zeroed bytes at `align`, returning why it could not.
+pub fn try_alloc_zeroed(size: usize, align: usize) -> Result<NonNull<u8>, CmaError> {
+    let mut guard = AllocatorGuard::enter();
+    let heap = guard.heap();
+    alloc_slow(heap, size, align.max(8), true)
+}
+
+/// Resizes like `realloc`, returning why it could not; on error the old block
+/// is intact (and a misuse of `p` is returned, not reported).
+///
+/// # Safety
+/// As for `realloc`.
+pub unsafe fn try_realloc_checked(p: *mut u8, size: usize) -> Result<NonNull<u8>, CmaError> {
+    try_realloc(p, size, c_align(size), "try_realloc").map(|q| NonNull::new(q).expect("realloc result"))
+}
+
+/// Gives idle free pages back to the kernel now instead of after the purge
+/// delay.
+pub fn trim() {
+    let _guard = AllocatorGuard::enter();
+    crate::global::purge_now();
+}

@@ -1,0 +1,70 @@
+//! The allocator guard and the thread's allocator state.
+//!
+//! Every entry point of cma creates an `AllocatorGuard` before it touches
+//! metadata and holds it until it is done (the original system's guard, as a
+//! Rust RAII value). Its depth counter is per thread; `Drop` brings it back on
+//! every path out, early returns and error values included, so the depth is
+//! zero whenever no cma call is running on the thread. Misuse reports abort
+//! the process while a guard is alive, which leaves nothing to rebalance.
+//!
+//! The thread state is a `thread_local!` with a `const` initialiser and no
+//! `Drop`: plain ELF TLS, no lazy registration, no allocation.
+
+use core::cell::Cell;
+use core::ptr::null_mut;
+
+use crate::heap::Heap;
+
+pub(crate) struct ThreadState {
+    heap: Cell<*mut Heap>,
+    depth: Cell<u32>,
+}
+
+thread_local! {
+    static THREAD: ThreadState = const {
+        ThreadState { heap: Cell::new(null_mut()), depth: Cell::new(0) }
+    };
+}
+
+/// Held by every cma entry point while it works; see the module docs.
+pub(crate) struct AllocatorGuard {
+    heap: *mut Heap,
+}
+
+impl AllocatorGuard {
+    /// Enters cma on this thread.
+    #[inline(always)]
+    pub(crate) fn enter() -> AllocatorGuard {
+        let heap = THREAD.with(|t| {
+            t.depth.set(t.depth.get() + 1);
+            t.heap.get()
+        });
+        AllocatorGuard { heap }
+    }
+
+    /// This thread's heap, acquiring one on the thread's first call. Null only
+    /// when no memory is left for a heap.
+    #[inline(always)]
+    pub(crate) fn heap(&mut self) -> *mut Heap {
+        if self.heap.is_null() {
+            self.heap = crate::global::acquire_heap();
+        }
+        self.heap
+    }
+}
+
+impl Drop for AllocatorGuard {
+    #[inline(always)]
+    fn drop(&mut self) {
+        THREAD.with(|t| t.depth.set(t.depth.get() - 1));
+    }
+}
+
+/// The guard depth of the calling thread: zero outside cma calls.
+pub fn guard_depth() -> u32 {
+    THREAD.with(|t| t.depth.get())
+}
+
+pub(crate) fn set_thread_heap(heap: *mut Heap) {
+    THREAD.with(|t| t.heap.set(heap));
+}

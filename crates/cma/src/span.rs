@@ -1,0 +1,176 @@
+//! Span descriptors and segment tables: the out-of-line metadata of every
+//! run of pages that cma hands out.
+//!
+//! A segment is 4 MiB of user memory, aligned to 4 MiB, and a table (in the
+//! metadata region) mapping each of its 1024 pages to the descriptor of the
+//! span that holds it. Every page of a live span points to its descriptor;
+//! pages of free spans may hold stale pointers, so readers always check that
+//! the descriptor really covers the address (`Span::contains`).
+
+use core::cell::Cell;
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+
+use crate::heap::Heap;
+use crate::os::{PAGE_SHIFT, PAGE_SIZE};
+use crate::segment_map::SEGMENT_SIZE;
+
+pub(crate) const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE_SIZE;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub(crate) enum SpanKind {
+    /// Free pages inside a segment, owned by the page allocator.
+    Free = 0,
+    /// A slab of one size class, owned by one heap.
+    Slab = 1,
+    /// One large block, page-aligned, inside a segment.
+    Large = 2,
+    /// One huge block with a mapping of its own.
+    Huge = 3,
+    /// A huge mapping kept, decommitted, after its block was freed.
+    HugeFree = 4,
+}
+
+/// Where a slab sits in its owner heap's bookkeeping (owner-only).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum SlabList {
+    Current,
+    Partial,
+    Full,
+}
+
+/// One span. Fields fall in three groups by who may write them:
+/// - published: written under the global lock before the span is handed
+///   out, read by any thread (atomics);
+/// - owner: the heap that owns a slab, from its own thread only (`Cell`s);
+/// - remote protocol: the `remote` bitmap, `remote_summary` and
+///   `next_delayed`, see `remote_free`;
+/// - page allocator: free-list links and purge state, under the global lock.
+#[repr(C)]
+pub(crate) struct Span {
+    // published
+    pub start: AtomicUsize,
+    pub bytes: AtomicUsize,
+    pub kind: AtomicU8,
+    pub class: AtomicU8,
+    pub owner: AtomicPtr<Heap>,
+    /// Slab only: how many bitmap words trail this descriptor (see
+    /// `allocated_word` and `remote_word`).
+    pub words: Cell<u32>,
+    // remote protocol
+    pub remote_summary: AtomicU64,
+    pub next_delayed: AtomicPtr<Span>,
+    // owner
+    pub used: Cell<u32>,
+    pub list: Cell<SlabList>,
+    pub prev: Cell<*mut Span>,
+    pub next: Cell<*mut Span>,
+    // page allocator
+    pub segment: Cell<*mut Segment>,
+    pub free_prev: Cell<*mut Span>,
+    pub free_next: Cell<*mut Span>,
+    pub dirty: Cell<bool>,
+    pub zeroed: Cell<bool>,
+    pub freed_at_ms: Cell<u64>,
+}
+
+impl Span {
+    #[inline(always)]
+    pub fn start(&self) -> usize {
+        self.start.load(Ordering::Relaxed)
+    }
+    #[inline(always)]
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+    #[inline(always)]
+    pub fn pages(&self) -> usize {
+        self.bytes() >> PAGE_SHIFT
+    }
+    #[inline(always)]
+    pub fn end(&self) -> usize {
+        self.start() + self.bytes()
+    }
+    #[inline(always)]
+    pub fn kind(&self) -> SpanKind {
+        match self.kind.load(Ordering::Acquire) {
+            0 => SpanKind::Free,
+            1 => SpanKind::Slab,
+            2 => SpanKind::Large,
+            3 => SpanKind::Huge,
+            _ => SpanKind::HugeFree,
+        }
+    }
+    pub fn set_kind(&self, kind: SpanKind) {
+        self.kind.store(kind as u8, Ordering::Release);
+    }
+    #[inline(always)]
+    pub fn contains(&self, addr: usize) -> bool {
+        addr.wrapping_sub(self.start()) < self.bytes()
+    }
+    /// Slab only: word `w` of the bitmap of allocated slots (bit set while the
+    /// slot is allocated). Only the owner writes it, with a plain load and
+    /// store; other threads read it.
+    #[inline(always)]
+    pub fn allocated_word(&self, w: usize) -> &AtomicU64 {
+        debug_assert!(w < self.words.get() as usize);
+        // SAFETY: a slab descriptor is allocated with `2 * words` bitmap words
+        // after the header (`descriptor_bytes`), allocated bitmap first.
+        unsafe { &*(self as *const Span).add(1).cast::<AtomicU64>().add(w) }
+    }
+    /// Slab only: word `w` of the bitmap of slots freed by other threads and
+    /// not yet collected by the owner (see `remote_free`).
+    #[inline(always)]
+    pub fn remote_word(&self, w: usize) -> &AtomicU64 {
+        debug_assert!(w < self.words.get() as usize);
+        // SAFETY: as in `allocated_word`; the remote bitmap follows it.
+        unsafe {
+            &*(self as *const Span)
+                .add(1)
+                .cast::<AtomicU64>()
+                .add(self.words.get() as usize + w)
+        }
+    }
+    pub fn first_page(&self) -> usize {
+        (self.start() & (SEGMENT_SIZE - 1)) >> PAGE_SHIFT
+    }
+}
+
+/// A segment's page table. Lives in the metadata region.
+#[repr(C)]
+pub(crate) struct Segment {
+    pub base: usize,
+    /// Pages of this segment now in free spans.
+    pub free_pages: Cell<usize>,
+    pub pages: [AtomicPtr<Span>; PAGES_PER_SEGMENT],
+}
+
+impl Segment {
+    #[inline(always)]
+    pub fn page_index(&self, addr: usize) -> usize {
+        (addr - self.base) >> PAGE_SHIFT
+    }
+    #[inline(always)]
+    pub fn span_at(&self, page: usize) -> *mut Span {
+        self.pages[page].load(Ordering::Acquire)
+    }
+    /// Points pages `[first, first+count)` at `span`. Global lock held.
+    pub fn set_pages(&self, first: usize, count: usize, span: *mut Span) {
+        for page in &self.pages[first..first + count] {
+            page.store(span, Ordering::Release);
+        }
+    }
+    /// Points only the first and last page of a free span at it: enough for
+    /// neighbours to find it when they merge.
+    pub fn set_free_ends(&self, first: usize, count: usize, span: *mut Span) {
+        self.pages[first].store(span, Ordering::Release);
+        self.pages[first + count - 1].store(span, Ordering::Release);
+    }
+}
+
+/// Bytes to allocate for a descriptor with `words` bitmap words per bitmap.
+pub(crate) const fn descriptor_bytes(words: usize) -> usize {
+    core::mem::size_of::<Span>() + 2 * words * 8
+}
+pub(crate) const SEGMENT_META_BYTES: usize = core::mem::size_of::<Segment>();
