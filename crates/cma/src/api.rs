@@ -31,13 +31,25 @@ fn c_align(size: usize) -> usize {
 /// The engine's allocation entry: `size` bytes at `align` (a power of two).
 #[inline(always)]
 pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
-    let mut guard = AllocatorGuard::enter();
-    let heap = guard.heap();
-    if align <= 16 && size <= MAX_SMALL && !heap.is_null() && !limits::active() {
+    let guard = AllocatorGuard::enter();
+    let heap = guard.current_heap();
+    if !heap.is_null() && align <= 16 && size <= MAX_SMALL && !limits::active() {
         let size = if align > 8 { (size + 15) & !15 } else { size };
         // SAFETY: the guard's heap belongs to this thread.
-        return unsafe { (*heap).alloc_small(class_of(size)) };
+        let p = unsafe { (*heap).alloc_from_cache(class_of(size)) };
+        if !p.is_null() {
+            return p;
+        }
     }
+    drop(guard);
+    alloc_generic(size, align)
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_generic(size: usize, align: usize) -> *mut u8 {
+    let mut guard = AllocatorGuard::enter();
+    let heap = guard.heap();
     match alloc_slow(heap, size, align, false) {
         Ok(p) => p.as_ptr(),
         Err(_) => null_mut(),
@@ -85,15 +97,31 @@ pub(crate) fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     alloc_slow(heap, size, align, true).map_or(null_mut(), NonNull::as_ptr)
 }
 
-/// The engine's free entry. Null is accepted.
+/// The engine's free entry. Null is accepted; misuse is reported and aborts.
 #[inline(always)]
 pub(crate) fn free_with(p: *mut u8, operation: &str) {
+    let guard = AllocatorGuard::enter();
+    let heap = guard.current_heap();
+    if !heap.is_null() {
+        if let Some(slab) = checks::slab_of(p as usize) {
+            // SAFETY: the guard's heap belongs to this thread.
+            if unsafe { (*heap).try_free_fast(slab, p as usize) } {
+                return;
+            }
+        }
+    }
+    drop(guard);
+    free_generic(p, operation)
+}
+
+#[cold]
+#[inline(never)]
+fn free_generic(p: *mut u8, operation: &str) {
     if let Err(e) = try_free(p, operation) {
         report::fatal(operation, e);
     }
 }
 
-#[inline(always)]
 fn try_free(p: *mut u8, operation: &str) -> Result<(), CmaError> {
     if p.is_null() {
         return Ok(());

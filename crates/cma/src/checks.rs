@@ -19,8 +19,10 @@ pub(crate) enum Found<'a> {
     Large(&'a Span),
 }
 
-/// The span of a slab that contains `addr`, on the fast path. `None` sends the
-/// caller to `find_block` for the full answer.
+/// The slab descriptor that the page table names for `addr`, on the fast
+/// path. It may be stale (the page's slab was retired): `Heap::try_free_fast`
+/// validates the address against it. `None` sends the caller to `find_block`
+/// for the full answer.
 #[inline(always)]
 pub(crate) fn slab_of(addr: usize) -> Option<&'static Span> {
     let entry = segment_map::lookup(addr);
@@ -36,7 +38,7 @@ pub(crate) fn slab_of(addr: usize) -> Option<&'static Span> {
     // SAFETY: page-table entries point at descriptors in the metadata region,
     // which stays mapped; `contains` rejects a stale one.
     let s = unsafe { &*span };
-    if s.kind() == SpanKind::Slab && s.contains(addr) {
+    if s.kind() == SpanKind::Slab {
         Some(s)
     } else {
         None

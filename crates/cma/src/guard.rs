@@ -42,6 +42,12 @@ impl AllocatorGuard {
         AllocatorGuard { heap }
     }
 
+    /// This thread's heap if it has one already (null otherwise).
+    #[inline(always)]
+    pub(crate) fn current_heap(&self) -> *mut Heap {
+        self.heap
+    }
+
     /// This thread's heap, acquiring one on the thread's first call. Null only
     /// when no memory is left for a heap.
     #[inline(always)]

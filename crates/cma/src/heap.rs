@@ -96,17 +96,29 @@ impl Heap {
         &self.classes[class]
     }
 
+    /// The class state on the fast paths, without a bounds check.
+    #[inline(always)]
+    fn class_state(&self, class: usize) -> &ClassState {
+        debug_assert!(class < NUM_CLASSES);
+        // SAFETY: class indices come from `SizeClass` values or from slab
+        // descriptors written by cma itself, all below NUM_CLASSES.
+        unsafe { self.classes.get_unchecked(class) }
+    }
+
     #[inline(always)]
     fn count_alloc(&self, st: &ClassState, bytes: usize) {
-        st.allocs.add(1);
-        let live = st.allocs.get().wrapping_sub(st.frees.get());
-        if live > st.peak_live.get() && (live as i64) > 0 {
+        let allocs = st.allocs.get() + 1;
+        st.allocs.set(allocs);
+        // Signed comparisons: a heap whose blocks other threads free can see
+        // more frees than allocations; its own peaks then stay put.
+        let live = allocs.wrapping_sub(st.frees.get());
+        if live as i64 > st.peak_live.get() as i64 {
             st.peak_live.set(live);
         }
-        self.live_bytes.add(bytes as u64);
-        let lb = self.live_bytes.get();
-        if lb > self.peak_live_bytes.get() && (lb as i64) > 0 {
-            self.peak_live_bytes.set(lb);
+        let live_bytes = self.live_bytes.get().wrapping_add(bytes as u64);
+        self.live_bytes.set(live_bytes);
+        if live_bytes as i64 > self.peak_live_bytes.get() as i64 {
+            self.peak_live_bytes.set(live_bytes);
         }
     }
 
@@ -121,7 +133,18 @@ impl Heap {
     /// Allocates a block of `class`, or null when memory runs out.
     #[inline(always)]
     pub(crate) fn alloc_small(&self, class: SizeClass) -> *mut u8 {
-        let st = &self.classes[class.index()];
+        let p = self.alloc_from_cache(class);
+        if !p.is_null() {
+            return p;
+        }
+        self.alloc_small_refill(class)
+    }
+
+    /// The allocation fast path: pops a slot from the class's cache, or
+    /// returns null when the cache is empty.
+    #[inline(always)]
+    pub(crate) fn alloc_from_cache(&self, class: SizeClass) -> *mut u8 {
+        let st = self.class_state(class.index());
         let cache = st.cache.get();
         if cache != 0 {
             let bit = cache.trailing_zeros() as usize;
@@ -131,12 +154,11 @@ impl Heap {
             let slab = unsafe { &*st.slab.get() };
             let word = slab.allocated_word(st.word.get() as usize);
             word.store(word.load(Ordering::Relaxed) | (1 << bit), Ordering::Relaxed);
-            slab.used.set(slab.used.get() + 1);
             let bs = st.block_size.get() as usize;
             self.count_alloc(st, bs);
             return (st.cache_base.get() + bit * bs) as *mut u8;
         }
-        self.alloc_small_refill(class)
+        null_mut()
     }
 
     #[cold]
@@ -201,6 +223,8 @@ impl Heap {
         for w in (start..words).chain(0..start) {
             let free = !s.allocated_word(w).load(Ordering::Relaxed) & valid_mask(g.capacity, w);
             if free != 0 {
+                // The cached slots count as used until they come back.
+                s.used.set(s.used.get() + free.count_ones());
                 st.cache.set(free);
                 st.word.set(w as u32);
                 st.cache_base.set(s.start() + w * 64 * g.block_size as usize);
@@ -224,6 +248,9 @@ impl Heap {
         // SAFETY: a fresh span descriptor, not yet visible as a slab.
         let s = unsafe { &*slab };
         s.class.store(class.index() as u8, Ordering::Relaxed);
+        s.block_size.store(g.block_size, Ordering::Relaxed);
+        s.capacity.store(g.capacity, Ordering::Relaxed);
+        s.reciprocal.store(g.reciprocal, Ordering::Relaxed);
         s.owner.store(self as *const Heap as *mut Heap, Ordering::Relaxed);
         s.used.set(0);
         s.list.set(SlabList::Current);
@@ -404,7 +431,44 @@ impl Heap {
         }
     }
 
+    /// The free fast path: a valid block of a slab this heap owns. Returns
+    /// false, having changed nothing, for anything else (another heap's slab,
+    /// an interior pointer, a slot that is not allocated), which the caller
+    /// then takes to the full path.
     #[inline(always)]
+    pub(crate) fn try_free_fast(&self, slab: &Span, addr: usize) -> bool {
+        if !core::ptr::eq(slab.owner.load(Ordering::Relaxed), self) {
+            return false;
+        }
+        let offset = addr - slab.start();
+        let index = ((offset as u128 * slab.reciprocal.load(Ordering::Relaxed) as u128) >> 64) as usize;
+        let bs = slab.block_size.load(Ordering::Relaxed) as usize;
+        if index * bs != offset || index >= slab.capacity.load(Ordering::Relaxed) as usize {
+            return false;
+        }
+        let w = index / 64;
+        let bit = 1u64 << (index % 64);
+        let word = slab.allocated_word(w);
+        let a = word.load(Ordering::Relaxed);
+        if a & bit == 0 || slab.remote_summary.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        word.store(a & !bit, Ordering::Relaxed);
+        let st = self.class_state(slab.class.load(Ordering::Relaxed) as usize);
+        self.count_free(st, bs);
+        let is_current = core::ptr::eq(st.slab.get(), slab);
+        if is_current && st.word.get() as usize == w {
+            st.cache.set(st.cache.get() | bit);
+            return true;
+        }
+        let used = slab.used.get() - 1;
+        slab.used.set(used);
+        if !is_current && (used == 0 || slab.list.get() == SlabList::Full) {
+            self.slab_gained_space(slab as *const Span as *mut Span);
+        }
+        true
+    }
+
     fn free_local(&self, slab: &Span, index: u32, _operation: &str) -> Result<(), CmaError> {
         let w = (index / 64) as usize;
         let bit = 1u64 << (index % 64);
@@ -420,12 +484,13 @@ impl Heap {
         let class = slab.class.load(Ordering::Relaxed) as usize;
         let st = &self.classes[class];
         let is_current = core::ptr::eq(st.slab.get(), slab);
+        self.count_free(st, st.block_size.get() as usize);
         if is_current && st.word.get() as usize == w {
             st.cache.set(st.cache.get() | bit);
+            return Ok(());
         }
         let used = slab.used.get() - 1;
         slab.used.set(used);
-        self.count_free(st, st.block_size.get() as usize);
         if !is_current && (used == 0 || slab.list.get() == SlabList::Full) {
             self.slab_gained_space(slab as *const Span as *mut Span);
         }
@@ -492,9 +557,10 @@ impl Heap {
                     report::fatal("free", slot_error(s, index, true));
                 }
                 word.store(a & !bits, Ordering::Relaxed);
-                s.used.set(s.used.get() - bits.count_ones());
                 if is_current && st.word.get() as usize == w {
                     st.cache.set(st.cache.get() | bits);
+                } else {
+                    s.used.set(s.used.get() - bits.count_ones());
                 }
             });
             if !is_current {
@@ -521,12 +587,13 @@ impl Heap {
         self.collect_delayed();
         for st in &self.classes {
             let slab = st.slab.get();
-            st.cache.set(0);
             if slab.is_null() {
                 continue;
             }
             // SAFETY: the current slab is ours.
             let s = unsafe { &*slab };
+            s.used.set(s.used.get() - st.cache.get().count_ones());
+            st.cache.set(0);
             st.slab.set(null_mut());
             if s.used.get() == 0 {
                 self.retire_slab(slab);

@@ -112,6 +112,30 @@ static CLASSES: [ClassGeometry; NUM_CLASSES] = build_classes();
 #[inline(always)]
 pub(crate) fn class_of(size: usize) -> SizeClass {
     debug_assert!(size <= MAX_SMALL);
+    if size <= SMALL_TABLE_MAX {
+        return SizeClass(SMALL_TABLE[(size + 7) >> 3]);
+    }
+    class_of_computed(size)
+}
+
+/// Sizes up to this are classified by table lookup.
+const SMALL_TABLE_MAX: usize = 1024;
+/// Class of every multiple of 8 up to `SMALL_TABLE_MAX` (class boundaries
+/// are multiples of 8, so rounding a size up to 8 never changes its class).
+static SMALL_TABLE: [u8; SMALL_TABLE_MAX / 8 + 1] = build_small_table();
+
+const fn build_small_table() -> [u8; SMALL_TABLE_MAX / 8 + 1] {
+    let mut table = [0u8; SMALL_TABLE_MAX / 8 + 1];
+    let mut i = 0;
+    while i < table.len() {
+        table[i] = class_of_computed(i * 8).0;
+        i += 1;
+    }
+    table
+}
+
+#[inline(always)]
+const fn class_of_computed(size: usize) -> SizeClass {
     if size <= 64 {
         return SizeClass((size.saturating_sub(1) >> 3) as u8);
     }

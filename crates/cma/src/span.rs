@@ -8,7 +8,7 @@
 //! the descriptor really covers the address (`Span::contains`).
 
 use core::cell::Cell;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 
 use crate::heap::Heap;
@@ -40,30 +40,39 @@ pub(crate) enum SlabList {
     Full,
 }
 
-/// One span. Fields fall in three groups by who may write them:
+/// One span. Fields fall in groups by who may write them:
 /// - published: written under the global lock before the span is handed
 ///   out, read by any thread (atomics);
 /// - owner: the heap that owns a slab, from its own thread only (`Cell`s);
-/// - remote protocol: the `remote` bitmap, `remote_summary` and
+/// - remote protocol: the remote bitmap, `remote_summary` and
 ///   `next_delayed`, see `remote_free`;
 /// - page allocator: free-list links and purge state, under the global lock.
-#[repr(C)]
+///
+/// The first cache line holds everything the fast paths read.
+#[repr(C, align(64))]
 pub(crate) struct Span {
-    // published
+    // published (hot)
     pub start: AtomicUsize,
-    pub bytes: AtomicUsize,
+    pub owner: AtomicPtr<Heap>,
+    /// Slab only: ceil(2^64 / block_size), see `size_class::slot_of_offset`.
+    pub reciprocal: AtomicU64,
+    // remote protocol (hot)
+    pub remote_summary: AtomicU64,
+    // published (hot)
+    pub block_size: AtomicU32,
+    pub capacity: AtomicU32,
+    // owner (hot): allocated slots plus the slots in the owner's cache.
+    pub used: Cell<u32>,
     pub kind: AtomicU8,
     pub class: AtomicU8,
-    pub owner: AtomicPtr<Heap>,
+    pub list: Cell<SlabList>,
+    // published (cold)
+    pub bytes: AtomicUsize,
     /// Slab only: how many bitmap words trail this descriptor (see
     /// `allocated_word` and `remote_word`).
     pub words: Cell<u32>,
-    // remote protocol
-    pub remote_summary: AtomicU64,
     pub next_delayed: AtomicPtr<Span>,
-    // owner
-    pub used: Cell<u32>,
-    pub list: Cell<SlabList>,
+    // owner (cold)
     pub prev: Cell<*mut Span>,
     pub next: Cell<*mut Span>,
     // page allocator
@@ -153,7 +162,10 @@ impl Segment {
     }
     #[inline(always)]
     pub fn span_at(&self, page: usize) -> *mut Span {
-        self.pages[page].load(Ordering::Acquire)
+        debug_assert!(page < PAGES_PER_SEGMENT);
+        // SAFETY: callers pass the page index of an address inside this
+        // segment, which is below PAGES_PER_SEGMENT.
+        unsafe { self.pages.get_unchecked(page) }.load(Ordering::Acquire)
     }
     /// Points pages `[first, first+count)` at `span`. Global lock held.
     pub fn set_pages(&self, first: usize, count: usize, span: *mut Span) {
