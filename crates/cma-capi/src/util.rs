@@ -1,0 +1,82 @@
+//! Small helpers: errno, and formatting into fixed buffers.
+
+use core::fmt;
+
+/// Sets the calling thread's `errno`.
+#[inline]
+pub(crate) fn set_errno(code: i32) {
+    // SAFETY: __errno_location returns the calling thread's errno slot, which
+    // is always valid to write.
+    unsafe { *libc::__errno_location() = code };
+}
+
+/// Reads the calling thread's `errno`.
+#[inline]
+pub(crate) fn errno() -> i32 {
+    // SAFETY: as for `set_errno`.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Writes all of `bytes` to `fd` with write(2), retrying on EINTR and short
+/// writes. Returns false when the descriptor refuses.
+pub(crate) fn write_all(fd: i32, bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // SAFETY: `rest` is a valid readable buffer of `rest.len()` bytes.
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return false;
+        }
+        if n == 0 {
+            return false;
+        }
+        rest = rest.get(n as usize..).unwrap_or(&[]);
+    }
+    true
+}
+
+/// A `fmt::Write` sink that collects text in a fixed buffer and flushes it to
+/// a file descriptor when full: formatting without allocating.
+pub(crate) struct FdWriter {
+    fd: i32,
+    buf: [u8; 4096],
+    len: usize,
+    pub(crate) ok: bool,
+}
+
+impl FdWriter {
+    pub(crate) fn new(fd: i32) -> FdWriter {
+        FdWriter {
+            fd,
+            buf: [0; 4096],
+            len: 0,
+            ok: true,
+        }
+    }
+
+    pub(crate) fn flush(&mut self) {
+        let pending = self.buf.get(..self.len).unwrap_or(&[]);
+        if !write_all(self.fd, pending) {
+            self.ok = false;
+        }
+        self.len = 0;
+    }
+}
+
+impl fmt::Write for FdWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            if self.len == self.buf.len() {
+                self.flush();
+            }
+            if let Some(slot) = self.buf.get_mut(self.len) {
+                *slot = b;
+                self.len += 1;
+            }
+        }
+        Ok(())
+    }
+}
