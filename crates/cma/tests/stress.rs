@@ -241,7 +241,7 @@ fn worker(id: usize, seed: u64, iterations: u64, shared: &Shared) -> Tally {
         generation += 1;
         match slots[s] {
             None => {
-                if rng.below(8) == 0 {
+                if rng.below(2) == 0 {
                     progress.step(it, Op::Take);
                     let taken = shared.exchange.lock().unwrap().pop();
                     if let Some(b) = taken {
