@@ -42,25 +42,31 @@ fn churn(a: &dyn GlobalAlloc, rounds: usize) -> u64 {
 }
 
 fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(5_000_000);
-    let allocators: [(&str, &dyn GlobalAlloc); 3] =
-        [("cma", &cma::Cma), ("system", &System), ("mimalloc", &mimalloc::MiMalloc)];
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5_000_000);
+    let allocators: [(&str, &dyn GlobalAlloc); 3] = [
+        ("cma", &cma::Cma),
+        ("system", &System),
+        ("mimalloc", &mimalloc::MiMalloc),
+    ];
     // An optional second argument runs one allocator only (for profilers).
     let only = std::env::args().nth(2);
-    let mut times = [[0f64; 7]; 3];
-    for rep in 0..7 {
+    let mut times: [Vec<f64>; 3] = Default::default();
+    for _rep in 0..7 {
         for (i, (name, a)) in allocators.iter().enumerate() {
             if only.as_deref().is_some_and(|o| o != *name) {
                 continue;
             }
             let t = Instant::now();
             std::hint::black_box(churn(*a, rounds));
-            times[i][rep] = t.elapsed().as_secs_f64();
+            times[i].push(t.elapsed().as_secs_f64());
         }
     }
-    let median = |v: &mut [f64; 7]| {
+    let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v[3]
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
     let medians: Vec<f64> = times.iter_mut().map(median).collect();
     println!("single-thread churn, {rounds} alloc+free pairs of 8..512 bytes, median of 7 interleaved runs");

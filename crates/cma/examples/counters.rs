@@ -31,7 +31,11 @@ fn main() {
         })
         .collect();
     let kept: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    println!("distinct words: {}, count buckets: {}, blocks kept by threads: {kept}", words.len(), index.len());
+    println!(
+        "distinct words: {}, count buckets: {}, blocks kept by threads: {kept}",
+        words.len(),
+        index.len()
+    );
     drop(words);
     drop(index);
 
@@ -46,6 +50,9 @@ fn main() {
     busiest.sort_by_key(|c| std::cmp::Reverse(c.allocations));
     println!("busiest size classes:");
     for c in busiest.iter().take(5) {
-        println!("  {:>7} B: {:>8} allocations, {:>6} in use, peak {}", c.block_size, c.allocations, c.blocks_in_use, c.peak_blocks_in_use);
+        println!(
+            "  {:>7} B: {:>8} allocations, {:>6} in use, peak {}",
+            c.block_size, c.allocations, c.blocks_in_use, c.peak_blocks_in_use
+        );
     }
 }

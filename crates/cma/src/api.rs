@@ -60,7 +60,12 @@ fn alloc_generic(size: usize, align: usize) -> *mut u8 {
 /// errors. The caller holds a guard.
 #[cold]
 #[inline(never)]
-fn alloc_slow(heap: *mut Heap, size: usize, align: usize, zero: bool) -> Result<NonNull<u8>, CmaError> {
+fn alloc_slow(
+    heap: *mut Heap,
+    size: usize,
+    align: usize,
+    zero: bool,
+) -> Result<NonNull<u8>, CmaError> {
     if !align.is_power_of_two() || align > isize::MAX as usize / 2 {
         return Err(CmaError::InvalidAlignment { align });
     }
@@ -150,7 +155,12 @@ fn free_slow(heap: &Heap, addr: usize, operation: &str) -> Result<(), CmaError> 
 }
 
 /// Resizes with C `realloc` semantics at `align`; null keeps the old block.
-pub(crate) fn realloc_aligned(p: *mut u8, new_size: usize, align: usize, operation: &str) -> *mut u8 {
+pub(crate) fn realloc_aligned(
+    p: *mut u8,
+    new_size: usize,
+    align: usize,
+    operation: &str,
+) -> *mut u8 {
     match try_realloc(p, new_size, align, operation) {
         Ok(p) => p,
         Err(e) if e.is_misuse() => report::fatal(operation, e),
@@ -158,7 +168,12 @@ pub(crate) fn realloc_aligned(p: *mut u8, new_size: usize, align: usize, operati
     }
 }
 
-fn try_realloc(p: *mut u8, new_size: usize, align: usize, operation: &str) -> Result<*mut u8, CmaError> {
+fn try_realloc(
+    p: *mut u8,
+    new_size: usize,
+    align: usize,
+    operation: &str,
+) -> Result<*mut u8, CmaError> {
     if p.is_null() {
         let q = alloc(new_size, align);
         return if q.is_null() {
@@ -318,7 +333,8 @@ pub fn try_alloc_zeroed(size: usize, align: usize) -> Result<NonNull<u8>, CmaErr
 /// # Safety
 /// As for `realloc`.
 pub unsafe fn try_realloc_checked(p: *mut u8, size: usize) -> Result<NonNull<u8>, CmaError> {
-    try_realloc(p, size, c_align(size), "try_realloc").map(|q| NonNull::new(q).expect("realloc result"))
+    try_realloc(p, size, c_align(size), "try_realloc")
+        .map(|q| NonNull::new(q).expect("realloc result"))
 }
 
 /// Gives idle free pages back to the kernel now instead of after the purge

@@ -26,14 +26,22 @@ pub enum CmaError {
     /// not collected that free yet).
     DoubleFreeByOtherThread { addr: usize, block: BlockKind },
     /// `addr` points inside a block, not at its start.
-    InteriorPointer { addr: usize, block_start: usize, block: BlockKind },
+    InteriorPointer {
+        addr: usize,
+        block_start: usize,
+        block: BlockKind,
+    },
     /// `addr` is not in memory that cma manages: another allocator's block,
     /// the stack, static data, or unmapped memory.
     NotOurs { addr: usize },
     /// The allocation limit on a single request was exceeded.
     RequestLimitExceeded { size: usize, limit: usize },
     /// The allocation limit on total bytes in use was exceeded.
-    TotalLimitExceeded { size: usize, in_use: usize, limit: usize },
+    TotalLimitExceeded {
+        size: usize,
+        in_use: usize,
+        limit: usize,
+    },
     /// The kernel refused memory.
     OutOfMemory { size: usize },
     /// The alignment is not a power of two, or is too large.
@@ -47,7 +55,9 @@ impl CmaError {
     pub fn kind_name(&self) -> &'static str {
         match self {
             CmaError::DoubleFree { .. } => "double free",
-            CmaError::DoubleFreeByOtherThread { .. } => "double free (already freed by another thread)",
+            CmaError::DoubleFreeByOtherThread { .. } => {
+                "double free (already freed by another thread)"
+            }
             CmaError::InteriorPointer { .. } => "invalid free: interior pointer",
             CmaError::NotOurs { .. } => "invalid free: not a cma block",
             CmaError::RequestLimitExceeded { .. } => "request over the allocation limit",
@@ -74,7 +84,9 @@ impl CmaError {
 impl fmt::Display for BlockKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            BlockKind::Class { class, block_size } => write!(f, "size class {class}, {block_size}-byte blocks"),
+            BlockKind::Class { class, block_size } => {
+                write!(f, "size class {class}, {block_size}-byte blocks")
+            }
             BlockKind::Large { bytes } => write!(f, "large block of {bytes} bytes"),
             BlockKind::Huge { bytes } => write!(f, "huge block of {bytes} bytes"),
             BlockKind::FreedPages => write!(f, "in freed pages"),
@@ -86,19 +98,33 @@ impl fmt::Display for CmaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = self.kind_name();
         match *self {
-            CmaError::DoubleFree { addr, block } | CmaError::DoubleFreeByOtherThread { addr, block } => {
+            CmaError::DoubleFree { addr, block }
+            | CmaError::DoubleFreeByOtherThread { addr, block } => {
                 write!(f, "{kind} of {addr:#x} ({block})")
             }
-            CmaError::InteriorPointer { addr, block_start, block } => write!(
+            CmaError::InteriorPointer {
+                addr,
+                block_start,
+                block,
+            } => write!(
                 f,
                 "{kind} {addr:#x} is {} bytes into the block at {block_start:#x} ({block})",
                 addr - block_start
             ),
             CmaError::NotOurs { addr } => {
-                write!(f, "{kind}: {addr:#x} (another allocator's block, the stack, or unmapped memory)")
+                write!(
+                    f,
+                    "{kind}: {addr:#x} (another allocator's block, the stack, or unmapped memory)"
+                )
             }
-            CmaError::RequestLimitExceeded { size, limit } => write!(f, "{kind}: {size} bytes > limit {limit}"),
-            CmaError::TotalLimitExceeded { size, in_use, limit } => {
+            CmaError::RequestLimitExceeded { size, limit } => {
+                write!(f, "{kind}: {size} bytes > limit {limit}")
+            }
+            CmaError::TotalLimitExceeded {
+                size,
+                in_use,
+                limit,
+            } => {
                 write!(f, "{kind}: {size} bytes + {in_use} in use > limit {limit}")
             }
             CmaError::OutOfMemory { size } => write!(f, "{kind}: {size} bytes"),

@@ -66,7 +66,9 @@ fn init_slow() {
             crate::os::yield_now();
             spins += 1;
             if spins > 50_000_000 {
-                crate::report::fatal_message(b"cma: initialisation did not finish; aborting instead of hanging");
+                crate::report::fatal_message(
+                    b"cma: initialisation did not finish; aborting instead of hanging",
+                );
             }
         }
         return;
@@ -103,6 +105,7 @@ extern "C" fn fork_child() {
     // SAFETY: the child runs one thread; the lock was taken by `fork_prepare`
     // in the thread that forked, which is this one.
     unsafe { GLOBAL.force_unlock() };
+    crate::purge::forget_after_fork();
 }
 
 /// Gives the calling thread a heap: one from the pool of heaps whose threads
@@ -127,7 +130,9 @@ pub(crate) fn acquire_heap() -> *mut Heap {
             // SAFETY: fresh zeroed memory is a valid empty heap once `init` ran.
             unsafe {
                 (*heap).init();
-                (*heap).next_all.store(ALL_HEAPS.load(Ordering::Relaxed), Ordering::Relaxed);
+                (*heap)
+                    .next_all
+                    .store(ALL_HEAPS.load(Ordering::Relaxed), Ordering::Relaxed);
             }
             ALL_HEAPS.store(heap, Ordering::Release);
             g.heaps_created += 1;

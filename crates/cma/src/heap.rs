@@ -19,12 +19,13 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use crate::error::{BlockKind, CmaError};
 use crate::global::{self, GLOBAL};
+use crate::os::PAGE_SIZE;
 use crate::page_alloc::{pages_for, PageAlloc, MAX_SPAN_PAGES};
+use crate::purge;
 use crate::remote_free::{self, RemoteFree};
 use crate::report;
 use crate::size_class::{class_block_sizes, SizeClass, NUM_CLASSES};
 use crate::span::{SlabList, Span, SpanKind};
-use crate::os::PAGE_SIZE;
 
 /// Blocks above this size get a mapping of their own.
 pub(crate) const LARGE_MAX: usize = 1 << 20;
@@ -227,7 +228,8 @@ impl Heap {
                 s.used.set(s.used.get() + free.count_ones());
                 st.cache.set(free);
                 st.word.set(w as u32);
-                st.cache_base.set(s.start() + w * 64 * g.block_size as usize);
+                st.cache_base
+                    .set(s.start() + w * 64 * g.block_size as usize);
                 return true;
             }
         }
@@ -240,7 +242,9 @@ impl Heap {
         let slab = {
             let mut global = GLOBAL.lock();
             let global = &mut *global;
-            global.pages.alloc_span(&mut global.meta, g.slab_pages as usize, 1, words)
+            global
+                .pages
+                .alloc_span(&mut global.meta, g.slab_pages as usize, 1, words)
         };
         if slab.is_null() {
             return null_mut();
@@ -251,7 +255,8 @@ impl Heap {
         s.block_size.store(g.block_size, Ordering::Relaxed);
         s.capacity.store(g.capacity, Ordering::Relaxed);
         s.reciprocal.store(g.reciprocal, Ordering::Relaxed);
-        s.owner.store(self as *const Heap as *mut Heap, Ordering::Relaxed);
+        s.owner
+            .store(self as *const Heap as *mut Heap, Ordering::Relaxed);
         s.used.set(0);
         s.list.set(SlabList::Current);
         s.set_kind(SpanKind::Slab);
@@ -315,12 +320,14 @@ impl Heap {
 
     fn retire_slab(&self, slab: *mut Span) {
         // SAFETY: `slab` is ours, empty, and on no list.
-        unsafe {
+        let dirty = unsafe {
             (*slab).owner.store(null_mut(), Ordering::Relaxed);
             let mut global = GLOBAL.lock();
             let global = &mut *global;
             global.pages.free_span(&mut global.meta, slab);
-        }
+            global.pages.dirty_bytes
+        };
+        purge::note_dirty(dirty);
     }
 
     // ----- large and huge blocks -----
@@ -333,14 +340,18 @@ impl Heap {
             let mut global = GLOBAL.lock();
             let global = &mut *global;
             if size <= LARGE_MAX && pages + align_pages - 1 <= MAX_SPAN_PAGES {
-                let span = global.pages.alloc_span(&mut global.meta, pages, align_pages, 0);
+                let span = global
+                    .pages
+                    .alloc_span(&mut global.meta, pages, align_pages, 0);
                 if !span.is_null() {
                     // SAFETY: fresh descriptor.
                     unsafe { (*span).set_kind(SpanKind::Large) };
                 }
                 span
             } else {
-                global.pages.alloc_huge(&mut global.meta, size, align.max(PAGE_SIZE))
+                global
+                    .pages
+                    .alloc_huge(&mut global.meta, size, align.max(PAGE_SIZE))
             }
         };
         if span.is_null() {
@@ -367,16 +378,20 @@ impl Heap {
         let s = unsafe { &*span };
         self.large_frees.add(1);
         self.live_bytes.add((s.bytes() as u64).wrapping_neg());
-        let mut global = GLOBAL.lock();
-        let global = &mut *global;
-        // SAFETY: validated live block of ours, and the caller gives it up.
-        unsafe {
-            if s.kind() == SpanKind::Huge {
-                global.pages.free_huge(&mut global.meta, span);
-            } else {
-                global.pages.free_span(&mut global.meta, span);
+        let dirty = {
+            let mut global = GLOBAL.lock();
+            let global = &mut *global;
+            // SAFETY: validated live block of ours, and the caller gives it up.
+            unsafe {
+                if s.kind() == SpanKind::Huge {
+                    global.pages.free_huge(&mut global.meta, span);
+                } else {
+                    global.pages.free_span(&mut global.meta, span);
+                }
             }
-        }
+            global.pages.dirty_bytes
+        };
+        purge::note_dirty(dirty);
     }
 
     /// Resizes a large block in place when its pages allow. Returns whether it
@@ -392,7 +407,8 @@ impl Heap {
                     crate::os::decommit((s.start() + new_bytes) as *mut u8, old - new_bytes);
                 }
                 s.bytes.store(new_bytes, Ordering::Relaxed);
-                self.live_bytes.add((new_bytes as u64).wrapping_sub(old as u64));
+                self.live_bytes
+                    .add((new_bytes as u64).wrapping_sub(old as u64));
                 return true;
             }
             return false;
@@ -407,14 +423,23 @@ impl Heap {
         let global = &mut *global;
         let done = if new_bytes < old {
             // SAFETY: live large span; the tail holds no block.
-            unsafe { global.pages.shrink_large(&mut global.meta, span, new_bytes / PAGE_SIZE) };
+            unsafe {
+                global
+                    .pages
+                    .shrink_large(&mut global.meta, span, new_bytes / PAGE_SIZE)
+            };
             true
         } else {
             // SAFETY: live large span.
-            unsafe { global.pages.grow_large(&mut global.meta, span, new_bytes / PAGE_SIZE) }
+            unsafe {
+                global
+                    .pages
+                    .grow_large(&mut global.meta, span, new_bytes / PAGE_SIZE)
+            }
         };
         if done {
-            self.live_bytes.add((s.bytes() as u64).wrapping_sub(old as u64));
+            self.live_bytes
+                .add((s.bytes() as u64).wrapping_sub(old as u64));
         }
         done
     }
@@ -423,7 +448,12 @@ impl Heap {
 
     /// Frees a validated slot of `slab`.
     #[inline(always)]
-    pub(crate) fn free_slot(&self, slab: &Span, index: u32, operation: &str) -> Result<(), CmaError> {
+    pub(crate) fn free_slot(
+        &self,
+        slab: &Span,
+        index: u32,
+        operation: &str,
+    ) -> Result<(), CmaError> {
         if core::ptr::eq(slab.owner.load(Ordering::Relaxed), self) {
             self.free_local(slab, index, operation)
         } else {
@@ -441,7 +471,8 @@ impl Heap {
             return false;
         }
         let offset = addr - slab.start();
-        let index = ((offset as u128 * slab.reciprocal.load(Ordering::Relaxed) as u128) >> 64) as usize;
+        let index =
+            ((offset as u128 * slab.reciprocal.load(Ordering::Relaxed) as u128) >> 64) as usize;
         let bs = slab.block_size.load(Ordering::Relaxed) as usize;
         if index * bs != offset || index >= slab.capacity.load(Ordering::Relaxed) as usize {
             return false;
@@ -527,10 +558,12 @@ impl Heap {
             // SAFETY: `slab` is live; only the thread that made its summary
             // non-zero links it, so no one else writes `next_delayed` now.
             unsafe { (*slab).next_delayed.store(head, Ordering::Relaxed) };
-            match self
-                .delayed
-                .compare_exchange_weak(head, slab, Ordering::Release, Ordering::Relaxed)
-            {
+            match self.delayed.compare_exchange_weak(
+                head,
+                slab,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return,
                 Err(now) => head = now,
             }
@@ -548,21 +581,25 @@ impl Heap {
             let class = s.class.load(Ordering::Relaxed) as usize;
             let st = &self.classes[class];
             let is_current = core::ptr::eq(st.slab.get(), s);
-            remote_free::take_pending(&s.remote_summary, |w| s.remote_word(w), |w, bits| {
-                let word = s.allocated_word(w);
-                let a = word.load(Ordering::Relaxed);
-                if a & bits != bits {
-                    // A slot freed by another thread was also freed here.
-                    let index = w as u32 * 64 + (bits & !a).trailing_zeros();
-                    report::fatal("free", slot_error(s, index, true));
-                }
-                word.store(a & !bits, Ordering::Relaxed);
-                if is_current && st.word.get() as usize == w {
-                    st.cache.set(st.cache.get() | bits);
-                } else {
-                    s.used.set(s.used.get() - bits.count_ones());
-                }
-            });
+            remote_free::take_pending(
+                &s.remote_summary,
+                |w| s.remote_word(w),
+                |w, bits| {
+                    let word = s.allocated_word(w);
+                    let a = word.load(Ordering::Relaxed);
+                    if a & bits != bits {
+                        // A slot freed by another thread was also freed here.
+                        let index = w as u32 * 64 + (bits & !a).trailing_zeros();
+                        report::fatal("free", slot_error(s, index, true));
+                    }
+                    word.store(a & !bits, Ordering::Relaxed);
+                    if is_current && st.word.get() as usize == w {
+                        st.cache.set(st.cache.get() | bits);
+                    } else {
+                        s.used.set(s.used.get() - bits.count_ones());
+                    }
+                },
+            );
             if !is_current {
                 self.slab_gained_space(cur);
             }
@@ -571,7 +608,11 @@ impl Heap {
     }
 
     /// Frees the block at `addr`, whatever its kind, after validating it.
-    pub(crate) fn free_block(&self, found: crate::checks::Found, operation: &str) -> Result<(), CmaError> {
+    pub(crate) fn free_block(
+        &self,
+        found: crate::checks::Found,
+        operation: &str,
+    ) -> Result<(), CmaError> {
         match found {
             crate::checks::Found::Slot { span, index } => self.free_slot(span, index, operation),
             crate::checks::Found::Large(span) => {

@@ -32,6 +32,7 @@ mod meta_alloc;
 mod options;
 mod os;
 mod page_alloc;
+mod purge;
 pub mod remote_free;
 mod report;
 mod segment_map;
@@ -41,8 +42,8 @@ mod stats;
 mod sync;
 
 pub use api::{
-    aligned_alloc, block_size, bzero_and_free, calloc, checked_block_size, checked_free, free, malloc,
-    realloc, trim, try_alloc, try_alloc_zeroed, try_realloc_checked, usable_size,
+    aligned_alloc, block_size, bzero_and_free, calloc, checked_block_size, checked_free, free,
+    malloc, realloc, trim, try_alloc, try_alloc_zeroed, try_realloc_checked, usable_size,
 };
 pub use error::{BlockKind, CmaError};
 pub use global_alloc::Cma;

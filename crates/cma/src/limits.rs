@@ -28,7 +28,10 @@ pub struct AllocLimits {
 /// Sets (or, with `AllocLimits::default()`, clears) the allocation limits.
 pub fn set_alloc_limits(limits: AllocLimits) {
     MAX_REQUEST.store(limits.max_request.unwrap_or(usize::MAX), Ordering::Relaxed);
-    MAX_TOTAL.store(limits.max_bytes_in_use.unwrap_or(usize::MAX), Ordering::Relaxed);
+    MAX_TOTAL.store(
+        limits.max_bytes_in_use.unwrap_or(usize::MAX),
+        Ordering::Relaxed,
+    );
     ACTIVE.store(
         limits.max_request.is_some() || limits.max_bytes_in_use.is_some(),
         Ordering::Release,
@@ -53,7 +56,10 @@ pub(crate) fn active() -> bool {
 pub(crate) fn check(size: usize) -> Result<(), CmaError> {
     let max_request = MAX_REQUEST.load(Ordering::Relaxed);
     if size > max_request {
-        return Err(CmaError::RequestLimitExceeded { size, limit: max_request });
+        return Err(CmaError::RequestLimitExceeded {
+            size,
+            limit: max_request,
+        });
     }
     let max_total = MAX_TOTAL.load(Ordering::Relaxed);
     if max_total != usize::MAX {

@@ -7,6 +7,7 @@
 //! | --- | --- | --- |
 //! | `check` | `fast` | the check level (only `fast` exists so far) |
 //! | `purge_delay_ms` | integer | how long free pages stay committed (default 250) |
+//! | `purge_thread` | `0` or `1` | whether a quiet program's idle pages are purged by a thread (default 1) |
 //! | `limit_request` | size (`K`, `M`, `G` suffixes) | largest single request |
 //! | `limit_total` | size | largest total of bytes in use |
 //!
@@ -53,6 +54,11 @@ pub fn apply(options: &[u8]) {
                     warn_value(key, value, "only 'fast' is available; using fast");
                 }
             }
+            b"purge_thread" => match value {
+                b"0" => crate::purge::disable(),
+                b"1" => {}
+                _ => warn_value(key, value, "expected 0 or 1; ignored"),
+            },
             b"purge_delay_ms" => match parse_size(value) {
                 Some(ms) => PURGE_DELAY_MS.store(ms as u64, Ordering::Relaxed),
                 None => warn_value(key, value, "expected milliseconds; ignored"),
@@ -72,7 +78,10 @@ pub fn apply(options: &[u8]) {
                 None => warn_value(key, value, "expected a size like 4096, 64K or 1M; ignored"),
             },
             k if FRONT_END_KEYS.contains(&k) => {}
-            _ => report::warn(format_args!("unknown option '{}' in CMA_OPTIONS ignored", Lossy(key))),
+            _ => report::warn(format_args!(
+                "unknown option '{}' in CMA_OPTIONS ignored",
+                Lossy(key)
+            )),
         }
     }
     if limits_changed {

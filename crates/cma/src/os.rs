@@ -119,6 +119,18 @@ pub(crate) fn abort() -> ! {
     unsafe { libc::abort() }
 }
 
+/// Sleeps for `ms` milliseconds.
+pub(crate) fn sleep_ms(ms: u64) {
+    let ts = libc::timespec {
+        tv_sec: (ms / 1000) as libc::time_t,
+        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    // SAFETY: `ts` is a valid timespec; the remainder pointer may be null.
+    unsafe {
+        libc::nanosleep(&ts, core::ptr::null_mut());
+    }
+}
+
 /// Yields the CPU to another runnable thread.
 pub(crate) fn yield_now() {
     // SAFETY: sched_yield has no preconditions.

@@ -16,7 +16,9 @@ use core::ptr::null_mut;
 use crate::meta_alloc::MetaAlloc;
 use crate::os::{self, PAGE_SIZE};
 use crate::segment_map::{self, SEGMENT_SIZE, TAG_HUGE};
-use crate::span::{descriptor_bytes, Segment, Span, SpanKind, PAGES_PER_SEGMENT, SEGMENT_META_BYTES};
+use crate::span::{
+    descriptor_bytes, Segment, Span, SpanKind, PAGES_PER_SEGMENT, SEGMENT_META_BYTES,
+};
 
 const BINS: usize = 11; // floor(log2(pages)) for 1..=1024 pages
 /// Empty segments kept (decommitted) for reuse instead of unmapped.
@@ -95,7 +97,8 @@ impl PageAlloc {
             let align_bytes = align_pages * PAGE_SIZE;
             let start = (free.start() + align_bytes - 1) & !(align_bytes - 1);
             let end = start + pages * PAGE_SIZE;
-            let (zeroed, dirty, freed_at) = (free.zeroed.get(), free.dirty.get(), free.freed_at_ms.get());
+            let (zeroed, dirty, freed_at) =
+                (free.zeroed.get(), free.dirty.get(), free.freed_at_ms.get());
             if dirty {
                 self.dirty_bytes -= free.bytes();
             }
@@ -109,7 +112,8 @@ impl PageAlloc {
             }
             let d = &*desc;
             d.start.store(start, core::sync::atomic::Ordering::Relaxed);
-            d.bytes.store(pages * PAGE_SIZE, core::sync::atomic::Ordering::Relaxed);
+            d.bytes
+                .store(pages * PAGE_SIZE, core::sync::atomic::Ordering::Relaxed);
             d.words.set(words as u32);
             d.segment.set(seg as *const Segment as *mut Segment);
             d.zeroed.set(zeroed);
@@ -166,7 +170,12 @@ impl PageAlloc {
         self.maybe_purge(meta, now);
     }
 
-    fn is_free_neighbour(&self, candidate: *mut Span, seg: &Segment, touches: impl Fn(&Span) -> bool) -> bool {
+    fn is_free_neighbour(
+        &self,
+        candidate: *mut Span,
+        seg: &Segment,
+        touches: impl Fn(&Span) -> bool,
+    ) -> bool {
         if candidate.is_null() {
             return false;
         }
@@ -198,7 +207,8 @@ impl PageAlloc {
         // SAFETY: freshly allocated, zeroed descriptor.
         let d = unsafe { &*desc };
         d.start.store(start, core::sync::atomic::Ordering::Relaxed);
-        d.bytes.store(end - start, core::sync::atomic::Ordering::Relaxed);
+        d.bytes
+            .store(end - start, core::sync::atomic::Ordering::Relaxed);
         d.segment.set(seg as *const Segment as *mut Segment);
         d.set_kind(SpanKind::Free);
         d.zeroed.set(zeroed);
@@ -280,7 +290,15 @@ impl PageAlloc {
         let seg = unsafe { &mut *table };
         seg.base = base as usize;
         seg.free_pages.set(PAGES_PER_SEGMENT);
-        self.insert_new_free(meta, seg, base as usize, base as usize + SEGMENT_SIZE, true, false, 0);
+        self.insert_new_free(
+            meta,
+            seg,
+            base as usize,
+            base as usize + SEGMENT_SIZE,
+            true,
+            false,
+            0,
+        );
         segment_map::set_range(base as usize, SEGMENT_SIZE, table as usize);
         true
     }
@@ -304,7 +322,9 @@ impl PageAlloc {
                         continue;
                     }
                 }
-                if s.dirty.get() && (force || now.saturating_sub(s.freed_at_ms.get()) >= self.purge_delay_ms) {
+                if s.dirty.get()
+                    && (force || now.saturating_sub(s.freed_at_ms.get()) >= self.purge_delay_ms)
+                {
                     os::decommit(s.start() as *mut u8, s.bytes());
                     s.dirty.set(false);
                     s.zeroed.set(true);
@@ -316,7 +336,8 @@ impl PageAlloc {
     }
 
     fn maybe_purge(&mut self, meta: &mut MetaAlloc, now: u64) {
-        if self.dirty_bytes > 0 && now.saturating_sub(self.last_purge_ms) >= self.purge_delay_ms / 2 {
+        if self.dirty_bytes > 0 && now.saturating_sub(self.last_purge_ms) >= self.purge_delay_ms / 2
+        {
             self.purge(meta, now, false);
         }
     }
@@ -341,8 +362,16 @@ impl PageAlloc {
 
     /// Maps a huge block of at least `bytes` aligned to `align`, with a
     /// header-only descriptor. Returns null when the kernel refuses.
-    pub(crate) fn alloc_huge(&mut self, meta: &mut MetaAlloc, bytes: usize, align: usize) -> *mut Span {
-        let Some(bytes) = bytes.checked_add(PAGE_SIZE - 1).map(|b| b & !(PAGE_SIZE - 1)) else {
+    pub(crate) fn alloc_huge(
+        &mut self,
+        meta: &mut MetaAlloc,
+        bytes: usize,
+        align: usize,
+    ) -> *mut Span {
+        let Some(bytes) = bytes
+            .checked_add(PAGE_SIZE - 1)
+            .map(|b| b & !(PAGE_SIZE - 1))
+        else {
             return null_mut();
         };
         // Reuse a cached mapping that fits without wasting much.
@@ -373,7 +402,10 @@ impl PageAlloc {
         if !segment_map::init() {
             return null_mut();
         }
-        let Some(reserved) = bytes.checked_add(SEGMENT_SIZE - 1).map(|b| b & !(SEGMENT_SIZE - 1)) else {
+        let Some(reserved) = bytes
+            .checked_add(SEGMENT_SIZE - 1)
+            .map(|b| b & !(SEGMENT_SIZE - 1))
+        else {
             return null_mut();
         };
         let desc = meta.alloc(header_bytes()).cast::<Span>();
@@ -392,7 +424,8 @@ impl PageAlloc {
         self.mapped += reserved;
         // SAFETY: fresh zeroed descriptor.
         let d = unsafe { &*desc };
-        d.start.store(base as usize, core::sync::atomic::Ordering::Relaxed);
+        d.start
+            .store(base as usize, core::sync::atomic::Ordering::Relaxed);
         d.bytes.store(bytes, core::sync::atomic::Ordering::Relaxed);
         // A huge descriptor keeps the size of its whole mapping here.
         d.freed_at_ms.set(reserved as u64);
@@ -456,24 +489,35 @@ impl PageAlloc {
     ///
     /// # Safety
     /// `span` is a live large span of ours and `pages` is below its size.
-    pub(crate) unsafe fn shrink_large(&mut self, meta: &mut MetaAlloc, span: *mut Span, pages: usize) {
+    pub(crate) unsafe fn shrink_large(
+        &mut self,
+        meta: &mut MetaAlloc,
+        span: *mut Span,
+        pages: usize,
+    ) {
         // SAFETY: guaranteed by the caller.
         let s = unsafe { &*span };
         let old_pages = s.pages();
         let seg = s.segment.get();
         let tail_start = s.start() + pages * PAGE_SIZE;
-        s.bytes.store(pages * PAGE_SIZE, core::sync::atomic::Ordering::Relaxed);
+        s.bytes
+            .store(pages * PAGE_SIZE, core::sync::atomic::Ordering::Relaxed);
         let tail = meta.alloc(header_bytes()).cast::<Span>();
         if tail.is_null() {
             // Keep the span whole: nothing changes but the usable size.
-            s.bytes.store(old_pages * PAGE_SIZE, core::sync::atomic::Ordering::Relaxed);
+            s.bytes
+                .store(old_pages * PAGE_SIZE, core::sync::atomic::Ordering::Relaxed);
             return;
         }
         // SAFETY: fresh descriptor for the tail pages, which hold no block.
         unsafe {
             let t = &*tail;
-            t.start.store(tail_start, core::sync::atomic::Ordering::Relaxed);
-            t.bytes.store((old_pages - pages) * PAGE_SIZE, core::sync::atomic::Ordering::Relaxed);
+            t.start
+                .store(tail_start, core::sync::atomic::Ordering::Relaxed);
+            t.bytes.store(
+                (old_pages - pages) * PAGE_SIZE,
+                core::sync::atomic::Ordering::Relaxed,
+            );
             t.segment.set(seg);
             t.set_kind(SpanKind::Large);
             (*seg).set_pages(t.first_page(), old_pages - pages, tail);
@@ -486,7 +530,12 @@ impl PageAlloc {
     ///
     /// # Safety
     /// `span` is a live large span of ours.
-    pub(crate) unsafe fn grow_large(&mut self, meta: &mut MetaAlloc, span: *mut Span, pages: usize) -> bool {
+    pub(crate) unsafe fn grow_large(
+        &mut self,
+        meta: &mut MetaAlloc,
+        span: *mut Span,
+        pages: usize,
+    ) -> bool {
         // SAFETY: guaranteed by the caller.
         let s = unsafe { &*span };
         let seg = unsafe { &*s.segment.get() };
@@ -505,7 +554,8 @@ impl PageAlloc {
         if r.pages() < need {
             return false;
         }
-        let (r_end, zeroed, dirty, freed_at) = (r.end(), r.zeroed.get(), r.dirty.get(), r.freed_at_ms.get());
+        let (r_end, zeroed, dirty, freed_at) =
+            (r.end(), r.zeroed.get(), r.dirty.get(), r.freed_at_ms.get());
         self.unlink(right);
         if dirty {
             self.dirty_bytes -= r.bytes();
@@ -518,7 +568,8 @@ impl PageAlloc {
         }
         seg.free_pages.set(seg.free_pages.get() - need);
         seg.set_pages(last, need, span);
-        s.bytes.store(pages * PAGE_SIZE, core::sync::atomic::Ordering::Relaxed);
+        s.bytes
+            .store(pages * PAGE_SIZE, core::sync::atomic::Ordering::Relaxed);
         true
     }
 }

@@ -16,7 +16,10 @@ pub(crate) struct StackBuf<const N: usize> {
 
 impl<const N: usize> StackBuf<N> {
     pub(crate) const fn new() -> Self {
-        StackBuf { bytes: [0; N], len: 0 }
+        StackBuf {
+            bytes: [0; N],
+            len: 0,
+        }
     }
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]

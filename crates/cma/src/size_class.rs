@@ -224,10 +224,16 @@ mod tests {
             let bs = class.block_size();
             assert!(bs >= size, "size {size} got class {bs}");
             if class.index() > 0 {
-                assert!(sizes[class.index() - 1] < size, "size {size} not in the smallest class");
+                assert!(
+                    sizes[class.index() - 1] < size,
+                    "size {size} not in the smallest class"
+                );
             }
             if size > 64 {
-                assert!((bs - size) * 8 <= size, "size {size} wastes too much in {bs}");
+                assert!(
+                    (bs - size) * 8 <= size,
+                    "size {size} wastes too much in {bs}"
+                );
             }
         }
     }
@@ -246,7 +252,11 @@ mod tests {
                 let expect = off / g.block_size as usize;
                 assert_eq!(slot_containing(g, off) as usize, expect);
                 let exact = off % g.block_size as usize == 0 && expect < g.capacity as usize;
-                assert_eq!(slot_of_offset(g, off).is_some(), exact, "class {i} offset {off}");
+                assert_eq!(
+                    slot_of_offset(g, off).is_some(),
+                    exact,
+                    "class {i} offset {off}"
+                );
                 off += step;
             }
         }

@@ -10,7 +10,6 @@
 use core::cell::Cell;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-
 use crate::heap::Heap;
 use crate::os::{PAGE_SHIFT, PAGE_SIZE};
 use crate::segment_map::SEGMENT_SIZE;
