@@ -65,7 +65,9 @@ enum cma_error {
     CMA_ERR_OUT_OF_MEMORY = 7,            /* the kernel refused memory */
     CMA_ERR_INVALID_ALIGNMENT = 8,        /* alignment not a power of two, or too large */
     CMA_ERR_SIZE_OVERFLOW = 9,            /* count * size overflows */
-    CMA_ERR_NULL_ARGUMENT = 10            /* a required pointer argument was NULL */
+    CMA_ERR_NULL_ARGUMENT = 10,           /* a required pointer argument was NULL */
+    CMA_ERR_BUFFER_OVERFLOW = 11,         /* the block's canary was overwritten */
+    CMA_ERR_OTHER = 12                    /* an error this header does not name yet */
 };
 
 /* The number of size classes reported by cma_get_extended_stats. */

@@ -20,6 +20,8 @@ pub const CMA_ERR_OUT_OF_MEMORY: c_int = 7;
 pub const CMA_ERR_INVALID_ALIGNMENT: c_int = 8;
 pub const CMA_ERR_SIZE_OVERFLOW: c_int = 9;
 pub const CMA_ERR_NULL_ARGUMENT: c_int = 10;
+pub const CMA_ERR_BUFFER_OVERFLOW: c_int = 11;
+pub const CMA_ERR_OTHER: c_int = 12;
 
 /// `CMA_NUM_CLASSES` in cma.h.
 pub const CMA_NUM_CLASSES: usize = 96;
@@ -28,7 +30,9 @@ const _: () = assert!(
     "update CMA_NUM_CLASSES in cma.h"
 );
 
-/// The code of an engine error.
+/// The code of an engine error. Errors that engines newer than this file
+/// add are mapped by their stable kind name, or to `CMA_ERR_OTHER`.
+#[allow(unreachable_patterns)]
 pub fn error_code(e: &CmaError) -> c_int {
     match e {
         CmaError::DoubleFree { .. } => CMA_ERR_DOUBLE_FREE,
@@ -40,6 +44,8 @@ pub fn error_code(e: &CmaError) -> c_int {
         CmaError::OutOfMemory { .. } => CMA_ERR_OUT_OF_MEMORY,
         CmaError::InvalidAlignment { .. } => CMA_ERR_INVALID_ALIGNMENT,
         CmaError::SizeOverflow => CMA_ERR_SIZE_OVERFLOW,
+        other if other.kind_name().contains("overflow") => CMA_ERR_BUFFER_OVERFLOW,
+        _ => CMA_ERR_OTHER,
     }
 }
 
@@ -387,6 +393,8 @@ pub extern "C" fn cma_strerror(code: c_int) -> *const c_char {
         CMA_ERR_INVALID_ALIGNMENT => c"invalid alignment",
         CMA_ERR_SIZE_OVERFLOW => c"size overflow",
         CMA_ERR_NULL_ARGUMENT => c"null argument",
+        CMA_ERR_BUFFER_OVERFLOW => c"heap buffer overflow",
+        CMA_ERR_OTHER => c"other cma error",
         _ => c"unknown cma error code",
     };
     msg.as_ptr()

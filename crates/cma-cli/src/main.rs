@@ -1,0 +1,36 @@
+//! `cma`: runs programs on the cma allocator and reports what their heap did.
+//!
+//! Subcommands live in their own modules; `run` is the first. (`bench` and
+//! `stress` are planned: add a variant to `Command` and a module.)
+
+mod json;
+mod report;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cma",
+    version,
+    about = "cma, a checked memory allocator: run programs on it and see what their heap did"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run PROGRAM with libcma preloaded; print a heap report when it exits.
+    Run(run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run::main(args),
+    }
+}

@@ -1,0 +1,431 @@
+//! `cma run`: runs a program with libcma preloaded and reports its heap.
+//!
+//! How it works: the program gets `LD_PRELOAD=<libcma.so>` and
+//! `CMA_OPTIONS=<yours>,report=<tmp>/report.%p`; libcma writes its heap
+//! report to that file when the process exits (`%p` is the pid, so processes
+//! the program forks write their own). The program's stderr passes through
+//! `cma` line by line, and lines where libcma reported misuse (`cma: ...`)
+//! are kept for the report. The program's exit status is `cma`'s; death by a
+//! signal becomes 128 + the signal number, as in a shell.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+
+use crate::json::Json;
+use crate::report::{format_text, grouped, HeapReport};
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  cma run -- python3 -c 'print(sum(range(10**6)))'
+  cma run --json heap.json -- sqlite3 test.db 'select count(*) from t'
+  CMA_OPTIONS=limit_total=64M cma run -- ./my-program
+
+libcma.so is found via --lib, then $CMA_LIB, then next to the cma binary
+(also in its deps/ and ../lib/ directories). CMA_OPTIONS is passed on to the
+program; json=FILE in it is the same as --json FILE.")]
+pub struct RunArgs {
+    /// Also write the report (and the exit status, and any misuse) as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// How many of the busiest size classes to show
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    top: usize,
+
+    /// More cma options for the program, added to CMA_OPTIONS (e.g. limit_total=64M)
+    #[arg(long, value_name = "OPTIONS")]
+    options: Option<String>,
+
+    /// The libcma.so to preload
+    #[arg(long, value_name = "PATH")]
+    lib: Option<PathBuf>,
+
+    /// Print no report on stderr (the JSON file, if asked for, is still written)
+    #[arg(long, short)]
+    quiet: bool,
+
+    /// The program to run, and its arguments (after `--`)
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM"
+    )]
+    command: Vec<OsString>,
+}
+
+/// Finds libcma.so: `explicit`, `$CMA_LIB`, then next to this executable.
+pub fn find_lib(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return check_lib(p);
+    }
+    if let Some(p) = std::env::var_os("CMA_LIB") {
+        return check_lib(Path::new(&p));
+    }
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the cma executable: {e}"))?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let candidates = [
+        dir.join("libcma.so"),
+        dir.join("deps").join("libcma.so"),
+        dir.join("../lib/libcma.so"),
+        dir.join("../lib/cma/libcma.so"),
+    ];
+    // Next to the binary, the newest wins: cargo leaves libcma.so both in
+    // target/<profile>/ (built on its own) and in deps/ (built with cma).
+    let newest = candidates[..2]
+        .iter()
+        .filter_map(|p| Some((fs::metadata(p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p.clone());
+    if let Some(p) = newest.or_else(|| candidates[2..].iter().find(|p| p.is_file()).cloned()) {
+        return check_lib(&p);
+    }
+    Err(format!(
+        "cannot find libcma.so (looked in {}); build it with `cargo build --release -p cma-capi` or set CMA_LIB",
+        candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    ))
+}
+
+fn check_lib(p: &Path) -> Result<PathBuf, String> {
+    fs::canonicalize(p).map_err(|e| format!("libcma.so at {}: {e}", p.display()))
+}
+
+/// The value of `key` in a comma-separated `CMA_OPTIONS` list.
+fn option_value(options: &str, key: &str) -> Option<String> {
+    options
+        .split([',', ' '])
+        .filter_map(|item| item.split_once('='))
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_string())
+        .next_back()
+}
+
+/// What the child wrote on stderr that came from cma.
+#[derive(Default)]
+struct CmaLines {
+    misuse: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl CmaLines {
+    fn take(&mut self, line: &[u8]) {
+        let Some(rest) = line.strip_prefix(b"cma: ") else {
+            return;
+        };
+        let text = String::from_utf8_lossy(line).trim_end().to_string();
+        let list = if rest.starts_with(b"warning:") {
+            &mut self.warnings
+        } else {
+            &mut self.misuse
+        };
+        if list.len() < 32 && !list.contains(&text) {
+            list.push(text);
+        }
+    }
+}
+
+/// Copies the child's stderr to ours as it comes, and collects cma's lines.
+fn tee_stderr(mut from: impl Read, lines: Arc<Mutex<CmaLines>>) {
+    let mut buf = [0u8; 16 * 1024];
+    let mut partial: Vec<u8> = Vec::new();
+    let stderr = std::io::stderr();
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let chunk = &buf[..n];
+        let _ = stderr.lock().write_all(chunk);
+        for &b in chunk {
+            if b == b'\n' {
+                if let Ok(mut l) = lines.lock() {
+                    l.take(&partial);
+                }
+                partial.clear();
+            } else if partial.len() < 4096 {
+                partial.push(b);
+            }
+        }
+    }
+    if !partial.is_empty() {
+        if let Ok(mut l) = lines.lock() {
+            l.take(&partial);
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGQUIT => "SIGQUIT",
+        _ => "signal",
+    }
+}
+
+fn scratch_dir() -> std::io::Result<PathBuf> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("cma-run-{}-{nanos}", std::process::id()));
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Reads every report in `dir`: the one of `pid` and the others (processes
+/// the program forked).
+fn read_reports(dir: &Path, pid: u32) -> (Option<HeapReport>, Vec<HeapReport>) {
+    let mut main = None;
+    let mut others = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return (None, others);
+    };
+    for entry in entries.flatten() {
+        let Ok(text) = fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        if let Some(r) = HeapReport::parse(&text) {
+            if r.pid == u64::from(pid) {
+                main = Some(r);
+            } else {
+                others.push(r);
+            }
+        }
+    }
+    (main, others)
+}
+
+pub fn main(args: RunArgs) -> ExitCode {
+    match run(args) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("cma: {msg}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<ExitCode, String> {
+    let lib = find_lib(args.lib.as_deref())?;
+    let user_options = std::env::var("CMA_OPTIONS").unwrap_or_default();
+    let json_path = args
+        .json
+        .clone()
+        .or_else(|| option_value(&user_options, "json").map(PathBuf::from));
+    let dir = scratch_dir().map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+    let mut options: Vec<String> = Vec::new();
+    if !user_options.is_empty() {
+        options.push(user_options.clone());
+    }
+    if let Some(o) = &args.options {
+        options.push(o.clone());
+    }
+    options.push(format!("report={}", dir.join("report.%p").display()));
+    let mut preload = lib.clone().into_os_string();
+    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+        preload.push(":");
+        preload.push(old);
+    }
+
+    let program = &args.command[0];
+    let started = Instant::now();
+    let mut child = match Command::new(program)
+        .args(&args.command[1..])
+        .env("LD_PRELOAD", &preload)
+        .env("CMA_OPTIONS", options.join(","))
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&dir);
+            eprintln!("cma: cannot run {}: {e}", program.to_string_lossy());
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            return Ok(ExitCode::from(code));
+        }
+    };
+    // Like a shell: ^C and ^\ are for the program; cma waits and reports.
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions;
+    // the child already has its own dispositions.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+    }
+    let lines = Arc::new(Mutex::new(CmaLines::default()));
+    let tee = child.stderr.take().map(|err| {
+        let lines = Arc::clone(&lines);
+        std::thread::spawn(move || tee_stderr(err, lines))
+    });
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for the program: {e}"))?;
+    if let Some(t) = tee {
+        let _ = t.join();
+    }
+    let elapsed = started.elapsed();
+    let pid = child.id();
+    let (report, others) = read_reports(&dir, pid);
+    let _ = fs::remove_dir_all(&dir);
+    let lines = std::mem::take(&mut *lines.lock().unwrap_or_else(|e| e.into_inner()));
+
+    let (exit_code, signal) = (status.code(), status.signal());
+    let code: u8 = match (exit_code, signal) {
+        (Some(c), _) => (c & 0xff) as u8,
+        (None, Some(s)) => (128 + s).clamp(0, 255) as u8,
+        _ => 1,
+    };
+    let shown = args
+        .command
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+
+    if !args.quiet {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "\ncma: heap report for `{shown}` (pid {pid}, {:.2} s)\n",
+            elapsed.as_secs_f64()
+        ));
+        match &report {
+            Some(r) => out.push_str(&format_text(r, args.top)),
+            None => out.push_str(&match signal {
+                Some(s) => format!(
+                    "  no heap report: the program was killed by {} ({s}) before it could exit\n",
+                    signal_name(s)
+                ),
+                None => "  no heap report: the program did not run its exit handlers \
+                         (it called _exit, or it is statically linked and did not load libcma)\n"
+                    .to_string(),
+            }),
+        }
+        if !others.is_empty() {
+            let total: u64 = others.iter().map(|r| r.allocations).sum();
+            out.push_str(&format!(
+                "  child processes    {:>16}  also ran on cma ({} allocations between them)\n",
+                others.len(),
+                grouped(total)
+            ));
+        }
+        if lines.misuse.is_empty() {
+            out.push_str("  misuse detected    none\n");
+        } else {
+            out.push_str("  misuse detected:\n");
+            for l in &lines.misuse {
+                out.push_str(&format!("    {l}\n"));
+            }
+        }
+        out.push_str(&match (exit_code, signal) {
+            (Some(c), _) => format!("  exit status        {c:>16}\n"),
+            (None, Some(s)) => format!(
+                "  killed by          {:>16}  (exit status {code})\n",
+                signal_name(s)
+            ),
+            _ => format!("  exit status        {code:>16}\n"),
+        });
+        let _ = std::io::stderr().write_all(out.as_bytes());
+    }
+
+    if let Some(path) = json_path {
+        let j = Json::object(vec![
+            (
+                "command",
+                Json::Array(
+                    args.command
+                        .iter()
+                        .map(|a| Json::from(&*a.to_string_lossy()))
+                        .collect(),
+                ),
+            ),
+            ("pid", u64::from(pid).into()),
+            ("exit_code", exit_code.map(i64::from).into()),
+            ("signal", signal.map(i64::from).into()),
+            ("status", u64::from(code).into()),
+            (
+                "wall_seconds",
+                Json::Str(format!("{:.3}", elapsed.as_secs_f64())),
+            ),
+            (
+                "report",
+                report.as_ref().map_or(Json::Null, |r| r.to_json(args.top)),
+            ),
+            (
+                "misuse",
+                Json::Array(
+                    lines
+                        .misuse
+                        .iter()
+                        .map(|l| Json::from(l.as_str()))
+                        .collect(),
+                ),
+            ),
+            (
+                "warnings",
+                Json::Array(
+                    lines
+                        .warnings
+                        .iter()
+                        .map(|l| Json::from(l.as_str()))
+                        .collect(),
+                ),
+            ),
+            (
+                "child_processes",
+                Json::Array(others.iter().map(|r| r.to_json(args.top)).collect()),
+            ),
+        ]);
+        if let Err(e) = fs::write(&path, format!("{j}\n")) {
+            eprintln!("cma: cannot write {}: {e}", path.display());
+        }
+    }
+    Ok(ExitCode::from(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_found() {
+        assert_eq!(
+            option_value("a=1,json=/x.json", "json").as_deref(),
+            Some("/x.json")
+        );
+        assert_eq!(option_value("json=a,json=b", "json").as_deref(), Some("b"));
+        assert_eq!(option_value("", "json"), None);
+    }
+
+    #[test]
+    fn cma_lines_are_sorted_out() {
+        let mut l = CmaLines::default();
+        l.take(b"cma: double free of 0x10 (size class 1, 16-byte blocks) [in free]");
+        l.take(b"cma: warning: unknown option 'x' in CMA_OPTIONS ignored");
+        l.take(b"cma: warning: unknown option 'x' in CMA_OPTIONS ignored");
+        l.take(b"python: cma: not ours");
+        assert_eq!(l.misuse.len(), 1);
+        assert_eq!(l.warnings.len(), 1);
+    }
+}
