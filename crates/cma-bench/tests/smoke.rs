@@ -1,0 +1,114 @@
+//! Runs the suite the way CI does, on one workload and a few allocators,
+//! and checks the JSON report's shape (no timing assertion).
+
+use std::process::Command;
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("cma-bench-test-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn quick_run_writes_json_and_svg() {
+    let json = tmp("results.json");
+    let svg = tmp("chart.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_cma-bench"))
+        .args([
+            "--quick",
+            "--reps",
+            "1",
+            "--only",
+            "churn,calloc",
+            "--allocators",
+            "cma,mimalloc,system",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .expect("run cma-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cma-bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("geomean ratio"), "no table: {stdout}");
+
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["baseline"], "mimalloc");
+    assert!(doc["memory_metric"].as_str().unwrap().contains("VmHWM"));
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2 * 3, "2 workloads x 3 allocators");
+    for r in results {
+        assert_eq!(r["status"], "ok", "{r}");
+        for key in ["median_ns", "time_ratio", "peak_rss_kib", "rss_ratio"] {
+            assert!(r[key].as_f64().unwrap() > 0.0, "{key} in {r}");
+        }
+        assert!(["churn", "calloc"].contains(&r["workload"].as_str().unwrap()));
+    }
+    let cma = results
+        .iter()
+        .find(|r| r["allocator"] == "cma-fast" && r["workload"] == "churn")
+        .expect("cma-fast row");
+    assert!(cma["child_medians_ns"].as_array().unwrap().len() == 1);
+    let mi = results
+        .iter()
+        .find(|r| r["allocator"] == "mimalloc")
+        .unwrap();
+    assert_eq!(mi["time_ratio"].as_f64().unwrap(), 1.0);
+    for a in ["cma-fast", "mimalloc", "system"] {
+        assert!(
+            doc["geomean"][a]["time_ratio"].as_f64().unwrap() > 0.0,
+            "geomean for {a}"
+        );
+    }
+
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg") && chart.trim_end().ends_with("</svg>"));
+    assert!(chart.contains("cma-fast") && chart.contains("geomean"));
+    let _ = std::fs::remove_file(json);
+    let _ = std::fs::remove_file(svg);
+}
+
+#[test]
+fn child_reports_one_result_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cma-bench"))
+        .args(["--child", "threads", "cma-fast", "--quick"])
+        .output()
+        .expect("run child");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CMA_BENCH_RESULT "))
+        .expect("result line");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["allocator"], "cma-fast");
+    assert!(v["peak_rss_kib"].as_u64().unwrap() > 0);
+    assert!(v["checksum"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn list_and_unknown_allocator() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cma-bench"))
+        .args(["--list"])
+        .output()
+        .expect("run --list");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for w in ["churn", "larson", "rust-collections", "threads"] {
+        assert!(stdout.contains(w), "{w} missing from --list");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_cma-bench"))
+        .args(["--child", "churn", "no-such-alloc"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown allocator"));
+}
