@@ -10,8 +10,10 @@
 
 use core::ptr::{null_mut, NonNull};
 
+use crate::canary;
 use crate::checks::{self, Found};
 use crate::error::CmaError;
+use crate::global;
 use crate::guard::AllocatorGuard;
 use crate::heap::Heap;
 use crate::limits;
@@ -33,11 +35,22 @@ fn c_align(size: usize) -> usize {
 pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
     let guard = AllocatorGuard::enter();
     let heap = guard.current_heap();
-    if !heap.is_null() && align <= 16 && size <= MAX_SMALL && !limits::active() {
-        let size = if align > 8 { (size + 15) & !15 } else { size };
+    let trailer = canary::trailer();
+    if !heap.is_null() && align <= 16 && size <= MAX_SMALL - trailer && !global::slow_path() {
+        let slot = if align > 8 {
+            (size + trailer + 15) & !15
+        } else {
+            size + trailer
+        };
+        let class = class_of(slot);
         // SAFETY: the guard's heap belongs to this thread.
-        let p = unsafe { (*heap).alloc_from_cache(class_of(size)) };
+        let p = unsafe { (*heap).alloc_from_cache(class) };
         if !p.is_null() {
+            if trailer != 0 {
+                // SAFETY: a fresh slot of the class's size, which holds
+                // size + trailer bytes.
+                unsafe { canary::arm(p, class.block_size(), size) };
+            }
             return p;
         }
     }
@@ -80,12 +93,24 @@ fn alloc_slow(
     }
     // SAFETY: the caller's guard heap belongs to this thread.
     let heap = unsafe { &*heap };
-    let p = match class_for(size, align) {
+    let trailer = if canary::enabled() {
+        canary::TRAILER
+    } else {
+        0
+    };
+    let p = match class_for(size + trailer, align) {
         Some(class) => {
             let p = heap.alloc_small(class);
-            if zero && !p.is_null() {
-                // SAFETY: a fresh block of at least `size` bytes.
-                unsafe { core::ptr::write_bytes(p, 0, class.block_size()) };
+            if !p.is_null() {
+                let bs = class.block_size();
+                if zero {
+                    // SAFETY: a fresh block of `bs` bytes.
+                    unsafe { core::ptr::write_bytes(p, 0, bs - trailer) };
+                }
+                if trailer != 0 {
+                    // SAFETY: a fresh slot of `bs` bytes; size + trailer <= bs.
+                    unsafe { canary::arm(p, bs, size) };
+                }
             }
             p
         }
@@ -140,9 +165,11 @@ fn try_free(p: *mut u8, operation: &str) -> Result<(), CmaError> {
     // SAFETY: the guard's heap belongs to this thread.
     let heap = unsafe { &*heap };
     let addr = p as usize;
-    if let Some(slab) = checks::slab_of(addr) {
-        let index = checks::slot_index(slab, addr)?;
-        return heap.free_slot(slab, index, operation);
+    if !canary::enabled() {
+        if let Some(slab) = checks::slab_of(addr) {
+            let index = checks::slot_index(slab, addr)?;
+            return heap.free_slot(slab, index, operation);
+        }
     }
     free_slow(heap, addr, operation)
 }
@@ -151,6 +178,18 @@ fn try_free(p: *mut u8, operation: &str) -> Result<(), CmaError> {
 #[inline(never)]
 fn free_slow(heap: &Heap, addr: usize, operation: &str) -> Result<(), CmaError> {
     let found = checks::find_block(addr)?;
+    if canary::enabled() {
+        if let Found::Slot { span, .. } = found {
+            checks::live_size(&found)?;
+            // SAFETY: `live_size` validated a live slot of this block size.
+            unsafe {
+                canary::junk(
+                    addr as *mut u8,
+                    span.block_size.load(core::sync::atomic::Ordering::Relaxed) as usize,
+                )
+            };
+        }
+    }
     heap.free_block(found, operation)
 }
 
@@ -195,8 +234,18 @@ fn try_realloc(
         limits::check(new_size.saturating_sub(old_size))?;
     }
     match found {
-        Found::Slot { .. } => {
-            if new_size <= old_size && new_size >= old_size / 2 {
+        Found::Slot { span, .. } => {
+            let bs = span.block_size.load(core::sync::atomic::Ordering::Relaxed) as usize;
+            let trailer = if canary::enabled() {
+                canary::TRAILER
+            } else {
+                0
+            };
+            if new_size + trailer <= bs && new_size >= bs / 2 {
+                if trailer != 0 {
+                    // SAFETY: a live slot of `bs` bytes; new_size + trailer <= bs.
+                    unsafe { canary::arm(p, bs, new_size) };
+                }
                 return Ok(p);
             }
         }

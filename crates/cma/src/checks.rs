@@ -6,6 +6,7 @@
 
 use core::sync::atomic::Ordering;
 
+use crate::canary;
 use crate::error::{BlockKind, CmaError};
 use crate::segment_map::{self, TAG_HUGE};
 use crate::size_class::{slot_containing, slot_of_offset, SizeClass};
@@ -147,6 +148,11 @@ pub(crate) fn live_size(found: &Found) -> Result<usize, CmaError> {
             }
             if crate::remote_free::is_pending(span.remote_word(w), &span.remote_summary, bit) {
                 return Err(CmaError::DoubleFreeByOtherThread { addr, block });
+            }
+            if canary::enabled() {
+                // SAFETY: the slot is allocated, so it was armed when handed out.
+                return unsafe { canary::verify(addr as *const u8, block_size) }
+                    .ok_or(CmaError::BufferOverflow { addr, block });
             }
             Ok(block_size)
         }

@@ -31,6 +31,9 @@ pub enum CmaError {
         block_start: usize,
         block: BlockKind,
     },
+    /// The bytes after the caller's part of the block at `addr` were
+    /// overwritten (found at the `default` check level).
+    BufferOverflow { addr: usize, block: BlockKind },
     /// `addr` is not in memory that cma manages: another allocator's block,
     /// the stack, static data, or unmapped memory.
     NotOurs { addr: usize },
@@ -60,6 +63,7 @@ impl CmaError {
             }
             CmaError::InteriorPointer { .. } => "invalid free: interior pointer",
             CmaError::NotOurs { .. } => "invalid free: not a cma block",
+            CmaError::BufferOverflow { .. } => "heap buffer overflow",
             CmaError::RequestLimitExceeded { .. } => "request over the allocation limit",
             CmaError::TotalLimitExceeded { .. } => "total over the allocation limit",
             CmaError::OutOfMemory { .. } => "out of memory",
@@ -77,6 +81,7 @@ impl CmaError {
                 | CmaError::DoubleFreeByOtherThread { .. }
                 | CmaError::InteriorPointer { .. }
                 | CmaError::NotOurs { .. }
+                | CmaError::BufferOverflow { .. }
         )
     }
 }
@@ -111,6 +116,12 @@ impl fmt::Display for CmaError {
                 "{kind} {addr:#x} is {} bytes into the block at {block_start:#x} ({block})",
                 addr - block_start
             ),
+            CmaError::BufferOverflow { addr, block } => {
+                write!(
+                    f,
+                    "{kind}: the bytes after the block at {addr:#x} were overwritten ({block})"
+                )
+            }
             CmaError::NotOurs { addr } => {
                 write!(
                     f,

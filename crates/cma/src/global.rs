@@ -46,6 +46,18 @@ const READY: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 static mut THREAD_KEY: libc::pthread_key_t = 0;
 
+/// Set while allocations must leave the fast path: an allocation limit is set.
+static SLOW_PATH: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+#[inline(always)]
+pub(crate) fn slow_path() -> bool {
+    SLOW_PATH.load(Ordering::Relaxed)
+}
+
+pub(crate) fn update_slow_path() {
+    SLOW_PATH.store(crate::limits::active(), Ordering::Release);
+}
+
 /// Makes sure the process-wide state is set up. Cheap after the first call.
 #[inline]
 pub(crate) fn ensure_init() {

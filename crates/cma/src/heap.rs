@@ -17,6 +17,7 @@ use core::cell::Cell;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
+use crate::canary;
 use crate::error::{BlockKind, CmaError};
 use crate::global::{self, GLOBAL};
 use crate::os::PAGE_SIZE;
@@ -483,6 +484,14 @@ impl Heap {
         let a = word.load(Ordering::Relaxed);
         if a & bit == 0 || slab.remote_summary.load(Ordering::Relaxed) != 0 {
             return false;
+        }
+        if canary::enabled() {
+            // SAFETY: the slot is allocated, so it was armed when handed out.
+            if unsafe { canary::verify(addr as *const u8, bs) }.is_none() {
+                return false;
+            }
+            // SAFETY: the slot is being freed; nobody may use it any more.
+            unsafe { canary::junk(addr as *mut u8, bs) };
         }
         word.store(a & !bit, Ordering::Relaxed);
         let st = self.class_state(slab.class.load(Ordering::Relaxed) as usize);

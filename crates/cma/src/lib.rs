@@ -21,6 +21,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod api;
+mod canary;
 mod checks;
 mod error;
 mod global;
@@ -45,6 +46,7 @@ pub use api::{
     aligned_alloc, block_size, bzero_and_free, calloc, checked_block_size, checked_free, free,
     malloc, realloc, trim, try_alloc, try_alloc_zeroed, try_realloc_checked, usable_size,
 };
+pub use canary::{check_level, CheckLevel};
 pub use error::{BlockKind, CmaError};
 pub use global_alloc::Cma;
 pub use guard::guard_depth;

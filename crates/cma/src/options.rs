@@ -5,7 +5,7 @@
 //!
 //! | key | value | effect |
 //! | --- | --- | --- |
-//! | `check` | `fast` | the check level (only `fast` exists so far) |
+//! | `check` | `fast` (the default) or `default` | the check level, see `canary` |
 //! | `purge_delay_ms` | integer | how long free pages stay committed (default 250) |
 //! | `purge_thread` | `0` or `1` | whether a quiet program's idle pages are purged by a thread (default 1) |
 //! | `limit_request` | size (`K`, `M`, `G` suffixes) | largest single request |
@@ -16,6 +16,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::canary::{self, CheckLevel};
 use crate::limits;
 use crate::os;
 use crate::report;
@@ -49,11 +50,15 @@ pub fn apply(options: &[u8]) {
             None => (item, &b""[..]),
         };
         match key {
-            b"check" => {
-                if value != b"fast" {
-                    warn_value(key, value, "only 'fast' is available; using fast");
+            b"check" => match value {
+                b"fast" => canary::set_level(CheckLevel::Fast),
+                b"default" => canary::set_level(CheckLevel::Default),
+                b"strict" => {
+                    warn_value(key, value, "'strict' is not built yet; using 'default'");
+                    canary::set_level(CheckLevel::Default);
                 }
-            }
+                _ => warn_value(key, value, "expected fast or default; ignored"),
+            },
             b"purge_thread" => match value {
                 b"0" => crate::purge::disable(),
                 b"1" => {}

@@ -1,0 +1,173 @@
+//! The `default` check level (`CMA_OPTIONS=check=default`): buffer overflows
+//! past the requested size are caught when the block is freed or resized.
+//! The level is chosen when cma starts, so each scenario runs in a child
+//! process started with that option.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+const SCENARIO: &str = "CMA_TEST_DEFAULT_SCENARIO";
+
+/// Runs `test` (a test of this file) in a child with the default level.
+fn run_child(test: &str, scenario: &str) -> std::process::Output {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("CMA_OPTIONS", "check=default")
+        .env(SCENARIO, scenario)
+        .output()
+        .expect("spawn child")
+}
+
+fn scenario() -> Option<String> {
+    std::env::var(SCENARIO).ok()
+}
+
+#[test]
+fn overflow_by_one_byte_aborts_at_free() {
+    if let Some(s) = scenario() {
+        assert_eq!(cma::check_level(), cma::CheckLevel::Default);
+        let p = cma::malloc(100);
+        // SAFETY: deliberately writes one byte past the 100 requested (still
+        // inside cma's slot, so the test process itself stays sound).
+        unsafe { *p.add(if s == "one" { 100 } else { 103 }) = 0x41 };
+        // SAFETY: p is live.
+        unsafe { cma::free(p) };
+        unreachable!("free of an overflowed block returned");
+    }
+    for which in ["one", "four"] {
+        let out = run_child("overflow_by_one_byte_aborts_at_free", which);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "stderr: {stderr}");
+        assert!(
+            stderr.contains("cma: heap buffer overflow"),
+            "stderr: {stderr}"
+        );
+        assert!(stderr.contains("[in free]"), "stderr: {stderr}");
+    }
+}
+
+#[test]
+fn overflow_is_reported_by_checked_free_and_realloc_without_aborting() {
+    if scenario().is_some() {
+        let p = cma::malloc(40);
+        // SAFETY: one byte past the request, inside the slot (see above).
+        unsafe { *p.add(40) = 1 };
+        // SAFETY: p is live.
+        let err = unsafe { cma::checked_free(p) }.unwrap_err();
+        assert!(
+            matches!(err, cma::CmaError::BufferOverflow { .. }),
+            "{err:?}"
+        );
+        assert!(matches!(
+            cma::checked_block_size(p),
+            Err(cma::CmaError::BufferOverflow { .. })
+        ));
+        // SAFETY: p is live (the failed free changed nothing).
+        let err = unsafe { cma::try_realloc_checked(p, 400) }.unwrap_err();
+        assert!(
+            matches!(err, cma::CmaError::BufferOverflow { .. }),
+            "{err:?}"
+        );
+        // Everything else keeps working.
+        let q = cma::malloc(40);
+        assert!(!q.is_null());
+        // SAFETY: q is live.
+        unsafe { cma::free(q) };
+        println!("child-ok");
+        return;
+    }
+    let out = run_child(
+        "overflow_is_reported_by_checked_free_and_realloc_without_aborting",
+        "checked",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("child-ok"));
+}
+
+#[test]
+fn correct_programs_run_unchanged_at_the_default_level() {
+    if scenario().is_some() {
+        let mut blocks: Vec<(*mut u8, usize)> = Vec::new();
+        for i in 0..20_000usize {
+            let size = (i * 37) % 3000;
+            let p = cma::malloc(size);
+            assert!(!p.is_null());
+            assert_eq!(
+                cma::block_size(p),
+                size,
+                "usable size is the requested size"
+            );
+            // SAFETY: p has `size` bytes.
+            unsafe { std::ptr::write_bytes(p, (i % 256) as u8, size) };
+            blocks.push((p, size));
+            if i % 3 == 0 {
+                let (p, size) = blocks.swap_remove(i % blocks.len());
+                let grown = size + 50;
+                // SAFETY: p is live.
+                let q = unsafe { cma::realloc(p, grown) };
+                assert!(!q.is_null());
+                // SAFETY: q has `grown` bytes, the first `size` preserved.
+                unsafe {
+                    let fill = std::slice::from_raw_parts(q, size);
+                    assert!(fill.windows(2).all(|w| w[0] == w[1]));
+                    std::ptr::write_bytes(q, 7, grown);
+                }
+                blocks.push((q, grown));
+            }
+        }
+        let c = cma::calloc(10, 10);
+        // SAFETY: c has 100 zeroed bytes.
+        assert!(unsafe { std::slice::from_raw_parts(c, 100) }
+            .iter()
+            .all(|&b| b == 0));
+        blocks.push((c, 100));
+        for (p, _) in blocks {
+            // SAFETY: each block is live and freed once.
+            unsafe { cma::free(p) };
+        }
+        println!("child-ok");
+        return;
+    }
+    let out = run_child("correct_programs_run_unchanged_at_the_default_level", "run");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("child-ok"));
+}
+
+#[test]
+fn unknown_check_level_is_a_warning_not_a_failure() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "unknown_check_level_child", "--nocapture"])
+        .env("CMA_OPTIONS", "check=paranoid,bogus=1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert!(
+        stderr.contains("cma: warning: option 'check=paranoid'"),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("cma: warning: unknown option 'bogus'"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn unknown_check_level_child() {
+    let p = cma::malloc(10);
+    assert!(!p.is_null());
+    // SAFETY: p is live.
+    unsafe { cma::free(p) };
+    if std::env::var("CMA_OPTIONS").is_ok_and(|o| o.contains("paranoid")) {
+        assert_eq!(cma::check_level(), cma::CheckLevel::Fast);
+    }
+}
