@@ -118,6 +118,10 @@ extern "C" fn fork_child() {
     // in the thread that forked, which is this one.
     unsafe { GLOBAL.force_unlock() };
     crate::purge::forget_after_fork();
+    // The heaps of the parent's other threads stay assigned: one of those
+    // threads may have been in the middle of a heap operation at the fork, so
+    // reusing its heap here could inherit half-updated lists. Their blocks
+    // can still be freed in the child; their memory is simply not reused.
 }
 
 /// Gives the calling thread a heap: one from the pool of heaps whose threads
