@@ -366,14 +366,24 @@ pub fn checked_block_size(p: *const u8) -> Result<usize, CmaError> {
 pub fn try_alloc(size: usize, align: usize) -> Result<NonNull<u8>, CmaError> {
     let mut guard = AllocatorGuard::enter();
     let heap = guard.heap();
-    alloc_slow(heap, size, align.max(8), false)
+    alloc_slow(heap, size, at_least_8(align), false)
 }
 
 /// Allocates `size` zeroed bytes at `align`, returning why it could not.
 pub fn try_alloc_zeroed(size: usize, align: usize) -> Result<NonNull<u8>, CmaError> {
     let mut guard = AllocatorGuard::enter();
     let heap = guard.heap();
-    alloc_slow(heap, size, align.max(8), true)
+    alloc_slow(heap, size, at_least_8(align), true)
+}
+
+/// Raises a power-of-two alignment to 8; leaves anything else (0, 3, 24...)
+/// for `alloc_slow` to refuse as `InvalidAlignment`.
+fn at_least_8(align: usize) -> usize {
+    if align.is_power_of_two() {
+        align.max(8)
+    } else {
+        align
+    }
 }
 
 /// Resizes like `realloc`, returning why it could not; on error the old block

@@ -335,6 +335,9 @@ impl Heap {
 
     /// Allocates `size` bytes at `align` from whole pages.
     pub(crate) fn alloc_large(&self, size: usize, align: usize, zero: bool) -> *mut u8 {
+        // A zero-byte request with a large alignment still needs a page: with
+        // none, no span (null) or an empty, unregistered huge mapping.
+        let size = size.max(1);
         let pages = pages_for(size);
         let align_pages = (align / PAGE_SIZE).max(1);
         let span = {
