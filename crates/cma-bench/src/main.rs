@@ -27,7 +27,7 @@ const RESULT_PREFIX: &str = "CMA_BENCH_RESULT ";
 
 const USAGE: &str = "\
 usage: cma-bench [--quick] [--json FILE] [--svg FILE] [--only W1,W2..] [--allocators A1,A2..]
-                 [--reps N] [--iters N] [--threads N] [--timeout S] [--list]
+                 [--reps N] [--iters N] [--threads N] [--timeout S] [--cpu-time] [--list]
        cma-bench --child WORKLOAD ALLOCATOR [--quick] [--iters N] [--threads N]
 
   --quick        small sizes, 2 repetitions of 1 run each (a smoke test: under a minute)
@@ -36,9 +36,11 @@ usage: cma-bench [--quick] [--json FILE] [--svg FILE] [--only W1,W2..] [--alloca
   --only LIST    workloads by name or number (default: all)
   --allocators LIST  allocators (default: all; `cma` means every check level, `cma-LEVEL` one)
   --reps N       child processes per workload and allocator (default 5, quick 2)
-  --iters N      timed runs inside each child, the child reports their median (default 3, quick 1)
+  --iters N      timed runs inside each child, the child reports their median (default 1)
   --threads N    threads of the multi-threaded workloads (default: cores, 2 to 8)
   --timeout S    seconds before a child is killed and counted as hung (default 300, quick 60)
+  --cpu-time     rank by the child's CPU time (all threads) instead of wall-clock time:
+                 steadier on a loaded machine; both are always in the JSON
   --list         list workloads and allocators
   --child W A    run workload W on allocator A once per --iters and print one result line
 ";
@@ -54,6 +56,7 @@ struct Opts {
     iters: Option<usize>,
     threads: usize,
     timeout: Option<u64>,
+    cpu_time: bool,
     list: bool,
     child: Option<(String, String)>,
 }
@@ -76,6 +79,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         iters: None,
         threads: default_threads(),
         timeout: None,
+        cpu_time: false,
         list: false,
         child: None,
     };
@@ -112,6 +116,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
             "--iters" => o.iters = Some(num(it.next(), "--iters")?),
             "--threads" => o.threads = num(it.next(), "--threads")?,
             "--timeout" => o.timeout = Some(num(it.next(), "--timeout")? as u64),
+            "--cpu-time" => o.cpu_time = true,
             "--list" => o.list = true,
             "--child" => {
                 let w = it.next().ok_or("--child needs WORKLOAD ALLOCATOR")?;
@@ -235,14 +240,17 @@ fn child(workload: &str, allocator: &str, opts: &Opts) -> ExitCode {
         }
     }
     let p = params(opts);
-    let iters = opts.iters.unwrap_or(if opts.quick { 1 } else { 3 });
+    let iters = opts.iters.unwrap_or(1);
     let rss_start = util::proc_status_kib("VmRSS").unwrap_or(0);
     let mut times = Vec::with_capacity(iters);
+    let mut cpu = Vec::with_capacity(iters);
     let mut checksum = 0u64;
     for _ in 0..iters {
+        let c0 = util::process_cpu_ns();
         let t0 = Instant::now();
         checksum = std::hint::black_box(run_on(spec.which, w.name, &p));
         times.push(t0.elapsed().as_nanos() as f64);
+        cpu.push(util::process_cpu_ns() - c0);
     }
     let peak = util::proc_status_kib("VmHWM").unwrap_or(0);
     let line = serde_json::json!({
@@ -250,6 +258,8 @@ fn child(workload: &str, allocator: &str, opts: &Opts) -> ExitCode {
         "allocator": spec.name,
         "times_ns": times,
         "median_ns": util::median(&times),
+        "cpu_times_ns": cpu,
+        "median_cpu_ns": util::median(&cpu),
         "peak_rss_kib": peak,
         "start_rss_kib": rss_start,
         "checksum": checksum,
@@ -262,7 +272,10 @@ fn child(workload: &str, allocator: &str, opts: &Opts) -> ExitCode {
 #[derive(Clone, Debug)]
 pub enum Outcome {
     Ok {
+        /// Wall-clock time, the median of the child's timed runs.
         median_ns: f64,
+        /// CPU time of the child (all threads) over the same runs.
+        median_cpu_ns: f64,
         times_ns: Vec<f64>,
         peak_rss_kib: u64,
         start_rss_kib: u64,
@@ -358,6 +371,7 @@ fn run_child(
         .unwrap_or_default();
     Outcome::Ok {
         median_ns: v["median_ns"].as_f64().unwrap_or(f64::NAN),
+        median_cpu_ns: v["median_cpu_ns"].as_f64().unwrap_or(f64::NAN),
         times_ns,
         peak_rss_kib: v["peak_rss_kib"].as_u64().unwrap_or(0),
         start_rss_kib: v["start_rss_kib"].as_u64().unwrap_or(0),
@@ -405,7 +419,7 @@ fn parent(opts: &Opts) -> Result<ExitCode, String> {
         eprintln!("cma-bench: note: {n} skipped: {why}");
     }
     let reps = opts.reps.unwrap_or(if opts.quick { 2 } else { 5 });
-    let iters = opts.iters.unwrap_or(if opts.quick { 1 } else { 3 });
+    let iters = opts.iters.unwrap_or(1);
     let timeout = Duration::from_secs(opts.timeout.unwrap_or(if opts.quick { 60 } else { 300 }));
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     eprintln!(
@@ -426,15 +440,17 @@ fn parent(opts: &Opts) -> Result<ExitCode, String> {
                 match &o {
                     Outcome::Ok {
                         median_ns,
+                        median_cpu_ns,
                         peak_rss_kib,
                         ..
                     } => eprintln!(
-                        "  [{}/{}] {:<17} {:<12} {:>10.2} ms {:>9.1} MiB",
+                        "  [{}/{}] {:<17} {:<12} {:>9.2} ms {:>9.2} ms cpu {:>8.1} MiB",
                         rep + 1,
                         reps,
                         w.name,
                         s.name,
                         median_ns / 1e6,
+                        median_cpu_ns / 1e6,
                         *peak_rss_kib as f64 / 1024.0
                     ),
                     Outcome::Failed(why) => eprintln!(
@@ -455,6 +471,7 @@ fn parent(opts: &Opts) -> Result<ExitCode, String> {
             reps,
             iters,
             threads: opts.threads,
+            cpu_time: opts.cpu_time,
             wall_s: started.elapsed().as_secs_f64(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
         },

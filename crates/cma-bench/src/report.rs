@@ -15,13 +15,21 @@ pub struct Setup {
     pub reps: usize,
     pub iters: usize,
     pub threads: usize,
+    /// Ratios and the table use CPU time rather than wall-clock time.
+    pub cpu_time: bool,
     pub wall_s: f64,
     pub command: String,
 }
 
 /// One workload on one allocator, over all repetitions.
 pub struct Cell {
+    /// Wall-clock.
     pub median_ns: Option<f64>,
+    /// CPU time of the child, all threads.
+    pub median_cpu_ns: Option<f64>,
+    /// Ratio of the ranked time (wall, or CPU with --cpu-time).
+    pub ranked_ratio: Option<f64>,
+    pub cpu_ratio: Option<f64>,
     pub peak_rss_kib: Option<f64>,
     pub start_rss_kib: Option<f64>,
     pub time_ratio: Option<f64>,
@@ -56,6 +64,7 @@ impl Report {
                     .into_iter()
                     .map(|outcomes| {
                         let mut meds = Vec::new();
+                        let mut cpus = Vec::new();
                         let mut peaks = Vec::new();
                         let mut starts = Vec::new();
                         let mut failures = Vec::new();
@@ -63,11 +72,13 @@ impl Report {
                             match o {
                                 Outcome::Ok {
                                     median_ns,
+                                    median_cpu_ns,
                                     peak_rss_kib,
                                     start_rss_kib,
                                     ..
                                 } => {
                                     meds.push(median_ns);
+                                    cpus.push(median_cpu_ns);
                                     peaks.push(peak_rss_kib as f64);
                                     starts.push(start_rss_kib as f64);
                                 }
@@ -77,6 +88,9 @@ impl Report {
                         let some = |v: &[f64]| if v.is_empty() { None } else { Some(median(v)) };
                         Cell {
                             median_ns: some(&meds),
+                            median_cpu_ns: some(&cpus),
+                            ranked_ratio: None,
+                            cpu_ratio: None,
                             peak_rss_kib: some(&peaks),
                             start_rss_kib: some(&starts),
                             time_ratio: None,
@@ -90,9 +104,15 @@ impl Report {
             .collect();
         if let Some(b) = baseline {
             for row in &mut cells {
-                let (bt, bm) = (row[b].median_ns, row[b].peak_rss_kib);
+                let (bt, bc, bm) = (row[b].median_ns, row[b].median_cpu_ns, row[b].peak_rss_kib);
                 for c in row.iter_mut() {
                     c.time_ratio = c.median_ns.zip(bt).map(|(x, y)| x / y);
+                    c.cpu_ratio = c.median_cpu_ns.zip(bc).map(|(x, y)| x / y);
+                    c.ranked_ratio = if setup.cpu_time {
+                        c.cpu_ratio
+                    } else {
+                        c.time_ratio
+                    };
                     c.rss_ratio = c.peak_rss_kib.zip(bm).map(|(x, y)| x / y);
                 }
             }
@@ -120,17 +140,21 @@ impl Report {
             .sum()
     }
 
+    /// Geomeans over the workloads of (ranked time, peak RSS) ratios.
     fn geomeans(&self, ai: usize) -> (Option<f64>, Option<f64>) {
-        let t: Vec<f64> = self.cells.iter().filter_map(|r| r[ai].time_ratio).collect();
-        let m: Vec<f64> = self.cells.iter().filter_map(|r| r[ai].rss_ratio).collect();
-        let g = |v: Vec<f64>| {
-            if v.is_empty() {
-                None
-            } else {
-                Some(geomean(&v))
-            }
-        };
-        (g(t), g(m))
+        (
+            self.geomean_of(ai, |c| c.ranked_ratio),
+            self.geomean_of(ai, |c| c.rss_ratio),
+        )
+    }
+
+    fn geomean_of(&self, ai: usize, f: impl Fn(&Cell) -> Option<f64>) -> Option<f64> {
+        let v: Vec<f64> = self.cells.iter().filter_map(|r| f(&r[ai])).collect();
+        if v.is_empty() {
+            None
+        } else {
+            Some(geomean(&v))
+        }
     }
 
     /// The terminal table: time, then memory.
@@ -173,22 +197,28 @@ impl Report {
                 _ => "-".to_string(),
             }
         };
+        let what = if self.setup.cpu_time {
+            "CPU time of the child (all threads)"
+        } else {
+            "wall-clock time"
+        };
         let _ = writeln!(
             s,
-            "\ntime: median ms per run (ratio to {base}; below 1 is faster)"
+            "\ntime: {what}, median ms per run (ratio to {base}; below 1 is faster)"
         );
         header(&mut s);
         for (wi, (num, name, _)) in self.workloads.iter().enumerate() {
             let _ = write!(s, "{:<w0$}", format!("{num:>2} {name}"));
             for c in &self.cells[wi] {
+                let t = if self.setup.cpu_time {
+                    c.median_cpu_ns
+                } else {
+                    c.median_ns
+                };
                 let _ = write!(
                     s,
                     "{:>cw$}",
-                    cell(
-                        c.median_ns.map(|x| x / 1e6),
-                        c.time_ratio,
-                        !c.failures.is_empty()
-                    )
+                    cell(t.map(|x| x / 1e6), c.ranked_ratio, !c.failures.is_empty())
                 );
             }
             s.push('\n');
@@ -264,6 +294,8 @@ impl Report {
                     "status": if c.median_ns.is_some() { "ok" } else { "failed" },
                     "median_ns": opt(c.median_ns),
                     "time_ratio": opt(c.time_ratio),
+                    "median_cpu_ns": opt(c.median_cpu_ns),
+                    "cpu_ratio": opt(c.cpu_ratio),
                     "peak_rss_kib": opt(c.peak_rss_kib),
                     "rss_ratio": opt(c.rss_ratio),
                     "start_rss_kib": opt(c.start_rss_kib),
@@ -277,10 +309,12 @@ impl Report {
             .iter()
             .enumerate()
             .map(|(ai, (n, _))| {
-                let (t, m) = self.geomeans(ai);
+                let t = self.geomean_of(ai, |c| c.time_ratio);
+                let cpu = self.geomean_of(ai, |c| c.cpu_ratio);
+                let m = self.geomean_of(ai, |c| c.rss_ratio);
                 (
                     n.clone(),
-                    json!({"time_ratio": opt(t), "rss_ratio": opt(m)}),
+                    json!({"time_ratio": opt(t), "cpu_ratio": opt(cpu), "rss_ratio": opt(m)}),
                 )
             })
             .collect();
@@ -294,7 +328,8 @@ impl Report {
             "threads": self.setup.threads,
             "wall_s": self.setup.wall_s,
             "baseline": if self.baseline.is_some() { Value::from(BASELINE) } else { Value::Null },
-            "time_metric": "median wall-clock time of one run of the workload: median over the child processes of each child's median",
+            "time_metric": "median_ns/time_ratio: wall-clock time of one run of the workload, the median over the child processes of each child's median; median_cpu_ns/cpu_ratio: the same for the child's CPU time (all threads)",
+            "ranked_by": if self.setup.cpu_time { "cpu" } else { "wall" },
             "memory_metric": MEMORY_METRIC,
             "workloads": self.workloads.iter().map(|(n, name, about)| json!({"number": n, "name": name, "about": about})).collect::<Vec<_>>(),
             "allocators": self.allocators.iter().map(|(n, d)| json!({"name": n, "description": d})).collect::<Vec<_>>(),
@@ -322,7 +357,7 @@ impl Report {
             .map(|(wi, (num, name, _))| {
                 (
                     format!("{num} {name}"),
-                    self.cells[wi].iter().map(|c| c.time_ratio).collect(),
+                    self.cells[wi].iter().map(|c| c.ranked_ratio).collect(),
                 )
             })
             .collect();
@@ -355,7 +390,12 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            r#"<text x="{left}" y="20" font-size="14" font-weight="bold">cma-bench: median time relative to {base} (lower is faster){}</text>"#,
+            r#"<text x="{left}" y="20" font-size="14" font-weight="bold">cma-bench: median {} relative to {base} (lower is faster){}</text>"#,
+            if self.setup.cpu_time {
+                "CPU time"
+            } else {
+                "time"
+            },
             if self.setup.quick { ", --quick" } else { "" }
         );
         // legend

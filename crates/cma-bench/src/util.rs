@@ -88,6 +88,17 @@ pub fn proc_status_kib(field: &str) -> Option<u64> {
     })
 }
 
+/// CPU time of the whole process (all its threads, exited ones included), in ns.
+pub fn process_cpu_ns() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
+}
+
 /// The median of a list (mean of the middle two for an even count).
 pub fn median(v: &[f64]) -> f64 {
     if v.is_empty() {

@@ -147,7 +147,7 @@ fn small_size(rng: &mut Rng) -> usize {
 /// 1: single-thread churn of small blocks.
 pub fn churn<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
     const RING: usize = 256;
-    let ops = p.n(1_500_000, 15_000_000);
+    let ops = p.n(1_500_000, 6_000_000);
     let mut rng = Rng::new(1);
     let mut ring = vec![EMPTY; RING];
     let mut n = 0;
@@ -182,8 +182,8 @@ fn mixed_size(rng: &mut Rng) -> usize {
 
 /// 2: mixed sizes over a long-lived working set.
 pub fn mixed<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
-    let slots = p.n(8_000, 40_000);
-    let ops = p.n(300_000, 3_000_000);
+    let slots = p.n(8_000, 20_000);
+    let ops = p.n(300_000, 1_200_000);
     let mut rng = Rng::new(2);
     let mut set: Vec<Block> = (0..slots)
         .map(|_| {
@@ -219,8 +219,8 @@ pub fn mixed<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
 pub fn larson<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
     const SLOTS: usize = 1000;
     let t = p.threads.max(2);
-    let rounds = p.n(20, 100);
-    let per_round = p.n(8_000, 16_000) / t * 2;
+    let rounds = p.n(20, 80);
+    let per_round = p.n(8_000, 8_000) / t * 2;
     let arrays: Vec<Mutex<Vec<Block>>> = (0..t).map(|_| Mutex::new(vec![EMPTY; SLOTS])).collect();
     let barrier = Barrier::new(t);
     let total: u64 = std::thread::scope(|sc| {
@@ -276,7 +276,7 @@ pub fn larson<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
 pub fn prodcons<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
     const BATCH: usize = 256;
     let pairs = (p.threads / 2).max(1);
-    let per_pair = p.n(600_000, 6_000_000) / pairs;
+    let per_pair = p.n(600_000, 2_400_000) / pairs;
     std::thread::scope(|sc| {
         let consumers: Vec<_> = (0..pairs)
             .map(|id| {
@@ -343,7 +343,7 @@ fn hammer<A: GlobalAlloc + ?Sized>(a: &A, iterations: usize, writes: usize) -> u
 /// 5: false sharing, cache-thrash then cache-scratch (after Hoard's tests).
 pub fn false_sharing<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
     let t = p.threads.max(2);
-    let iterations = p.n(20_000, 200_000);
+    let iterations = p.n(20_000, 80_000);
     let writes = 100;
     // cache-thrash: each thread on its own.
     let mut n: u64 = std::thread::scope(|sc| {
@@ -378,8 +378,8 @@ pub fn false_sharing<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
 /// 6: realloc growth of many vectors.
 pub fn realloc_growth<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
     const START: usize = 16;
-    let nvec = p.n(1_000, 4_000);
-    let steps = p.n(300_000, 3_000_000);
+    let nvec = p.n(1_000, 2_000);
+    let steps = p.n(300_000, 1_200_000);
     let mut rng = Rng::new(6);
     let tag = 0xa5u8;
     let fresh = |rng: &mut Rng| {
@@ -438,7 +438,7 @@ pub fn realloc_growth<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
 /// 7: large blocks, 64 KiB to 32 MiB.
 pub fn large<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
     const LIVE: usize = 4;
-    let ops = p.n(60, 600);
+    let ops = p.n(60, 240);
     let mut rng = Rng::new(7);
     let mut ring = [EMPTY; LIVE];
     let mut n = 0;
@@ -464,7 +464,7 @@ pub fn large<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
 /// 8: calloc at various sizes.
 pub fn calloc<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
     const RING: usize = 64;
-    let ops = p.n(60_000, 600_000);
+    let ops = p.n(60_000, 240_000);
     let mut rng = Rng::new(8);
     let mut ring = [EMPTY; RING];
     let mut n = 0;
@@ -509,7 +509,7 @@ pub fn calloc<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
 /// 9: aligned allocations.
 pub fn aligned<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
     const RING: usize = 256;
-    let ops = p.n(300_000, 3_000_000);
+    let ops = p.n(300_000, 1_200_000);
     let mut rng = Rng::new(9);
     let mut ring = [(EMPTY, 0usize); RING];
     let mut n = 0;
@@ -579,7 +579,7 @@ fn stress_size(rng: &mut Rng) -> usize {
 pub fn stress6<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
     const WORKERS: usize = 6;
     const SLOTS: usize = 256;
-    let iterations = p.n(40_000, 400_000);
+    let iterations = p.n(20_000, 80_000);
     let exchange: Mutex<Vec<Block>> = Mutex::new(Vec::new());
     let mut n: u64 = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..WORKERS)
@@ -667,7 +667,7 @@ pub fn stress6<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
 /// allocator under test; `_a` is that same allocator.
 pub fn rust_collections<A: GlobalAlloc + Sync + ?Sized>(_a: &A, p: &Params) -> u64 {
     let t = p.threads.max(1);
-    let rounds = p.n(4, 40);
+    let rounds = p.n(4, 16);
     let keys = 20_000u64;
     std::thread::scope(|sc| {
         let hs: Vec<_> = (0..t)
@@ -730,7 +730,7 @@ pub fn rust_collections<A: GlobalAlloc + Sync + ?Sized>(_a: &A, p: &Params) -> u
 /// half and hands the other half back, freed by the main thread after the
 /// thread has gone.
 pub fn threads<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
-    let total = p.n(300, 3_000);
+    let total = p.n(300, 1_200);
     let batch = p.threads.max(2) * 2;
     let mut n = 0u64;
     let mut started = 0;
