@@ -18,11 +18,14 @@ use crate::heap::Heap;
 pub(crate) struct ThreadState {
     heap: Cell<*mut Heap>,
     depth: Cell<u32>,
+    /// Work that must run outside cma (it may call malloc): done when the
+    /// outermost guard of the thread is dropped.
+    deferred: Cell<bool>,
 }
 
 thread_local! {
     static THREAD: ThreadState = const {
-        ThreadState { heap: Cell::new(null_mut()), depth: Cell::new(0) }
+        ThreadState { heap: Cell::new(null_mut()), depth: Cell::new(0), deferred: Cell::new(false) }
     };
 }
 
@@ -62,8 +65,29 @@ impl AllocatorGuard {
 impl Drop for AllocatorGuard {
     #[inline(always)]
     fn drop(&mut self) {
-        THREAD.with(|t| t.depth.set(t.depth.get() - 1));
+        let outermost_with_work = THREAD.with(|t| {
+            let depth = t.depth.get() - 1;
+            t.depth.set(depth);
+            depth == 0 && t.deferred.get()
+        });
+        if outermost_with_work {
+            run_deferred();
+        }
     }
+}
+
+/// Asks for the deferred work (starting the purge thread, which calls
+/// `pthread_create`, which calls `calloc`) to run when this thread leaves
+/// cma, so that cma never re-enters itself while a call is half done.
+pub(crate) fn defer_purge_start() {
+    THREAD.with(|t| t.deferred.set(true));
+}
+
+#[cold]
+#[inline(never)]
+fn run_deferred() {
+    THREAD.with(|t| t.deferred.set(false));
+    crate::purge::start();
 }
 
 /// The guard depth of the calling thread: zero outside cma calls.

@@ -36,16 +36,20 @@ pub(crate) fn forget_after_fork() {
     }
 }
 
-/// Called after pages were freed, without the global lock held.
+/// Called after pages were freed, without the global lock held. The thread
+/// is started when the calling thread leaves cma (see `guard`):
+/// `pthread_create` allocates through us.
 #[inline]
 pub(crate) fn note_dirty(dirty_bytes: usize) {
     if dirty_bytes >= START_THRESHOLD && STATE.load(Ordering::Relaxed) == NOT_STARTED {
-        start();
+        crate::guard::defer_purge_start();
     }
 }
 
+/// Starts the purge thread unless it runs (or is disabled) already. Called
+/// with no guard held.
 #[cold]
-fn start() {
+pub(crate) fn start() {
     if STATE
         .compare_exchange(NOT_STARTED, RUNNING, Ordering::AcqRel, Ordering::Relaxed)
         .is_err()
