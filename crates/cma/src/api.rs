@@ -241,7 +241,7 @@ fn try_realloc(
             } else {
                 0
             };
-            if new_size + trailer <= bs && new_size >= bs / 2 {
+            if new_size <= bs - trailer && new_size >= bs / 2 {
                 if trailer != 0 {
                     // SAFETY: a live slot of `bs` bytes; new_size + trailer <= bs.
                     unsafe { canary::arm(p, bs, new_size) };
