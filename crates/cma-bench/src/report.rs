@@ -8,7 +8,7 @@ use crate::util::{geomean, median};
 use crate::workloads::Workload;
 use crate::Outcome;
 
-pub const MEMORY_METRIC: &str = "peak resident set of the child process (VmHWM from /proc/self/status, KiB), measured in a fresh subprocess per workload, allocator and repetition; it includes the binary's own pages (see start_rss_kib)";
+pub const MEMORY_METRIC: &str = "peak resident set of the child process (VmHWM from /proc/self/status, KiB), measured in a fresh subprocess per workload, allocator and repetition; it includes the binary's and the allocator's start-up pages: start_rss_kib is the resident set before the first timed run, rss_growth_kib the median of peak minus start";
 
 pub struct Setup {
     pub quick: bool,
@@ -32,6 +32,8 @@ pub struct Cell {
     pub cpu_ratio: Option<f64>,
     pub peak_rss_kib: Option<f64>,
     pub start_rss_kib: Option<f64>,
+    /// Peak minus start resident set: what the workload itself added.
+    pub rss_growth_kib: Option<f64>,
     pub time_ratio: Option<f64>,
     pub rss_ratio: Option<f64>,
     pub child_medians_ns: Vec<f64>,
@@ -67,6 +69,7 @@ impl Report {
                         let mut cpus = Vec::new();
                         let mut peaks = Vec::new();
                         let mut starts = Vec::new();
+                        let mut growth = Vec::new();
                         let mut failures = Vec::new();
                         for o in outcomes {
                             match o {
@@ -81,6 +84,7 @@ impl Report {
                                     cpus.push(median_cpu_ns);
                                     peaks.push(peak_rss_kib as f64);
                                     starts.push(start_rss_kib as f64);
+                                    growth.push(peak_rss_kib.saturating_sub(start_rss_kib) as f64);
                                 }
                                 Outcome::Failed(why) => failures.push(why),
                             }
@@ -93,6 +97,7 @@ impl Report {
                             cpu_ratio: None,
                             peak_rss_kib: some(&peaks),
                             start_rss_kib: some(&starts),
+                            rss_growth_kib: some(&growth),
                             time_ratio: None,
                             rss_ratio: None,
                             child_medians_ns: meds,
@@ -299,6 +304,7 @@ impl Report {
                     "peak_rss_kib": opt(c.peak_rss_kib),
                     "rss_ratio": opt(c.rss_ratio),
                     "start_rss_kib": opt(c.start_rss_kib),
+                    "rss_growth_kib": opt(c.rss_growth_kib),
                     "child_medians_ns": c.child_medians_ns,
                     "failures": c.failures,
                 }));
