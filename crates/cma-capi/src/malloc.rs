@@ -17,7 +17,7 @@ use core::ffi::{c_int, c_void};
 use core::fmt::Write;
 use core::ptr::null_mut;
 
-use crate::util::{errno, set_errno, FdWriter};
+use crate::util::{assert_not_reentered, errno, set_errno, FdWriter};
 
 /// The page size `valloc` and `pvalloc` align to.
 const PAGE: usize = 4096;
@@ -33,6 +33,7 @@ fn enomem_if_null(p: *mut u8) -> *mut c_void {
 /// `void *malloc(size_t size)`: `size` bytes, or null with `errno = ENOMEM`.
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
+    assert_not_reentered("malloc");
     enomem_if_null(engine::malloc(size))
 }
 
@@ -43,6 +44,7 @@ pub extern "C" fn malloc(size: usize) -> *mut c_void {
 /// `p` is not used after the call.
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
+    assert_not_reentered("free");
     // SAFETY: the caller gives up `p`; the engine validates it.
     unsafe { engine::free(p.cast()) }
 }
@@ -52,6 +54,7 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 /// zeroed too.
 #[no_mangle]
 pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    assert_not_reentered("calloc");
     if n.checked_mul(size).is_none() {
         set_errno(libc::ENOMEM);
         return null_mut();
@@ -68,6 +71,7 @@ pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 /// `p` is null or a live block, not used after a successful call.
 #[no_mangle]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    assert_not_reentered("realloc");
     if p.is_null() {
         return malloc(size);
     }
@@ -106,6 +110,7 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> 
 /// `out` points to writable storage for a pointer.
 #[no_mangle]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    assert_not_reentered("posix_memalign");
     if !align.is_power_of_two() || align % core::mem::size_of::<*mut c_void>() != 0 {
         return libc::EINVAL;
     }
@@ -125,6 +130,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 /// accepted (C17 DR 460). Null with `ENOMEM` when memory runs out.
 #[no_mangle]
 pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    assert_not_reentered("aligned_alloc");
     if !align.is_power_of_two() {
         set_errno(libc::EINVAL);
         return null_mut();
@@ -138,6 +144,7 @@ pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
 /// memory runs out.
 #[no_mangle]
 pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    assert_not_reentered("memalign");
     let Some(align) = align.max(1).checked_next_power_of_two() else {
         set_errno(libc::EINVAL);
         return null_mut();
@@ -151,6 +158,7 @@ pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 /// `void *valloc(size_t size)`: `size` bytes aligned to the page size.
 #[no_mangle]
 pub extern "C" fn valloc(size: usize) -> *mut c_void {
+    assert_not_reentered("valloc");
     enomem_if_null(engine::aligned_alloc(PAGE, size))
 }
 
@@ -158,6 +166,7 @@ pub extern "C" fn valloc(size: usize) -> *mut c_void {
 /// for 0), page aligned; null with `ENOMEM` when the rounding overflows.
 #[no_mangle]
 pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    assert_not_reentered("pvalloc");
     let Some(rounded) = size.max(1).checked_add(PAGE - 1) else {
         set_errno(libc::ENOMEM);
         return null_mut();
@@ -170,6 +179,7 @@ pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
 /// aborts with a diagnostic.
 #[no_mangle]
 pub extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    assert_not_reentered("malloc_usable_size");
     if p.is_null() {
         return 0;
     }

@@ -80,3 +80,27 @@ impl fmt::Write for FdWriter {
         Ok(())
     }
 }
+
+/// In debug builds (the ones `cargo test` uses), checks that an exported
+/// allocation function was not entered from inside the engine: cma must
+/// never call malloc (or anything that does) while it holds its guard. A
+/// release build skips the check (it costs a TLS read per call).
+#[inline(always)]
+pub(crate) fn assert_not_reentered(function: &str) {
+    if cfg!(debug_assertions) && engine::guard_depth() != 0 {
+        reentered(function)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn reentered(function: &str) -> ! {
+    let mut w = FdWriter::new(2);
+    let _ = fmt::Write::write_fmt(
+        &mut w,
+        format_args!("cma: internal error: {function} called from inside cma (recursion into the allocator)\n"),
+    );
+    w.flush();
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}

@@ -1,0 +1,336 @@
+//! libcma under LD_PRELOAD: the exported functions' contracts, misuse
+//! reports, and the hard parts of being a preloaded malloc (before main,
+//! fork from a threaded parent, thread exit, no malloc from inside).
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn exports_the_malloc_family_and_calls_no_allocator_itself() {
+    if !have("nm", "binutils") {
+        return;
+    }
+    let lib = libcma();
+    let defined = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&lib)
+        .output()
+        .expect("nm");
+    let defined = String::from_utf8_lossy(&defined.stdout);
+    let names: Vec<&str> = defined
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    for f in [
+        "malloc",
+        "free",
+        "calloc",
+        "realloc",
+        "reallocarray",
+        "posix_memalign",
+        "aligned_alloc",
+        "memalign",
+        "valloc",
+        "pvalloc",
+        "malloc_usable_size",
+        "free_sized",
+        "free_aligned_sized",
+        "malloc_trim",
+        "mallinfo2",
+        "mallinfo",
+        "mallopt",
+        "malloc_stats",
+        "_Znwm",
+        "_Znam",
+        "_ZdlPv",
+        "_ZdaPv",
+        "_ZdlPvm",
+        "_ZdaPvm",
+        "_ZnwmRKSt9nothrow_t",
+        "_ZnamRKSt9nothrow_t",
+        "_ZnwmSt11align_val_t",
+        "_ZnamSt11align_val_t",
+        "_ZdlPvSt11align_val_t",
+        "_ZdaPvSt11align_val_t",
+        "_ZdlPvmSt11align_val_t",
+        "_ZdaPvmSt11align_val_t",
+        "_ZnwmSt11align_val_tRKSt9nothrow_t",
+        "_ZnamSt11align_val_tRKSt9nothrow_t",
+        "cma_malloc",
+        "cma_calloc",
+        "cma_realloc",
+        "cma_aligned_alloc",
+        "cma_free",
+        "cma_checked_free",
+        "cma_bzero_and_free",
+        "cma_free_double",
+        "cma_block_size",
+        "cma_checked_block_size",
+        "cma_alloc_size",
+        "cma_set_alloc_limit",
+        "cma_get_stats",
+        "cma_get_extended_stats",
+        "cma_strdup",
+        "cma_strndup",
+        "cma_memdup",
+        "cma_strerror",
+    ] {
+        assert!(names.contains(&f), "libcma.so does not export {f}");
+    }
+    // Nothing but the malloc family and the cma API leaks out of the library.
+    for n in &names {
+        assert!(
+            !n.starts_with("_ZN") && !n.starts_with("rust_"),
+            "libcma.so exports an internal symbol: {n}"
+        );
+    }
+    // The library must not depend on an allocator, nor on dlsym.
+    let undefined = Command::new("nm")
+        .args(["-D", "--undefined-only"])
+        .arg(&lib)
+        .output()
+        .expect("nm");
+    let undefined = String::from_utf8_lossy(&undefined.stdout);
+    for l in undefined.lines() {
+        let sym = l
+            .split_whitespace()
+            .last()
+            .unwrap_or("")
+            .split('@')
+            .next()
+            .unwrap_or("");
+        assert!(
+            ![
+                "malloc",
+                "calloc",
+                "memalign",
+                "posix_memalign",
+                "aligned_alloc",
+                "dlsym",
+                "dlvsym"
+            ]
+            .contains(&sym),
+            "libcma.so imports {sym}"
+        );
+    }
+}
+
+#[test]
+fn c_contracts_hold_under_preload() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    let dir = scratch("contracts");
+    let exe = compile("cc", "contracts.c", &dir, true, &[]);
+    let (o, out, err) = output(preloaded(&mut Command::new(&exe)));
+    assert!(
+        o.status.success(),
+        "contracts failed ({}):\n{out}\n{err}",
+        o.status
+    );
+    assert!(out.contains("contracts: ok"), "{out}\n{err}");
+}
+
+#[test]
+fn malloc_stats_prints_in_glibc_layout() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    let dir = scratch("malloc_stats");
+    std::fs::write(
+        dir.join("s.c"),
+        "#include <malloc.h>\nint main(void){malloc_stats();return 0;}\n",
+    )
+    .unwrap();
+    let exe = dir.join("s");
+    let st = Command::new("cc")
+        .arg("-o")
+        .arg(&exe)
+        .arg(dir.join("s.c"))
+        .status()
+        .expect("cc");
+    assert!(st.success());
+    let (o, _, err) = output(preloaded(&mut Command::new(&exe)));
+    assert!(o.status.success());
+    assert!(
+        err.contains("in use bytes") && err.contains("cma: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn cxx_operators_go_through_cma() {
+    if !have("g++", "g++") {
+        return;
+    }
+    let dir = scratch("cxx_ops");
+    let exe = compile(
+        "g++",
+        "cxx_ops.cpp",
+        &dir,
+        true,
+        &["-std=c++17", "-fsized-deallocation"],
+    );
+    let (o, out, err) = output(preloaded(&mut Command::new(&exe)));
+    assert!(
+        o.status.success(),
+        "cxx_ops failed ({}):\n{out}\n{err}",
+        o.status
+    );
+    assert!(out.contains("cxx_ops: ok"));
+
+    // operator new cannot throw from libcma: it aborts with a clear message.
+    let (o, _, err) = output(preloaded(Command::new(&exe).arg("oom")));
+    assert!(!o.status.success());
+    assert!(err.contains("cma: operator new: out of memory"), "{err}");
+}
+
+#[test]
+fn misuse_aborts_with_one_diagnostic_line() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    let dir = scratch("misuse");
+    let exe = compile("cc", "misuse.c", &dir, false, &[]);
+    for (what, expected) in [
+        ("double-free", "cma: double free of 0x"),
+        ("interior", "cma: invalid free: interior pointer"),
+        ("foreign", "cma: invalid free: not a cma block"),
+        ("realloc-freed", "cma: double free"),
+    ] {
+        let (o, out, err) = output(preloaded(Command::new(&exe).arg(what)));
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            o.status.signal(),
+            Some(libc_sigabrt()),
+            "{what}: {}\n{out}\n{err}",
+            o.status
+        );
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("cma: ")).collect();
+        assert_eq!(lines.len(), 1, "{what}: {err}");
+        assert!(lines[0].contains(expected), "{what}: {err}");
+    }
+}
+
+fn libc_sigabrt() -> i32 {
+    6
+}
+
+#[test]
+fn allocations_before_main_are_served() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    let dir = scratch("before_main");
+    let exe = compile("cc", "before_main.c", &dir, true, &[]);
+    let (o, out, err) = output(preloaded(&mut Command::new(&exe)));
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(out.trim(), "allocated before main");
+    // Every program starts on cma, even trivial ones from the system.
+    for prog in [
+        &["true"][..],
+        &["ls", "/"],
+        &["sh", "-c", "echo a | sort | uniq -c > /dev/null"],
+    ] {
+        let (o, _, err) = output(preloaded(Command::new(prog[0]).args(&prog[1..])));
+        assert!(o.status.success(), "{prog:?}: {err}");
+    }
+}
+
+#[test]
+fn fork_from_a_multithreaded_parent() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    let dir = scratch("fork_threads");
+    let exe = compile("cc", "fork_threads.c", &dir, false, &[]);
+    let (o, out, err) = output(preloaded(&mut Command::new(&exe)));
+    assert!(o.status.success(), "{}\n{out}\n{err}", o.status);
+    assert!(out.contains("fork_threads: ok"));
+}
+
+#[test]
+fn heaps_of_exited_threads_are_reused() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    let dir = scratch("thread_churn");
+    let exe = compile("cc", "thread_churn.c", &dir, true, &[]);
+    let (o, out, err) = output(preloaded(&mut Command::new(&exe)));
+    assert!(o.status.success(), "{}\n{out}\n{err}", o.status);
+    assert!(out.contains("thread_churn: ok"), "{out}");
+}
+
+#[test]
+fn exit_report_is_written_per_process() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    let dir = scratch("exit_report");
+    let exe = compile("cc", "misuse.c", &dir, false, &[]);
+    let template = dir.join("report.%p");
+    let (o, _, err) = output(
+        preloaded(Command::new(&exe).arg("leak"))
+            .env("CMA_OPTIONS", format!("report={}", template.display())),
+    );
+    assert!(o.status.success(), "{err}");
+    let reports: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("report."))
+        .collect();
+    assert_eq!(reports.len(), 1, "one report per process");
+    let text = std::fs::read_to_string(reports[0].path()).unwrap();
+    assert!(
+        text.starts_with("cma-report 1\n") && text.ends_with("end\n"),
+        "{text}"
+    );
+    assert_eq!(
+        reports[0].file_name().to_string_lossy(),
+        format!("report.{}", report_field(&text, "pid").unwrap())
+    );
+    assert!(report_field(&text, "allocations").unwrap() >= 101, "{text}");
+    assert!(
+        report_field(&text, "bytes_in_use").unwrap() >= 100 * 100,
+        "{text}"
+    );
+    assert!(
+        report_field(&text, "peak_bytes_in_use").unwrap() >= 100 * 100,
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("class ")), "{text}");
+
+    // report=stderr
+    let (o, _, err) =
+        output(preloaded(Command::new(&exe).arg("leak")).env("CMA_OPTIONS", "report=stderr"));
+    assert!(o.status.success());
+    assert!(err.contains("cma-report 1"), "{err}");
+}
+
+#[test]
+fn static_library_links_and_replaces_malloc() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    let dir = scratch("static");
+    let lib = built_lib("a");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/before_main.c");
+    let exe = dir.join("before_main_static");
+    let o = Command::new("cc")
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .arg("-I")
+        .arg(include_dir())
+        .arg(&lib)
+        .args(["-lpthread", "-ldl", "-lm", "-lgcc_s", "-lc"])
+        .output()
+        .expect("cc");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (o, out, err) = output(&mut Command::new(&exe));
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(out.trim(), "allocated before main");
+}
