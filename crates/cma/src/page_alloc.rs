@@ -333,6 +333,19 @@ impl PageAlloc {
                 cur = next;
             }
         }
+        let mut cur = self.huge_cache;
+        while !cur.is_null() {
+            // SAFETY: cached huge descriptors are live.
+            let s = unsafe { &*cur };
+            if s.dirty.get()
+                && (force || now.saturating_sub(s.freed_at_ms.get()) >= self.purge_delay_ms)
+            {
+                os::decommit(s.start() as *mut u8, s.reserved.get());
+                s.dirty.set(false);
+                self.dirty_bytes -= s.reserved.get();
+            }
+            cur = s.free_next.get();
+        }
     }
 
     fn maybe_purge(&mut self, meta: &mut MetaAlloc, now: u64) {
@@ -380,7 +393,7 @@ impl PageAlloc {
         while !cur.is_null() {
             // SAFETY: cached huge descriptors are live.
             let s = unsafe { &*cur };
-            let reserved = s.freed_at_ms.get() as usize;
+            let reserved = s.reserved.get();
             if reserved >= bytes && reserved <= bytes.saturating_mul(2) && s.start() % align == 0 {
                 let next = s.free_next.get();
                 if prev.is_null() {
@@ -392,7 +405,11 @@ impl PageAlloc {
                 self.huge_cached -= 1;
                 self.huge_cached_bytes -= reserved;
                 s.bytes.store(bytes, core::sync::atomic::Ordering::Relaxed);
-                s.zeroed.set(true);
+                s.zeroed.set(!s.dirty.get());
+                if s.dirty.get() {
+                    self.dirty_bytes -= reserved;
+                    s.dirty.set(false);
+                }
                 s.set_kind(SpanKind::Huge);
                 return cur;
             }
@@ -427,8 +444,7 @@ impl PageAlloc {
         d.start
             .store(base as usize, core::sync::atomic::Ordering::Relaxed);
         d.bytes.store(bytes, core::sync::atomic::Ordering::Relaxed);
-        // A huge descriptor keeps the size of its whole mapping here.
-        d.freed_at_ms.set(reserved as u64);
+        d.reserved.set(reserved);
         d.zeroed.set(true);
         d.set_kind(SpanKind::Huge);
         segment_map::set_range(base as usize, reserved, desc as usize | TAG_HUGE);
@@ -437,11 +453,12 @@ impl PageAlloc {
 
     /// Bytes a huge block may grow to in place.
     pub(crate) fn huge_reserved(span: &Span) -> usize {
-        span.freed_at_ms.get() as usize
+        span.reserved.get()
     }
 
-    /// Frees a huge block: its pages are decommitted at once, and the mapping
-    /// is kept for a while so that a second free of it is recognised.
+    /// Frees a huge block: the mapping is kept (so that a second free of it is
+    /// recognised, and a new huge block can reuse it without page faults) and
+    /// decommitted after the purge delay like any free span.
     ///
     /// # Safety
     /// `span` is a live huge block of ours.
@@ -449,8 +466,10 @@ impl PageAlloc {
         // SAFETY: the caller guarantees `span` is a live huge descriptor.
         let s = unsafe { &*span };
         let reserved = Self::huge_reserved(s);
-        os::decommit(s.start() as *mut u8, reserved);
         s.set_kind(SpanKind::HugeFree);
+        s.dirty.set(true);
+        s.freed_at_ms.set(os::now_ms());
+        self.dirty_bytes += reserved;
         s.free_next.set(self.huge_cache);
         self.huge_cache = span;
         self.huge_cached += 1;
@@ -476,6 +495,9 @@ impl PageAlloc {
             }
             let s = &*cur;
             let reserved = Self::huge_reserved(s);
+            if s.dirty.get() {
+                self.dirty_bytes -= reserved;
+            }
             segment_map::set_range(s.start(), reserved, 0);
             os::unmap(s.start() as *mut u8, reserved);
             self.mapped -= reserved;

@@ -81,6 +81,8 @@ pub(crate) struct Span {
     pub dirty: Cell<bool>,
     pub zeroed: Cell<bool>,
     pub freed_at_ms: Cell<u64>,
+    /// Huge blocks only: the size of the whole mapping.
+    pub reserved: Cell<usize>,
 }
 
 impl Span {
