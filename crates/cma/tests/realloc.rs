@@ -1,0 +1,313 @@
+//! realloc semantics: in place when the block allows it (a small change inside
+//! a slot, a large block shrunk or grown into free pages after it, a huge
+//! block inside its mapping), a move otherwise with `min(old usable, new)`
+//! bytes preserved, and a failed realloc returns null and leaves the old block
+//! intact and usable. Counters: in place changes no counts; a move is one
+//! allocation and one free.
+//!
+//! The tests of this binary run one at a time (page placement and counters
+//! are process-wide); the binary does not use cma as its global allocator.
+
+use std::sync::{Mutex, MutexGuard};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    cma::set_alloc_limits(cma::AllocLimits::default());
+    g
+}
+
+const PAGE: usize = 4096;
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+fn fill(p: *mut u8, len: usize, seed: u8) {
+    // SAFETY: callers pass a live block of at least `len` bytes.
+    let s = unsafe { std::slice::from_raw_parts_mut(p, len) };
+    for (i, b) in s.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8;
+    }
+}
+
+#[track_caller]
+fn assert_filled(p: *const u8, len: usize, seed: u8) {
+    // SAFETY: callers pass a live block of at least `len` bytes.
+    let s = unsafe { std::slice::from_raw_parts(p, len) };
+    if let Some(i) =
+        (0..len).find(|&i| s[i] != (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
+    {
+        panic!("block {p:p}: byte {i} of {len} lost");
+    }
+}
+
+fn counts() -> (u64, u64) {
+    let s = cma::stats();
+    (s.allocations, s.frees)
+}
+
+/// Reallocs `p` to `size`, checks that `keep` bytes of pattern `seed`
+/// survived and the counters moved as an in-place resize or a move should,
+/// refills the block and returns it.
+#[track_caller]
+fn resize(p: *mut u8, keep: usize, seed: u8, size: usize) -> *mut u8 {
+    let (a0, f0) = counts();
+    // SAFETY: `p` is a live block of ours.
+    let q = unsafe { cma::realloc(p, size) };
+    assert!(!q.is_null(), "realloc({p:p}, {size}) returned null");
+    assert!(cma::block_size(q) >= size);
+    assert_filled(q, keep.min(size), seed);
+    let (a1, f1) = counts();
+    if q == p {
+        assert_eq!(
+            (a1, f1),
+            (a0, f0),
+            "an in-place realloc counted an allocation or a free"
+        );
+    } else {
+        assert_eq!(
+            (a1, f1),
+            (a0 + 1, f0 + 1),
+            "a moving realloc is one allocation and one free"
+        );
+        assert!(
+            cma::checked_block_size(p).is_err(),
+            "the old block {p:p} is still live after a move"
+        );
+    }
+    fill(q, size, seed.wrapping_add(1));
+    q
+}
+
+#[test]
+fn small_blocks_stay_in_their_slot_for_small_changes_and_move_otherwise() {
+    let _s = serial();
+    let p = cma::malloc(100);
+    let usable = cma::block_size(p);
+    fill(p, usable, 1);
+    // Within the slot: same pointer, growing or shrinking a little.
+    let q = resize(p, usable, 1, 104);
+    assert_eq!(q, p, "realloc(100 -> 104) left its slot");
+    let q = resize(q, 104, 2, 60);
+    assert_eq!(q, p, "realloc(104 -> 60) left its slot");
+    // Far smaller: moves to a smaller class, keeping what fits.
+    let r = resize(q, 60, 3, 10);
+    assert_ne!(r, p, "realloc(60 -> 10) should move to a smaller class");
+    // Far larger: moves, keeping all of the old block.
+    let usable = cma::block_size(r);
+    fill(r, usable, 4);
+    let s = resize(r, usable, 4, 3000);
+    assert_ne!(s, r);
+    // Into a large block and back.
+    let t = resize(s, 3000, 5, 200 * KIB);
+    let u = resize(t, 200 * KIB, 6, 1000);
+    assert!(
+        cma::block_size(u) < cma::MAX_SMALL,
+        "shrunk back into a size class"
+    );
+    // SAFETY: live.
+    unsafe { cma::free(u) };
+}
+
+#[test]
+fn realloc_preserves_the_whole_usable_size_of_the_old_block() {
+    let _s = serial();
+    for size in [1usize, 13, 100, 1000, 5000, 100 * KIB, 200 * KIB] {
+        let p = cma::malloc(size);
+        let usable = cma::block_size(p);
+        assert!(usable >= size);
+        fill(p, usable, 9);
+        // SAFETY: live.
+        let q = unsafe { cma::realloc(p, usable * 2 + 1) };
+        assert!(!q.is_null());
+        assert_filled(q, usable, 9);
+        // SAFETY: live.
+        unsafe { cma::free(q) };
+    }
+}
+
+#[test]
+fn large_blocks_shrink_in_place_and_grow_into_free_pages_after_them() {
+    let _s = serial();
+    let before = cma::stats().bytes_in_use;
+    let p = cma::malloc(400 * KIB);
+    assert_eq!(cma::block_size(p), 400 * KIB);
+    fill(p, 400 * KIB, 7);
+    // Shrinking a large block keeps it in place and gives back its tail.
+    let q = resize(p, 400 * KIB, 7, 200 * KIB + 1);
+    assert_eq!(q, p, "a large block shrank by moving");
+    assert_eq!(cma::block_size(q), 200 * KIB + PAGE, "whole pages");
+    assert_eq!(
+        cma::stats().bytes_in_use - before,
+        (200 * KIB + PAGE) as u64
+    );
+    // The pages just given back lie right after the block: it grows in place.
+    let q2 = resize(q, 200 * KIB + 1, 8, 400 * KIB);
+    assert_eq!(
+        q2, p,
+        "a large block did not grow into the free pages after it"
+    );
+    assert_eq!(cma::block_size(q2), 400 * KIB);
+    assert_eq!(cma::stats().bytes_in_use - before, (400 * KIB) as u64);
+    // Within the same pages: in place.
+    let q3 = resize(q2, 400 * KIB, 9, 400 * KIB - 100);
+    assert_eq!(q3, p);
+    // Above the largest large block: moves to a huge block, keeping everything.
+    let h = resize(q3, 400 * KIB - 100, 10, 2 * MIB);
+    assert_ne!(h, p);
+    // SAFETY: live.
+    unsafe { cma::free(h) };
+    assert_eq!(cma::stats().bytes_in_use, before);
+}
+
+#[test]
+fn a_large_block_whose_next_pages_are_taken_moves_and_keeps_its_contents() {
+    let _s = serial();
+    // Allocate until two blocks lie back to back, then grow the first one:
+    // the pages after it are taken, so it must move.
+    let mut held = Vec::new();
+    let (a, b) = loop {
+        let a = cma::malloc(200 * KIB);
+        let b = cma::malloc(200 * KIB);
+        held.push(a);
+        held.push(b);
+        if b as usize == a as usize + 200 * KIB {
+            break (a, b);
+        }
+        assert!(held.len() < 200, "never got two adjacent large blocks");
+    };
+    fill(a, 200 * KIB, 11);
+    fill(b, 200 * KIB, 12);
+    let moved = resize(a, 200 * KIB, 11, 300 * KIB);
+    assert_ne!(moved, a, "grew over the next block");
+    assert_filled(b, 200 * KIB, 12);
+    for p in held.iter().copied().filter(|&p| p != a) {
+        // SAFETY: live.
+        unsafe { cma::free(p) };
+    }
+    // SAFETY: live.
+    unsafe { cma::free(moved) };
+}
+
+#[test]
+fn huge_blocks_resize_inside_their_mapping() {
+    let _s = serial();
+    let p = cma::malloc(3 * MIB);
+    fill(p, 3 * MIB, 13);
+    // Shrinking a huge block (staying huge) is in place.
+    let q = resize(p, 3 * MIB, 13, 2 * MIB);
+    assert_eq!(q, p, "a huge block shrank by moving");
+    assert_eq!(cma::block_size(q), 2 * MIB);
+    // Growing back within its mapping is in place too.
+    let q = resize(q, 2 * MIB, 14, 3 * MIB);
+    assert_eq!(
+        q, p,
+        "a huge block did not grow back inside its own mapping"
+    );
+    // The regrown tail reads as zero or anything, but the kept part is intact
+    // (checked by `resize`). Shrinking below the huge threshold moves.
+    let r = resize(q, 3 * MIB, 15, 512 * KIB);
+    assert_ne!(r, p);
+    // Growing far past the mapping moves.
+    let s = resize(r, 512 * KIB, 16, 20 * MIB);
+    // SAFETY: live.
+    unsafe { cma::free(s) };
+}
+
+#[test]
+fn realloc_of_null_allocates_and_realloc_to_zero_frees() {
+    let _s = serial();
+    let (a0, f0) = counts();
+    // SAFETY: null allocates.
+    let p = unsafe { cma::realloc(std::ptr::null_mut(), 50) };
+    assert!(!p.is_null());
+    assert_eq!(counts(), (a0 + 1, f0));
+    fill(p, 50, 17);
+    for size in [1000usize, 300 * KIB, 3 * MIB] {
+        let q = cma::malloc(size);
+        // SAFETY: live; realloc to 0 frees it and returns a minimal block.
+        let z = unsafe { cma::realloc(q, 0) };
+        assert!(!z.is_null(), "realloc(p, 0) returns a minimal block");
+        assert!(
+            cma::checked_block_size(q).is_err(),
+            "realloc(p, 0) freed the {size}-byte block"
+        );
+        // SAFETY: live.
+        unsafe { cma::free(z) };
+    }
+    // SAFETY: live.
+    unsafe { cma::free(p) };
+    let (a1, f1) = counts();
+    assert_eq!(a1 - a0, f1 - f0);
+}
+
+#[test]
+fn a_failed_realloc_returns_null_and_leaves_the_block_intact_and_usable() {
+    let _s = serial();
+    for size in [100usize, 5000, 300 * KIB, 2 * MIB] {
+        let p = cma::malloc(size);
+        fill(p, size, 19);
+        let (a0, f0) = counts();
+        let bytes = cma::stats().bytes_in_use;
+        cma::set_alloc_limits(cma::AllocLimits {
+            max_request: Some(size),
+            max_bytes_in_use: Some(bytes as usize + 1),
+        });
+        for grow in [size * 3 + MIB, 40 * MIB] {
+            // SAFETY: live; a failed realloc leaves it so.
+            let q = unsafe { cma::realloc(p, grow) };
+            assert!(
+                q.is_null(),
+                "realloc({size} -> {grow}) under a limit returned {q:p}"
+            );
+            // SAFETY: as above.
+            let e = unsafe { cma::try_realloc_checked(p, grow) }.expect_err("over the limit");
+            assert!(
+                matches!(
+                    e,
+                    cma::CmaError::TotalLimitExceeded { .. }
+                        | cma::CmaError::RequestLimitExceeded { .. }
+                ),
+                "{e:?}"
+            );
+        }
+        assert_eq!(counts(), (a0, f0), "a failed realloc changed the counters");
+        assert_eq!(cma::stats().bytes_in_use, bytes);
+        cma::set_alloc_limits(cma::AllocLimits::default());
+        assert_filled(p, size, 19);
+        assert!(cma::block_size(p) >= size);
+        // Still usable: it can be written, resized and freed.
+        fill(p, size, 20);
+        let q = resize(p, size, 20, size * 2);
+        // SAFETY: live.
+        unsafe { cma::free(q) };
+    }
+}
+
+#[test]
+fn blocks_realloced_by_another_thread_keep_their_contents() {
+    let _s = serial();
+    let blocks: Vec<usize> = [10usize, 100, 1000, 10_000, 100_000, 300_000]
+        .iter()
+        .map(|&n| {
+            let p = cma::malloc(n);
+            fill(p, n, n as u8);
+            p as usize
+        })
+        .collect();
+    let sizes = [10usize, 100, 1000, 10_000, 100_000, 300_000];
+    let grown: Vec<usize> = std::thread::spawn(move || {
+        blocks
+            .iter()
+            .zip(sizes)
+            .map(|(&p, n)| resize(p as *mut u8, n, n as u8, n * 3) as usize)
+            .collect()
+    })
+    .join()
+    .unwrap();
+    for (p, n) in grown.into_iter().zip(sizes) {
+        assert_filled(p as *const u8, n * 3, (n as u8).wrapping_add(1));
+        // SAFETY: live.
+        unsafe { cma::free(p as *mut u8) };
+    }
+}
