@@ -244,6 +244,7 @@ fn child(workload: &str, allocator: &str, opts: &Opts) -> ExitCode {
     let rss_start = util::proc_status_kib("VmRSS").unwrap_or(0);
     let mut times = Vec::with_capacity(iters);
     let mut cpu = Vec::with_capacity(iters);
+    let cma_before = (spec.which == Which::Cma).then(cma::stats);
     let mut checksum = 0u64;
     for _ in 0..iters {
         let c0 = util::process_cpu_ns();
@@ -253,6 +254,30 @@ fn child(workload: &str, allocator: &str, opts: &Opts) -> ExitCode {
         cpu.push(util::process_cpu_ns() - c0);
     }
     let peak = util::proc_status_kib("VmHWM").unwrap_or(0);
+    // On cma, the engine's own counters: every workload frees what it
+    // allocated, so the blocks in use must come back to where they were.
+    let cma_counters = cma_before.map(|b| {
+        let a = cma::stats();
+        let live = |s: &cma::Stats| s.allocations as i64 - s.frees as i64;
+        if live(&a) != live(&b) || a.bytes_in_use != b.bytes_in_use {
+            eprintln!(
+                "cma-bench: cma counts {} blocks and {} bytes in use after {} that were not before (a leak in the workload, or counters out of step)",
+                live(&a) - live(&b),
+                a.bytes_in_use as i64 - b.bytes_in_use as i64,
+                w.name
+            );
+            std::process::exit(5);
+        }
+        serde_json::json!({
+            "allocations": a.allocations - b.allocations,
+            "frees": a.frees - b.frees,
+            "blocks_in_use_change": live(&a) - live(&b),
+            "bytes_in_use_change": a.bytes_in_use as i64 - b.bytes_in_use as i64,
+            "peak_bytes_in_use": a.peak_bytes_in_use,
+            "mapped_bytes": a.mapped_bytes,
+            "metadata_bytes": a.metadata_bytes,
+        })
+    });
     let line = serde_json::json!({
         "workload": w.name,
         "allocator": spec.name,
@@ -263,6 +288,7 @@ fn child(workload: &str, allocator: &str, opts: &Opts) -> ExitCode {
         "peak_rss_kib": peak,
         "start_rss_kib": rss_start,
         "checksum": checksum,
+        "cma_stats": cma_counters,
     });
     println!("{RESULT_PREFIX}{line}");
     ExitCode::SUCCESS

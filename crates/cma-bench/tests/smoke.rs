@@ -92,6 +92,9 @@ fn child_reports_one_result_line() {
     assert_eq!(v["allocator"], "cma-fast");
     assert!(v["peak_rss_kib"].as_u64().unwrap() > 0);
     assert!(v["checksum"].as_u64().unwrap() > 0);
+    // cma's own counters: the workload freed every block it allocated.
+    assert_eq!(v["cma_stats"]["blocks_in_use_change"], 0);
+    assert!(v["cma_stats"]["allocations"].as_u64().unwrap() > 1000);
 }
 
 #[test]
