@@ -243,9 +243,16 @@ impl Heap {
         let slab = {
             let mut global = GLOBAL.lock();
             let global = &mut *global;
-            global
+            let slab = global
                 .pages
-                .alloc_span(&mut global.meta, g.slab_pages as usize, 1, words)
+                .alloc_span(&mut global.meta, g.slab_pages as usize, 1, words);
+            if !slab.is_null() {
+                // SAFETY: a fresh descriptor. It must stop reading as a free
+                // span before the lock is released: a neighbour freed by
+                // another thread would merge it (and free its descriptor).
+                unsafe { (*slab).set_kind(SpanKind::Slab) };
+            }
+            slab
         };
         if slab.is_null() {
             return null_mut();
@@ -260,7 +267,6 @@ impl Heap {
             .store(self as *const Heap as *mut Heap, Ordering::Relaxed);
         s.used.set(0);
         s.list.set(SlabList::Current);
-        s.set_kind(SpanKind::Slab);
         slab
     }
 
