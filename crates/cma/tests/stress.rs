@@ -57,7 +57,11 @@ fn splitmix(mut z: u64) -> u64 {
 // ----- content patterns -----
 
 fn pattern_seed(worker: usize, slot: usize, generation: u64, size: usize) -> u64 {
-    splitmix(splitmix(splitmix(worker as u64) ^ slot as u64) ^ generation.rotate_left(20) ^ (size as u64).rotate_left(40))
+    splitmix(
+        splitmix(splitmix(worker as u64) ^ slot as u64)
+            ^ generation.rotate_left(20)
+            ^ (size as u64).rotate_left(40),
+    )
 }
 
 /// The pattern's 8-byte word number `k`.
@@ -123,7 +127,9 @@ struct Block {
 
 fn check(block: &Block, len: usize, worker: usize, iteration: u64, what: &str) {
     // SAFETY: the block is live and owned by the caller for `block.size >= len` bytes.
-    if let Some((offset, want, got)) = unsafe { first_mismatch(block.addr as *const u8, len, block.seed) } {
+    if let Some((offset, want, got)) =
+        unsafe { first_mismatch(block.addr as *const u8, len, block.seed) }
+    {
         panic!(
             "worker {worker} iteration {iteration}: {what}: block {:#x} of {} bytes (filled by worker {}) \
              has byte {got:#04x} at offset {offset}, expected {want:#04x}",
@@ -146,7 +152,9 @@ enum Op {
     Done,
 }
 
-const OP_NAMES: [&str; 9] = ["start", "malloc", "realloc", "free", "give", "take", "check", "cleanup", "done"];
+const OP_NAMES: [&str; 9] = [
+    "start", "malloc", "realloc", "free", "give", "take", "check", "cleanup", "done",
+];
 
 fn op_name(op: u8) -> &'static str {
     OP_NAMES.get(op as usize).copied().unwrap_or("unknown")
@@ -170,7 +178,11 @@ impl Progress {
 /// Watches `workers` until all have finished. Returns the diagnostic when no
 /// unfinished worker advanced for `stall_limit`.
 fn watchdog(workers: &[Progress], stall_limit: Duration, poll: Duration) -> Result<(), String> {
-    let snapshot = |w: &[Progress]| -> Vec<u64> { w.iter().map(|p| p.iteration.load(Ordering::Relaxed)).collect() };
+    let snapshot = |w: &[Progress]| -> Vec<u64> {
+        w.iter()
+            .map(|p| p.iteration.load(Ordering::Relaxed))
+            .collect()
+    };
     let mut last = snapshot(workers);
     let mut last_change = Instant::now();
     loop {
@@ -189,13 +201,20 @@ fn watchdog(workers: &[Progress], stall_limit: Duration, poll: Duration) -> Resu
 }
 
 fn diagnostic(workers: &[Progress], stalled: Duration) -> String {
-    let mut msg = format!("stress watchdog: no worker made progress for {} s;", stalled.as_secs());
+    let mut msg = format!(
+        "stress watchdog: no worker made progress for {} s;",
+        stalled.as_secs()
+    );
     for (i, p) in workers.iter().enumerate() {
         msg.push_str(&format!(
             " worker {i}: iteration {}, last op {}{};",
             p.iteration.load(Ordering::Relaxed),
             op_name(p.last_op.load(Ordering::Relaxed)),
-            if p.finished.load(Ordering::Acquire) { " (finished)" } else { "" }
+            if p.finished.load(Ordering::Acquire) {
+                " (finished)"
+            } else {
+                ""
+            }
         ));
     }
     msg
@@ -219,7 +238,7 @@ struct Tally {
 
 fn pick_size(rng: &mut XorShift) -> usize {
     match rng.below(1000) {
-        0..=599 => rng.below(257) as usize,          // tiny to 256 B, zero included
+        0..=599 => rng.below(257) as usize, // tiny to 256 B, zero included
         600..=899 => 257 + rng.below(4 * 1024) as usize, // up to 4 KiB
         900..=979 => rng.below(cma::MAX_SMALL as u64 + 1) as usize, // any size class
         980..=997 => cma::MAX_SMALL + 1 + rng.below(400 * 1024) as usize, // large
@@ -254,8 +273,15 @@ fn worker(id: usize, seed: u64, iterations: u64, shared: &Shared) -> Tally {
                 progress.step(it, Op::Malloc);
                 let size = pick_size(&mut rng);
                 let p = cma::malloc(size);
-                assert!(!p.is_null(), "worker {id} iteration {it}: malloc({size}) returned null");
-                assert_eq!(p as usize % if size >= 16 { 16 } else { 8 }, 0, "malloc({size}) misaligned: {p:p}");
+                assert!(
+                    !p.is_null(),
+                    "worker {id} iteration {it}: malloc({size}) returned null"
+                );
+                assert_eq!(
+                    p as usize % if size >= 16 { 16 } else { 8 },
+                    0,
+                    "malloc({size}) misaligned: {p:p}"
+                );
                 t.mallocs += 1;
                 let seed = pattern_seed(id, s, generation, size);
                 // SAFETY: a fresh block of `size` bytes.
@@ -272,15 +298,26 @@ fn worker(id: usize, seed: u64, iterations: u64, shared: &Shared) -> Tally {
                     progress.step(it, Op::Realloc);
                     check(&b, b.size, id, it, "before realloc");
                     t.bytes_checked += b.size as u64;
-                    let new_size = if rng.below(2) == 0 { pick_size(&mut rng) } else { b.size / 2 + rng.below(b.size as u64 + 2) as usize };
+                    let new_size = if rng.below(2) == 0 {
+                        pick_size(&mut rng)
+                    } else {
+                        b.size / 2 + rng.below(b.size as u64 + 2) as usize
+                    };
                     // SAFETY: `b` is a live block this worker owns.
                     let q = unsafe { cma::realloc(b.addr as *mut u8, new_size) };
-                    assert!(!q.is_null(), "worker {id} iteration {it}: realloc({:#x}, {new_size}) returned null", b.addr);
+                    assert!(
+                        !q.is_null(),
+                        "worker {id} iteration {it}: realloc({:#x}, {new_size}) returned null",
+                        b.addr
+                    );
                     t.reallocs += 1;
                     if q as usize != b.addr {
                         t.moves += 1;
                     }
-                    let kept = Block { addr: q as usize, ..b };
+                    let kept = Block {
+                        addr: q as usize,
+                        ..b
+                    };
                     check(&kept, b.size.min(new_size), id, it, "prefix after realloc");
                     let seed = pattern_seed(id, s, generation, new_size);
                     // SAFETY: `q` is a live block of `new_size` bytes.
@@ -334,7 +371,11 @@ fn env_u64(name: &str) -> Option<u64> {
 #[test]
 fn six_threads_malloc_realloc_free_with_cross_thread_frees() {
     let seed = env_u64("CMA_STRESS_SEED").unwrap_or(0x5EED_C0DE);
-    let default_iters = if cfg!(debug_assertions) { 30_000 } else { 200_000 };
+    let default_iters = if cfg!(debug_assertions) {
+        30_000
+    } else {
+        200_000
+    };
     let iterations = env_u64("CMA_STRESS_ITERS").unwrap_or(default_iters);
     eprintln!("stress: seed {seed:#x}, {iterations} iterations per worker (CMA_STRESS_SEED / CMA_STRESS_ITERS)");
 
@@ -358,7 +399,9 @@ fn six_threads_malloc_realloc_free_with_cross_thread_frees() {
                             if thread::panicking() {
                                 self.0.stop.store(true, Ordering::Relaxed);
                             }
-                            self.0.progress[self.1].finished.store(true, Ordering::Release);
+                            self.0.progress[self.1]
+                                .finished
+                                .store(true, Ordering::Release);
                         }
                     }
                     let _finish = Finish(&shared, id);
@@ -385,7 +428,10 @@ fn six_threads_malloc_realloc_free_with_cross_thread_frees() {
             }
             Err(e) => failures.push(format!(
                 "worker {id}: {}",
-                e.downcast_ref::<String>().map(String::as_str).or(e.downcast_ref::<&str>().copied()).unwrap_or("panic")
+                e.downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or(e.downcast_ref::<&str>().copied())
+                    .unwrap_or("panic")
             )),
         }
     }
@@ -394,25 +440,59 @@ fn six_threads_malloc_realloc_free_with_cross_thread_frees() {
     // Blocks still in the exchange queue: check and free them from this thread.
     let left: Vec<Block> = std::mem::take(&mut *shared.exchange.lock().unwrap());
     for b in &left {
-        check(b, b.size, usize::MAX, iterations, "left in the exchange queue");
+        check(
+            b,
+            b.size,
+            usize::MAX,
+            iterations,
+            "left in the exchange queue",
+        );
         // SAFETY: live, and every worker is gone.
         unsafe { cma::free(b.addr as *mut u8) };
         total.frees += 1;
     }
-    eprintln!("stress: {total:?}, {} blocks freed from the exchange queue", left.len());
+    eprintln!(
+        "stress: {total:?}, {} blocks freed from the exchange queue",
+        left.len()
+    );
 
     let after = cma::stats();
     let allocations = after.allocations - before.allocations;
     let frees = after.frees - before.frees;
-    assert_eq!(total.mallocs, total.frees, "the test's own books: every block allocated was freed");
-    assert_eq!(allocations, frees, "cma counted {allocations} allocations but {frees} frees");
-    assert_eq!(allocations, total.mallocs + total.moves, "allocations: cma vs. the calls made");
-    assert_eq!(frees, total.frees + total.moves, "frees: cma vs. the calls made");
-    assert_eq!(after.bytes_in_use, before.bytes_in_use, "bytes in use after everything was freed");
-    let live_blocks: u64 = after.classes.iter().map(|c| c.blocks_in_use).sum::<u64>() + (after.large_allocations - after.large_frees);
-    let live_before: u64 = before.classes.iter().map(|c| c.blocks_in_use).sum::<u64>() + (before.large_allocations - before.large_frees);
-    assert_eq!(live_blocks, live_before, "blocks in use after everything was freed");
-    assert!(total.moves > 0 && total.reallocs > total.moves / 2, "the workload exercised realloc: {total:?}");
+    assert_eq!(
+        total.mallocs, total.frees,
+        "the test's own books: every block allocated was freed"
+    );
+    assert_eq!(
+        allocations, frees,
+        "cma counted {allocations} allocations but {frees} frees"
+    );
+    assert_eq!(
+        allocations,
+        total.mallocs + total.moves,
+        "allocations: cma vs. the calls made"
+    );
+    assert_eq!(
+        frees,
+        total.frees + total.moves,
+        "frees: cma vs. the calls made"
+    );
+    assert_eq!(
+        after.bytes_in_use, before.bytes_in_use,
+        "bytes in use after everything was freed"
+    );
+    let live_blocks: u64 = after.classes.iter().map(|c| c.blocks_in_use).sum::<u64>()
+        + (after.large_allocations - after.large_frees);
+    let live_before: u64 = before.classes.iter().map(|c| c.blocks_in_use).sum::<u64>()
+        + (before.large_allocations - before.large_frees);
+    assert_eq!(
+        live_blocks, live_before,
+        "blocks in use after everything was freed"
+    );
+    assert!(
+        total.moves > 0 && total.reallocs > total.moves / 2,
+        "the workload exercised realloc: {total:?}"
+    );
 }
 
 /// The watchdog works: against a worker that never advances, it returns a
@@ -427,12 +507,25 @@ fn watchdog_names_the_stuck_worker_its_iteration_and_last_operation() {
     workers[1].step(4711, Op::Free);
     workers[2].step(42, Op::Realloc);
     let w = Arc::clone(&workers);
-    let watcher = thread::spawn(move || watchdog(&w, Duration::from_millis(300), Duration::from_millis(20)));
-    let msg = watcher.join().unwrap().expect_err("the watchdog must report a stuck worker");
+    let watcher =
+        thread::spawn(move || watchdog(&w, Duration::from_millis(300), Duration::from_millis(20)));
+    let msg = watcher
+        .join()
+        .unwrap()
+        .expect_err("the watchdog must report a stuck worker");
     assert!(msg.contains("no worker made progress"), "{msg}");
-    assert!(msg.contains("worker 0: iteration 1000, last op done (finished)"), "{msg}");
-    assert!(msg.contains("worker 1: iteration 4711, last op free;"), "{msg}");
-    assert!(msg.contains("worker 2: iteration 42, last op realloc;"), "{msg}");
+    assert!(
+        msg.contains("worker 0: iteration 1000, last op done (finished)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("worker 1: iteration 4711, last op free;"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("worker 2: iteration 42, last op realloc;"),
+        "{msg}"
+    );
 }
 
 /// And it stays quiet while workers advance and returns once all finish.
