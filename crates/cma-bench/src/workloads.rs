@@ -218,9 +218,11 @@ pub fn mixed<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
 /// to the next thread, which frees blocks that another thread allocated.
 pub fn larson<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
     const SLOTS: usize = 1000;
-    let t = p.threads.max(2);
+    // Work per thread is fixed (weak scaling); one thread is allowed, for
+    // scalability runs, and then frees only its own blocks.
+    let t = p.threads.max(1);
     let rounds = p.n(20, 80);
-    let per_round = p.n(8_000, 8_000) / t * 2;
+    let per_round = 8_000;
     let arrays: Vec<Mutex<Vec<Block>>> = (0..t).map(|_| Mutex::new(vec![EMPTY; SLOTS])).collect();
     let barrier = Barrier::new(t);
     let total: u64 = std::thread::scope(|sc| {
@@ -342,7 +344,7 @@ fn hammer<A: GlobalAlloc + ?Sized>(a: &A, iterations: usize, writes: usize) -> u
 
 /// 5: false sharing, cache-thrash then cache-scratch (after Hoard's tests).
 pub fn false_sharing<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
-    let t = p.threads.max(2);
+    let t = p.threads.max(1);
     let iterations = p.n(20_000, 80_000);
     let writes = 100;
     // cache-thrash: each thread on its own.
@@ -731,7 +733,7 @@ pub fn rust_collections<A: GlobalAlloc + Sync + ?Sized>(_a: &A, p: &Params) -> u
 /// thread has gone.
 pub fn threads<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
     let total = p.n(300, 1_200);
-    let batch = p.threads.max(2) * 2;
+    let batch = p.threads.max(1) * 2;
     let mut n = 0u64;
     let mut started = 0;
     while started < total {
