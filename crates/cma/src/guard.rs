@@ -17,15 +17,18 @@ use crate::heap::Heap;
 
 pub(crate) struct ThreadState {
     heap: Cell<*mut Heap>,
+    /// Guard depth times two; bit 0 flags work that must run outside cma (it
+    /// may call malloc), done when the outermost guard is dropped. One word,
+    /// so leaving cma costs one decrement and one compare.
     depth: Cell<u32>,
-    /// Work that must run outside cma (it may call malloc): done when the
-    /// outermost guard of the thread is dropped.
-    deferred: Cell<bool>,
 }
+
+const DEPTH_STEP: u32 = 2;
+const DEFERRED: u32 = 1;
 
 thread_local! {
     static THREAD: ThreadState = const {
-        ThreadState { heap: Cell::new(null_mut()), depth: Cell::new(0), deferred: Cell::new(false) }
+        ThreadState { heap: Cell::new(null_mut()), depth: Cell::new(0) }
     };
 }
 
@@ -39,7 +42,7 @@ impl AllocatorGuard {
     #[inline(always)]
     pub(crate) fn enter() -> AllocatorGuard {
         let heap = THREAD.with(|t| {
-            t.depth.set(t.depth.get() + 1);
+            t.depth.set(t.depth.get() + DEPTH_STEP);
             t.heap.get()
         });
         AllocatorGuard { heap }
@@ -66,9 +69,9 @@ impl Drop for AllocatorGuard {
     #[inline(always)]
     fn drop(&mut self) {
         let outermost_with_work = THREAD.with(|t| {
-            let depth = t.depth.get() - 1;
+            let depth = t.depth.get() - DEPTH_STEP;
             t.depth.set(depth);
-            depth == 0 && t.deferred.get()
+            depth == DEFERRED
         });
         if outermost_with_work {
             run_deferred();
@@ -80,19 +83,19 @@ impl Drop for AllocatorGuard {
 /// `pthread_create`, which calls `calloc`) to run when this thread leaves
 /// cma, so that cma never re-enters itself while a call is half done.
 pub(crate) fn defer_purge_start() {
-    THREAD.with(|t| t.deferred.set(true));
+    THREAD.with(|t| t.depth.set(t.depth.get() | DEFERRED));
 }
 
 #[cold]
 #[inline(never)]
 fn run_deferred() {
-    THREAD.with(|t| t.deferred.set(false));
+    THREAD.with(|t| t.depth.set(t.depth.get() & !DEFERRED));
     crate::purge::start();
 }
 
 /// The guard depth of the calling thread: zero outside cma calls.
 pub fn guard_depth() -> u32 {
-    THREAD.with(|t| t.depth.get())
+    THREAD.with(|t| t.depth.get() / DEPTH_STEP)
 }
 
 pub(crate) fn set_thread_heap(heap: *mut Heap) {
