@@ -279,11 +279,14 @@ pub fn prodcons<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
     const BATCH: usize = 256;
     let pairs = (p.threads / 2).max(1);
     let per_pair = p.n(600_000, 2_400_000) / pairs;
+    // Every thread is joined explicitly: `scope` alone returns once the
+    // closures are done, possibly before the threads' exit handlers (an
+    // allocator's heap hand-back) have run.
     std::thread::scope(|sc| {
-        let consumers: Vec<_> = (0..pairs)
+        let pairs: Vec<_> = (0..pairs)
             .map(|id| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Block>>(16);
-                sc.spawn(move || {
+                let producer = sc.spawn(move || {
                     let mut rng = Rng::new(4 + id as u64);
                     let mut left = per_pair;
                     while left > 0 {
@@ -301,7 +304,7 @@ pub fn prodcons<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
                         left -= k;
                     }
                 });
-                sc.spawn(move || {
+                let consumer = sc.spawn(move || {
                     let mut n = 0u64;
                     for batch in rx {
                         for b in batch {
@@ -310,10 +313,17 @@ pub fn prodcons<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
                         }
                     }
                     n
-                })
+                });
+                (producer, consumer)
             })
             .collect();
-        consumers.into_iter().map(|h| h.join().unwrap()).sum()
+        pairs
+            .into_iter()
+            .map(|(p, c)| {
+                p.join().unwrap();
+                c.join().unwrap()
+            })
+            .sum()
     })
 }
 
