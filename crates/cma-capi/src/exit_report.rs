@@ -4,8 +4,8 @@
 //! option) write their own files instead of overwriting their parent's; `cma
 //! run` relies on that.
 //!
-//! The option is read by a constructor (`.init_array`), when the environment
-//! is complete; the report is written by a destructor (`.fini_array`), which
+//! The option is read by the library's constructor (`.init_array`, which
+//! also installs libcma's panic hook), when the environment is complete; the report is written by a destructor (`.fini_array`), which
 //! runs after `main` returns or `exit` is called, and after the `atexit`
 //! handlers and the destructors of the libraries loaded after libcma. Nothing
 //! is written when the process dies by a signal or calls `_exit`.
@@ -61,7 +61,14 @@ pub fn option_value<'a>(options: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
         .next_back()
 }
 
-extern "C" fn read_options() {
+/// The library's constructor: installs the panic hook, then reads the
+/// report option.
+extern "C" fn init() {
+    crate::util::install_panic_hook();
+    read_options();
+}
+
+fn read_options() {
     // SAFETY: getenv returns null or a NUL-terminated string of the
     // environment, which no other thread changes during start-up.
     let options = unsafe {
@@ -204,7 +211,7 @@ extern "C" fn write_report_at_exit() {
 
 #[used]
 #[link_section = ".init_array"]
-static READ_OPTIONS: extern "C" fn() = read_options;
+static INIT: extern "C" fn() = init;
 
 #[used]
 #[link_section = ".fini_array"]

@@ -22,7 +22,10 @@
 //!   indexing without a bound check, no `unwrap`), and since Rust 1.81 a
 //!   panic that reaches an `extern "C"` boundary aborts the process instead of
 //!   unwinding into C. The workspace's release profile keeps `panic =
-//!   "unwind"` for the other crates, so that is the guarantee relied on.
+//!   "unwind"` for the other crates, so that is the guarantee relied on; and
+//!   libcma's panic hook (installed by its constructor) prints one
+//!   `cma: internal error: ...` line and aborts at once, without allocating
+//!   (an engine assertion may fire while the allocator holds its lock).
 //! - Nothing here calls `malloc`, `std::io` or `dlsym`: output goes through
 //!   `write(2)` from stack buffers.
 

@@ -104,3 +104,19 @@ fn reentered(function: &str) -> ! {
     // SAFETY: abort has no preconditions.
     unsafe { libc::abort() }
 }
+
+/// Makes a panic inside libcma (a failed assertion of the engine: a bug) end
+/// the process at once with one `cma: internal error: ...` line, written
+/// without allocating. The default hook would allocate, and the allocator may
+/// be the thing that is stuck (it may hold its lock): that turned a failed
+/// assertion into a 60-second wait. Only libcma's own copy of std is
+/// affected: a Rust program that preloads libcma keeps its own hook.
+pub(crate) fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let mut w = FdWriter::new(2);
+        let _ = fmt::Write::write_fmt(&mut w, format_args!("cma: internal error: {info}\n"));
+        w.flush();
+        // SAFETY: abort has no preconditions.
+        unsafe { libc::abort() }
+    }));
+}

@@ -334,3 +334,25 @@ fn static_library_links_and_replaces_malloc() {
     assert!(o.status.success(), "{out}\n{err}");
     assert_eq!(out.trim(), "allocated before main");
 }
+
+#[test]
+fn thread_local_state_survives_many_dlopened_tls_modules() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    let dir = scratch("tls_dlopen");
+    let module = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/tls_module.c");
+    for i in 1..=40 {
+        let st = Command::new("cc")
+            .args(["-shared", "-fPIC", "-O1", "-o"])
+            .arg(dir.join(format!("libtls{i}.so")))
+            .arg(&module)
+            .status()
+            .expect("cc");
+        assert!(st.success());
+    }
+    let exe = compile("cc", "tls_dlopen.c", &dir, false, &["-ldl"]);
+    let (o, out, err) = output(preloaded(Command::new(&exe).arg(&dir)));
+    assert!(o.status.success(), "{}\n{out}\n{err}", o.status);
+    assert!(out.contains("tls_dlopen: ok (40 modules)"), "{out}");
+}

@@ -88,10 +88,10 @@ fn python_regression_tests() {
         .unwrap_or(false);
     if !has_tests {
         if std::env::var_os("CI").is_some() {
-            panic!("python3's `test` package is missing: CI must install `libpython3-testsuite` (Debian)");
+            panic!("python3's `test` package is missing: CI must install `libpython3.11-testsuite` (Debian)");
         }
         eprintln!(
-            "note: skipping: python3's `test` package is not installed (libpython3-testsuite)"
+            "note: skipping: python3's `test` package is not installed (libpython3.11-testsuite)"
         );
         return;
     }
