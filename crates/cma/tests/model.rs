@@ -96,10 +96,16 @@ fn fill(p: *mut u8, len: usize, seed: u64) {
 fn check_pattern(p: *const u8, len: usize, seed: u64) -> Result<(), TestCaseError> {
     // SAFETY: callers pass a live block of at least `len` bytes.
     let s = unsafe { std::slice::from_raw_parts(p, len) };
-    let bad_chunk = s
-        .chunks(8)
+    let full = s.chunks_exact(8);
+    let tail_start = len / 8 * 8;
+    let bad_chunk = full
         .enumerate()
-        .position(|(k, c)| c != &word(seed, k).to_le_bytes()[..c.len()]);
+        .position(|(k, c)| u64::from_le_bytes(c.try_into().unwrap()) != word(seed, k))
+        .or_else(|| {
+            (tail_start..len)
+                .any(|i| s[i] != byte(seed, i))
+                .then_some(len / 8)
+        });
     if let Some(k) = bad_chunk {
         let i = (k * 8..len).find(|&i| s[i] != byte(seed, i)).unwrap();
         return Err(TestCaseError::fail(format!(
@@ -417,7 +423,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
 
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: if cfg!(debug_assertions) { 48 } else { 256 },
+        cases: if cfg!(debug_assertions) { 64 } else { 512 },
         max_shrink_iters: 4096,
         ..ProptestConfig::default()
     }
