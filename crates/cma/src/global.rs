@@ -89,6 +89,7 @@ fn init_slow() {
     {
         let mut g = GLOBAL.lock();
         g.pages.purge_delay_ms = crate::options::purge_delay_ms();
+        g.pages.huge_pages = crate::options::huge_pages();
     }
     // SAFETY: THREAD_KEY is written once, here, before READY is published.
     unsafe {

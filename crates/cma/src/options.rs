@@ -7,6 +7,7 @@
 //! | --- | --- | --- |
 //! | `check` | `fast` (the default) or `default` | the check level, see `canary` |
 //! | `purge_delay_ms` | integer | how long free pages stay committed (default 250) |
+//! | `huge_pages` | `0` or `1` | whether segments ask for transparent huge pages (default 1) |
 //! | `purge_thread` | `0` or `1` | whether a quiet program's idle pages are purged by a thread (default 1) |
 //! | `limit_request` | size (`K`, `M`, `G` suffixes) | largest single request |
 //! | `limit_total` | size | largest total of bytes in use |
@@ -22,6 +23,12 @@ use crate::os;
 use crate::report;
 
 static PURGE_DELAY_MS: AtomicU64 = AtomicU64::new(250);
+
+static HUGE_PAGES: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
+
+pub(crate) fn huge_pages() -> bool {
+    HUGE_PAGES.load(Ordering::Relaxed)
+}
 
 pub(crate) fn purge_delay_ms() -> u64 {
     PURGE_DELAY_MS.load(Ordering::Relaxed)
@@ -58,6 +65,11 @@ pub fn apply(options: &[u8]) {
                     canary::set_level(CheckLevel::Default);
                 }
                 _ => warn_value(key, value, "expected fast or default; ignored"),
+            },
+            b"huge_pages" => match value {
+                b"0" => HUGE_PAGES.store(false, Ordering::Relaxed),
+                b"1" => HUGE_PAGES.store(true, Ordering::Relaxed),
+                _ => warn_value(key, value, "expected 0 or 1; ignored"),
             },
             b"purge_thread" => match value {
                 b"0" => crate::purge::disable(),

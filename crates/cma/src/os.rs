@@ -79,6 +79,17 @@ pub(crate) fn decommit(p: *mut u8, bytes: usize) {
     }
 }
 
+/// Asks the kernel to back `[p, p+bytes)` with transparent huge pages where
+/// it can (fewer page faults and TLB misses; memory is then committed 2 MiB at
+/// a time). A refusal is harmless.
+pub(crate) fn hint_huge_pages(p: *mut u8, bytes: usize) {
+    // SAFETY: the range is whole pages of our own mapping; the advice changes
+    // no contents.
+    unsafe {
+        libc::madvise(p.cast(), bytes, libc::MADV_HUGEPAGE);
+    }
+}
+
 /// Monotonic milliseconds, from the vDSO (no system call, no allocation).
 pub(crate) fn now_ms() -> u64 {
     let mut ts = libc::timespec {

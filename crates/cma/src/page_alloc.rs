@@ -34,6 +34,8 @@ pub(crate) struct PageAlloc {
     huge_cached_bytes: usize,
     last_purge_ms: u64,
     pub purge_delay_ms: u64,
+    /// Whether segments ask for transparent huge pages.
+    pub huge_pages: bool,
     /// Bytes mapped for segments and huge blocks (for the statistics).
     pub mapped: usize,
     /// Bytes in free spans that are still committed (dirty).
@@ -57,6 +59,7 @@ impl PageAlloc {
             huge_cached_bytes: 0,
             last_purge_ms: 0,
             purge_delay_ms: 250,
+            huge_pages: true,
             mapped: 0,
             dirty_bytes: 0,
         }
@@ -286,6 +289,9 @@ impl PageAlloc {
             return false;
         }
         self.mapped += SEGMENT_SIZE;
+        if self.huge_pages {
+            os::hint_huge_pages(base, SEGMENT_SIZE);
+        }
         // SAFETY: freshly allocated, zeroed table.
         let seg = unsafe { &mut *table };
         seg.base = base as usize;
