@@ -423,7 +423,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
 
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: if cfg!(debug_assertions) { 64 } else { 512 },
+        cases: if cfg!(debug_assertions) { 32 } else { 512 },
         max_shrink_iters: 4096,
         ..ProptestConfig::default()
     }
