@@ -398,3 +398,57 @@ fn a_total_over_max_bytes_in_use_fails_and_changes_nothing() {
     assert_eq!(cma::stats().bytes_in_use as usize, base);
     depth0("the end");
 }
+
+// ----- known gaps, kept as ignored tests until the engine closes them -----
+
+/// `AllocLimits::max_request` is "the largest single request", but realloc
+/// checks only the growth (`new - old`) against it, so a huge block that grows
+/// in place inside its mapping passes a limit its new size exceeds.
+/// Run with `cargo test -p cma --test guard_depth -- --ignored`.
+#[test]
+#[ignore = "engine: realloc checks max_request against the growth, not the new size"]
+fn realloc_in_place_respects_max_request() {
+    let _s = serial();
+    let p = cma::malloc(2 << 20);
+    cma::set_alloc_limits(AllocLimits {
+        max_request: Some(3 << 20),
+        max_bytes_in_use: None,
+    });
+    // SAFETY: `p` is live; a failed realloc leaves it so.
+    let q = unsafe { cma::realloc(p, 7 << 19) };
+    cma::set_alloc_limits(AllocLimits::default());
+    let live = if q.is_null() { p } else { q };
+    // SAFETY: live.
+    unsafe { cma::free(live) };
+    assert!(
+        q.is_null(),
+        "realloc to 3.5 MiB succeeded under max_request = 3 MiB"
+    );
+}
+
+/// `AllocLimits::max_bytes_in_use` is "the largest total of bytes in use
+/// (usable sizes) after an allocation", but the check adds the requested size,
+/// not the usable size the block will count for.
+#[test]
+#[ignore = "engine: the total limit is checked with the requested size, not the usable size"]
+fn max_bytes_in_use_bounds_the_usable_total() {
+    let _s = serial();
+    let base = cma::stats().bytes_in_use as usize;
+    let limit = base + 70_000;
+    cma::set_alloc_limits(AllocLimits {
+        max_request: None,
+        max_bytes_in_use: Some(limit),
+    });
+    // 65537 bytes are served by a 73728-byte class.
+    let p = cma::malloc(65_537);
+    let in_use = cma::stats().bytes_in_use as usize;
+    cma::set_alloc_limits(AllocLimits::default());
+    if !p.is_null() {
+        // SAFETY: live.
+        unsafe { cma::free(p) };
+    }
+    assert!(
+        in_use <= limit,
+        "bytes in use {in_use} > limit {limit} after an allocation the limit allowed"
+    );
+}
