@@ -471,15 +471,13 @@ impl Heap {
         }
     }
 
-    /// The free fast path: a valid block of a slab this heap owns. Returns
-    /// false, having changed nothing, for anything else (another heap's slab,
-    /// an interior pointer, a slot that is not allocated), which the caller
-    /// then takes to the full path.
+    /// The free fast path: an allocated slot of a live slab, freed by its
+    /// owner or (through `remote_free`) by another thread. Returns false,
+    /// having changed nothing, for anything else (an interior pointer, a slot
+    /// that is not allocated or already freed by another thread), which the
+    /// caller then takes to the full path to be reported.
     #[inline(always)]
     pub(crate) fn try_free_fast(&self, slab: &Span, addr: usize) -> bool {
-        if !core::ptr::eq(slab.owner.load(Ordering::Relaxed), self) {
-            return false;
-        }
         let offset = addr - slab.start();
         let index =
             ((offset as u128 * slab.reciprocal.load(Ordering::Relaxed) as u128) >> 64) as usize;
@@ -491,7 +489,7 @@ impl Heap {
         let bit = 1u64 << (index % 64);
         let word = slab.allocated_word(w);
         let a = word.load(Ordering::Relaxed);
-        if a & bit == 0 || slab.remote_summary.load(Ordering::Relaxed) != 0 {
+        if a & bit == 0 || remote_free::is_pending(slab.remote_word(w), &slab.remote_summary, bit) {
             return false;
         }
         if canary::enabled() {
@@ -501,6 +499,9 @@ impl Heap {
             }
             // SAFETY: the slot is being freed; nobody may use it any more.
             unsafe { canary::junk(addr as *mut u8, bs) };
+        }
+        if !core::ptr::eq(slab.owner.load(Ordering::Relaxed), self) {
+            return self.free_remote_fast(slab, w, bit, bs);
         }
         word.store(a & !bit, Ordering::Relaxed);
         let st = self.class_state(slab.class.load(Ordering::Relaxed) as usize);
@@ -515,6 +516,26 @@ impl Heap {
         if !is_current && (used == 0 || slab.list.get() == SlabList::Full) {
             self.slab_gained_space(slab as *const Span as *mut Span);
         }
+        true
+    }
+
+    /// The remote half of `try_free_fast`: the slot is allocated; record the
+    /// free for the owner. False (nothing changed) when another thread freed
+    /// it already.
+    #[inline]
+    fn free_remote_fast(&self, slab: &Span, w: usize, bit: u64, bs: usize) -> bool {
+        match remote_free::mark_freed(slab.remote_word(w), &slab.remote_summary, w, bit) {
+            RemoteFree::AlreadyFreed => return false,
+            RemoteFree::NotifyOwner => {
+                let owner = slab.owner.load(Ordering::Relaxed);
+                // SAFETY: a slab with an allocated slot has a live owner heap
+                // (heaps are never freed, only pooled).
+                unsafe { (*owner).push_delayed(slab as *const Span as *mut Span) };
+            }
+            RemoteFree::Recorded => {}
+        }
+        let st = self.class_state(slab.class.load(Ordering::Relaxed) as usize);
+        self.count_free(st, bs);
         true
     }
 
