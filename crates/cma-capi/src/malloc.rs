@@ -149,9 +149,6 @@ pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
         set_errno(libc::EINVAL);
         return null_mut();
     };
-    if align <= 16 {
-        return malloc(size);
-    }
     enomem_if_null(engine::aligned_alloc(align, size))
 }
 

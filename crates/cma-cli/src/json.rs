@@ -9,6 +9,8 @@ pub enum Json {
     Bool(bool),
     Int(i64),
     UInt(u64),
+    /// Written with three decimals (seconds, ratios).
+    Float(f64),
     Str(String),
     Array(Vec<Json>),
     /// Keys keep their order.
@@ -79,6 +81,8 @@ impl fmt::Display for Json {
             Json::Bool(b) => write!(f, "{b}"),
             Json::Int(v) => write!(f, "{v}"),
             Json::UInt(v) => write!(f, "{v}"),
+            Json::Float(v) if v.is_finite() => write!(f, "{v:.3}"),
+            Json::Float(_) => f.write_str("null"),
             Json::Str(s) => write_str(f, s),
             Json::Array(items) => {
                 f.write_str("[")?;

@@ -364,10 +364,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             ("exit_code", exit_code.map(i64::from).into()),
             ("signal", signal.map(i64::from).into()),
             ("status", u64::from(code).into()),
-            (
-                "wall_seconds",
-                Json::Str(format!("{:.3}", elapsed.as_secs_f64())),
-            ),
+            ("wall_seconds", Json::Float(elapsed.as_secs_f64())),
             (
                 "report",
                 report.as_ref().map_or(Json::Null, |r| r.to_json(args.top)),

@@ -167,6 +167,16 @@ static void test_aligned(void) {
     errno = 0;
     sink = aligned_alloc(opaque(0), 48);
     CHECK(sink == NULL && errno == EINVAL);
+    /* Small blocks at 16: the alignment asked for, not malloc's 8 for small sizes. */
+    for (size_t n = 1; n <= 16; n++) {
+        void *q = NULL;
+        CHECK(posix_memalign(&q, 16, n) == 0 && aligned(q, 16));
+        free(q);
+        void *r = memalign(16, n), *s16 = aligned_alloc(16, n);
+        CHECK(r != NULL && aligned(r, 16) && s16 != NULL && aligned(s16, 16));
+        free(r);
+        free(s16);
+    }
     void *m = memalign(48, 10); /* glibc rounds up to 64 */
     CHECK(m != NULL && aligned(m, 64));
     free(m);
