@@ -17,6 +17,8 @@ use crate::global;
 use crate::guard::AllocatorGuard;
 use crate::heap::Heap;
 use crate::limits;
+use crate::os::PAGE_SIZE;
+use crate::page_alloc::pages_for;
 use crate::report;
 use crate::size_class::{class_for, class_of, MAX_SMALL};
 
@@ -88,9 +90,6 @@ fn alloc_slow(
     if heap.is_null() {
         return Err(CmaError::OutOfMemory { size });
     }
-    if limits::active() {
-        limits::check(size)?;
-    }
     // SAFETY: the caller's guard heap belongs to this thread.
     let heap = unsafe { &*heap };
     let trailer = if canary::enabled() {
@@ -98,7 +97,15 @@ fn alloc_slow(
     } else {
         0
     };
-    let p = match class_for(size + trailer, align) {
+    let class = class_for(size + trailer, align);
+    if limits::active() {
+        let usable = match class {
+            Some(c) => c.block_size(),
+            None => pages_for(size) * PAGE_SIZE,
+        };
+        limits::check(size, usable)?;
+    }
+    let p = match class {
         Some(class) => {
             let p = heap.alloc_small(class);
             if !p.is_null() {
@@ -231,7 +238,13 @@ fn try_realloc(
     let found = checks::find_block(p as usize)?;
     let old_size = checks::live_size(&found)?;
     if limits::active() {
-        limits::check(new_size.saturating_sub(old_size))?;
+        // In place, a slot keeps its size; a large block grows by whole
+        // pages. A move is checked again by `alloc_slow`.
+        let growth = match found {
+            Found::Slot { .. } => 0,
+            Found::Large(span) => (pages_for(new_size) * PAGE_SIZE).saturating_sub(span.bytes()),
+        };
+        limits::check(new_size, growth)?;
     }
     match found {
         Found::Slot { span, .. } => {

@@ -53,8 +53,9 @@ pub(crate) fn active() -> bool {
     ACTIVE.load(Ordering::Relaxed)
 }
 
-/// Checks a request of `size` bytes against the limits.
-pub(crate) fn check(size: usize) -> Result<(), CmaError> {
+/// Checks a request of `size` bytes that would add `added` usable bytes to
+/// the bytes in use against the limits.
+pub(crate) fn check(size: usize, added: usize) -> Result<(), CmaError> {
     let max_request = MAX_REQUEST.load(Ordering::Relaxed);
     if size > max_request {
         return Err(CmaError::RequestLimitExceeded {
@@ -67,7 +68,7 @@ pub(crate) fn check(size: usize) -> Result<(), CmaError> {
         let mut in_use = 0u64;
         global::for_each_heap(|h| in_use = in_use.wrapping_add(h.live_bytes.get()));
         let in_use = (in_use as i64).max(0) as usize;
-        if in_use.saturating_add(size) > max_total {
+        if in_use.saturating_add(added) > max_total {
             return Err(CmaError::TotalLimitExceeded {
                 size,
                 in_use,

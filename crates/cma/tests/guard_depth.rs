@@ -399,14 +399,11 @@ fn a_total_over_max_bytes_in_use_fails_and_changes_nothing() {
     depth0("the end");
 }
 
-// ----- known gaps, kept as ignored tests until the engine closes them -----
+// ----- limits against the new size of a realloc and the usable size -----
 
-/// `AllocLimits::max_request` is "the largest single request", but realloc
-/// checks only the growth (`new - old`) against it, so a huge block that grows
-/// in place inside its mapping passes a limit its new size exceeds.
-/// Run with `cargo test -p cma --test guard_depth -- --ignored`.
+/// `AllocLimits::max_request` is "the largest single request": a realloc is
+/// checked with its new size, even when the block could grow in place.
 #[test]
-#[ignore = "engine: realloc checks max_request against the growth, not the new size"]
 fn realloc_in_place_respects_max_request() {
     let _s = serial();
     let p = cma::malloc(2 << 20);
@@ -427,10 +424,9 @@ fn realloc_in_place_respects_max_request() {
 }
 
 /// `AllocLimits::max_bytes_in_use` is "the largest total of bytes in use
-/// (usable sizes) after an allocation", but the check adds the requested size,
-/// not the usable size the block will count for.
+/// (usable sizes) after an allocation": the check adds the usable size the
+/// block will count for, not the requested size.
 #[test]
-#[ignore = "engine: the total limit is checked with the requested size, not the usable size"]
 fn max_bytes_in_use_bounds_the_usable_total() {
     let _s = serial();
     let base = cma::stats().bytes_in_use as usize;
