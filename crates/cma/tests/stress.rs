@@ -490,8 +490,8 @@ fn six_threads_malloc_realloc_free_with_cross_thread_frees() {
         "blocks in use after everything was freed"
     );
     assert!(
-        total.moves > 0 && total.reallocs > total.moves / 2,
-        "the workload exercised realloc: {total:?}"
+        total.moves > 0 && total.moves < total.reallocs,
+        "the workload exercised reallocs that move and reallocs in place: {total:?}"
     );
 }
 
