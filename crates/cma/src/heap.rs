@@ -28,8 +28,9 @@ use crate::report;
 use crate::size_class::{class_block_sizes, SizeClass, NUM_CLASSES};
 use crate::span::{SlabList, Span, SpanKind};
 
-/// Blocks above this size get a mapping of their own.
-pub(crate) const LARGE_MAX: usize = 1 << 20;
+/// Blocks above this size get a mapping of their own; below, they are spans
+/// of a segment, which reuse freed pages without a system call.
+pub const LARGE_MAX: usize = 2 << 20;
 
 /// A counter written by one thread and read by any.
 #[derive(Default)]

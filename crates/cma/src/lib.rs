@@ -50,6 +50,7 @@ pub use canary::{check_level, CheckLevel};
 pub use error::{BlockKind, CmaError};
 pub use global_alloc::Cma;
 pub use guard::guard_depth;
+pub use heap::LARGE_MAX;
 pub use limits::{alloc_limits, set_alloc_limits, AllocLimits};
 pub use options::{apply as apply_options, parse_size};
 pub use size_class::{class_block_sizes, SizeClass, MAX_SMALL, NUM_CLASSES};

@@ -21,10 +21,12 @@ use crate::span::{
 };
 
 const BINS: usize = 11; // floor(log2(pages)) for 1..=1024 pages
-/// Empty segments kept (decommitted) for reuse instead of unmapped.
-const EMPTY_SEGMENTS_KEPT: usize = 2;
-/// Freed huge mappings kept (decommitted) for reuse and double-free checks.
-const HUGE_CACHE_MAX: usize = 8;
+/// Empty segments kept (decommitted after the purge delay, so they cost
+/// address space, not memory) for reuse instead of unmapped.
+const EMPTY_SEGMENTS_KEPT: usize = 8;
+/// Freed huge mappings kept (decommitted after the purge delay) for reuse and
+/// double-free checks.
+const HUGE_CACHE_MAX: usize = 16;
 const HUGE_CACHE_MAX_BYTES: usize = 1 << 30;
 
 pub(crate) struct PageAlloc {
@@ -400,7 +402,9 @@ impl PageAlloc {
             // SAFETY: cached huge descriptors are live.
             let s = unsafe { &*cur };
             let reserved = s.reserved.get();
-            if reserved >= bytes && reserved <= bytes.saturating_mul(2) && s.start() % align == 0 {
+            let fits =
+                reserved >= bytes && reserved <= bytes.saturating_mul(2).max(bytes + SEGMENT_SIZE);
+            if fits && s.start() % align == 0 {
                 let next = s.free_next.get();
                 if prev.is_null() {
                     self.huge_cache = next;
@@ -413,6 +417,8 @@ impl PageAlloc {
                 s.bytes.store(bytes, core::sync::atomic::Ordering::Relaxed);
                 s.zeroed.set(!s.dirty.get());
                 if s.dirty.get() {
+                    // The pages past the new block would stay resident.
+                    os::decommit((s.start() + bytes) as *mut u8, reserved - bytes);
                     self.dirty_bytes -= reserved;
                     s.dirty.set(false);
                 }

@@ -13,7 +13,8 @@
 
 use proptest::prelude::*;
 
-const LARGE_MAX: usize = 1 << 20;
+/// Blocks above this get a mapping of their own (the engine's threshold).
+const LARGE_MAX: usize = cma::LARGE_MAX;
 
 #[derive(Clone, Debug)]
 enum Op {

@@ -153,7 +153,7 @@ fn large_blocks_shrink_in_place_and_grow_into_free_pages_after_them() {
     let q3 = resize(q2, 400 * KIB, 9, 400 * KIB - 100);
     assert_eq!(q3, p);
     // Above the largest large block: moves to a huge block, keeping everything.
-    let h = resize(q3, 400 * KIB - 100, 10, 2 * MIB);
+    let h = resize(q3, 400 * KIB - 100, 10, cma::LARGE_MAX + MIB);
     assert_ne!(h, p);
     // SAFETY: live.
     unsafe { cma::free(h) };
@@ -192,21 +192,23 @@ fn a_large_block_whose_next_pages_are_taken_moves_and_keeps_its_contents() {
 #[test]
 fn huge_blocks_resize_inside_their_mapping() {
     let _s = serial();
-    let p = cma::malloc(3 * MIB);
-    fill(p, 3 * MIB, 13);
+    let big = cma::LARGE_MAX + 3 * MIB / 2;
+    let smaller = cma::LARGE_MAX + MIB / 2;
+    let p = cma::malloc(big);
+    fill(p, big, 13);
     // Shrinking a huge block (staying huge) is in place.
-    let q = resize(p, 3 * MIB, 13, 2 * MIB);
+    let q = resize(p, big, 13, smaller);
     assert_eq!(q, p, "a huge block shrank by moving");
-    assert_eq!(cma::block_size(q), 2 * MIB);
+    assert_eq!(cma::block_size(q), smaller);
     // Growing back within its mapping is in place too.
-    let q = resize(q, 2 * MIB, 14, 3 * MIB);
+    let q = resize(q, smaller, 14, big);
     assert_eq!(
         q, p,
         "a huge block did not grow back inside its own mapping"
     );
     // The regrown tail reads as zero or anything, but the kept part is intact
     // (checked by `resize`). Shrinking below the huge threshold moves.
-    let r = resize(q, 3 * MIB, 15, 512 * KIB);
+    let r = resize(q, big, 15, 512 * KIB);
     assert_ne!(r, p);
     // Growing far past the mapping moves.
     let s = resize(r, 512 * KIB, 16, 20 * MIB);
