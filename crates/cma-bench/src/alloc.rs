@@ -14,9 +14,9 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use std::alloc::System;
 
 /// The check levels of cma that the suite runs. Each becomes an allocator
-/// named `cma-LEVEL`, run with `CMA_OPTIONS=check=LEVEL`. Add `default` and
-/// `strict` here when the engine has them.
-pub const CMA_LEVELS: &[&str] = &["fast"];
+/// named `cma-LEVEL`, run with `CMA_OPTIONS=check=LEVEL`. Add `strict` here
+/// when the engine has it.
+pub const CMA_LEVELS: &[&str] = &["fast", "default"];
 
 /// The allocator every ratio is taken against.
 pub const BASELINE: &str = "mimalloc";
