@@ -66,6 +66,9 @@ pub fn option_value<'a>(options: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
 extern "C" fn init() {
     crate::util::install_panic_hook();
     read_options();
+    // Here, not lazily from inside malloc or free: libc calls those while
+    // holding locks that pthread_create takes too.
+    engine::start_purge_thread();
 }
 
 fn read_options() {

@@ -35,17 +35,20 @@ thread_local! {
 /// Held by every cma entry point while it works; see the module docs.
 pub(crate) struct AllocatorGuard {
     heap: *mut Heap,
+    /// This thread's state, found once per call (in a shared library every
+    /// thread-local access is a call to `__tls_get_addr`).
+    thread: *const ThreadState,
 }
 
 impl AllocatorGuard {
     /// Enters cma on this thread.
     #[inline(always)]
     pub(crate) fn enter() -> AllocatorGuard {
-        let heap = THREAD.with(|t| {
+        let (heap, thread) = THREAD.with(|t| {
             t.depth.set(t.depth.get() + DEPTH_STEP);
-            t.heap.get()
+            (t.heap.get(), t as *const ThreadState)
         });
-        AllocatorGuard { heap }
+        AllocatorGuard { heap, thread }
     }
 
     /// This thread's heap if it has one already (null otherwise).
@@ -68,12 +71,12 @@ impl AllocatorGuard {
 impl Drop for AllocatorGuard {
     #[inline(always)]
     fn drop(&mut self) {
-        let outermost_with_work = THREAD.with(|t| {
-            let depth = t.depth.get() - DEPTH_STEP;
-            t.depth.set(depth);
-            depth == DEFERRED
-        });
-        if outermost_with_work {
+        // SAFETY: the thread state outlives every guard of its thread, and
+        // guards never leave the thread that made them (not Send: raw pointers).
+        let t = unsafe { &*self.thread };
+        let depth = t.depth.get() - DEPTH_STEP;
+        t.depth.set(depth);
+        if depth == DEFERRED {
             run_deferred();
         }
     }

@@ -53,5 +53,6 @@ pub use guard::guard_depth;
 pub use heap::LARGE_MAX;
 pub use limits::{alloc_limits, set_alloc_limits, AllocLimits};
 pub use options::{apply as apply_options, parse_size};
+pub use purge::start_purge_thread;
 pub use size_class::{class_block_sizes, SizeClass, MAX_SMALL, NUM_CLASSES};
 pub use stats::{stats, ClassStats, Stats};

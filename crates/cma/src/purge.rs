@@ -9,8 +9,15 @@
 //! and holds the global lock only while purging. `purge_thread=0` in
 //! `CMA_OPTIONS` turns it off. After `fork` the child starts its own when it
 //! needs one.
+//!
+//! Where cma *is* the C allocator (libcma), libc itself calls malloc and free
+//! while holding its own locks, some of which `pthread_create` takes too; a
+//! lazy start there could deadlock. Such a face calls `start_purge_thread`
+//! from its constructor instead, and the thread is then never started from an
+//! allocator call (a forked child of such a process purges on allocator
+//! calls only).
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::global::GLOBAL;
 use crate::os;
@@ -20,6 +27,8 @@ const RUNNING: u8 = 1;
 const DISABLED: u8 = 2;
 
 static STATE: AtomicU8 = AtomicU8::new(NOT_STARTED);
+/// Whether an allocator call may start the thread (see the module docs).
+static LAZY: AtomicBool = AtomicBool::new(true);
 
 /// Dirty free bytes that make cma start the purge thread. Small amounts are
 /// not worth a thread (and none is needed while the loader starts).
@@ -41,9 +50,21 @@ pub(crate) fn forget_after_fork() {
 /// `pthread_create` allocates through us.
 #[inline]
 pub(crate) fn note_dirty(dirty_bytes: usize) {
-    if dirty_bytes >= START_THRESHOLD && STATE.load(Ordering::Relaxed) == NOT_STARTED {
+    if dirty_bytes >= START_THRESHOLD
+        && STATE.load(Ordering::Relaxed) == NOT_STARTED
+        && LAZY.load(Ordering::Relaxed)
+    {
         crate::guard::defer_purge_start();
     }
+}
+
+/// For a face where cma replaces the C allocator: starts the purge thread now
+/// (unless `purge_thread=0`), and never later from inside an allocator call.
+/// Call it from a library constructor, where libc holds no lock of its own.
+pub fn start_purge_thread() {
+    LAZY.store(false, Ordering::Relaxed);
+    crate::global::ensure_init();
+    start();
 }
 
 /// Starts the purge thread unless it runs (or is disabled) already. Called
