@@ -7,6 +7,18 @@ fn tmp(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("cma-bench-test-{}-{name}", std::process::id()))
 }
 
+/// The cma check levels the suite runs (`cma-bench --list`).
+fn cma_bench_levels() -> usize {
+    let out = Command::new(env!("CARGO_BIN_EXE_cma-bench"))
+        .arg("--list")
+        .output()
+        .expect("run cma-bench --list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("cma-"))
+        .count()
+}
+
 #[test]
 fn quick_run_writes_json_and_svg() {
     let json = tmp("results.json");
@@ -40,7 +52,19 @@ fn quick_run_writes_json_and_svg() {
     assert_eq!(doc["baseline"], "mimalloc");
     assert!(doc["memory_metric"].as_str().unwrap().contains("VmHWM"));
     let results = doc["results"].as_array().unwrap();
-    assert_eq!(results.len(), 2 * 3, "2 workloads x 3 allocators");
+    // `cma` stands for every check level the suite runs.
+    let allocators = cma_bench_levels() + 2;
+    assert_eq!(
+        results.len(),
+        2 * allocators,
+        "2 workloads x {allocators} allocators"
+    );
+    for level in ["cma-fast", "cma-default"] {
+        assert!(
+            results.iter().any(|r| r["allocator"] == level),
+            "no {level} rows"
+        );
+    }
     for r in results {
         assert_eq!(r["status"], "ok", "{r}");
         for key in ["median_ns", "time_ratio", "peak_rss_kib", "rss_ratio"] {
