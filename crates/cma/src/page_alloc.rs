@@ -451,6 +451,9 @@ impl PageAlloc {
             return null_mut();
         }
         self.mapped += reserved;
+        if self.huge_pages {
+            os::hint_huge_pages(base, reserved);
+        }
         // SAFETY: fresh zeroed descriptor.
         let d = unsafe { &*desc };
         d.start
