@@ -415,7 +415,7 @@ impl Heap {
         if s.kind() == SpanKind::Huge {
             if new_bytes <= PageAlloc::huge_reserved(s) && new_bytes > LARGE_MAX {
                 if new_bytes < old {
-                    crate::os::decommit((s.start() + new_bytes) as *mut u8, old - new_bytes);
+                    crate::os::decommit_tail(s.start() + new_bytes, s.start() + old);
                 }
                 s.bytes.store(new_bytes, Ordering::Relaxed);
                 self.live_bytes

@@ -66,6 +66,24 @@ pub(crate) fn unmap(p: *mut u8, bytes: usize) {
     }
 }
 
+/// Moves the pages of the mapping `[from, from+bytes)` to `to`, replacing what
+/// was mapped there; `from` is unmapped. Committed pages move as they are (no
+/// fault, no zeroing). Returns false when the kernel refuses.
+pub(crate) fn move_pages(from: usize, bytes: usize, to: usize) -> bool {
+    // SAFETY: both ranges are whole pages of our own mappings; the caller
+    // gives up `from` and owns `[to, to+bytes)`, which holds no live block.
+    let p = unsafe {
+        libc::mremap(
+            from as *mut libc::c_void,
+            bytes,
+            bytes,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            to as *mut libc::c_void,
+        )
+    };
+    p as usize == to
+}
+
 /// Gives the physical pages behind `[p, p+bytes)` back to the kernel; the
 /// range stays mapped and reads as zero when touched again.
 pub(crate) fn decommit(p: *mut u8, bytes: usize) {
@@ -76,6 +94,19 @@ pub(crate) fn decommit(p: *mut u8, bytes: usize) {
     // block; MADV_DONTNEED only drops their contents.
     unsafe {
         libc::madvise(p.cast(), bytes, libc::MADV_DONTNEED);
+    }
+}
+
+/// The size of a transparent huge page on x86_64 and aarch64 (4 KiB pages).
+pub(crate) const HUGE_PAGE_SIZE: usize = 2 << 20;
+
+/// Decommits the tail `[from, end)` of a mapping backed by huge pages,
+/// starting at the next huge-page boundary: a cut inside a huge page would
+/// split it, and every later fault in that 2 MiB would take 4 KiB at a time.
+pub(crate) fn decommit_tail(from: usize, end: usize) {
+    let start = (from + HUGE_PAGE_SIZE - 1) & !(HUGE_PAGE_SIZE - 1);
+    if start < end {
+        decommit(start as *mut u8, end - start);
     }
 }
 

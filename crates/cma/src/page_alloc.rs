@@ -395,38 +395,47 @@ impl PageAlloc {
         else {
             return null_mut();
         };
-        // Reuse a cached mapping that fits without wasting much.
+        // Reuse the smallest cached mapping that is big enough.
+        let (mut best, mut best_prev) = (null_mut::<Span>(), null_mut::<Span>());
         let mut prev: *mut Span = null_mut();
         let mut cur = self.huge_cache;
         while !cur.is_null() {
             // SAFETY: cached huge descriptors are live.
             let s = unsafe { &*cur };
             let reserved = s.reserved.get();
-            let fits =
-                reserved >= bytes && reserved <= bytes.saturating_mul(2).max(bytes + SEGMENT_SIZE);
-            if fits && s.start() % align == 0 {
-                let next = s.free_next.get();
-                if prev.is_null() {
-                    self.huge_cache = next;
-                } else {
-                    // SAFETY: as above.
-                    unsafe { (*prev).free_next.set(next) };
-                }
-                self.huge_cached -= 1;
-                self.huge_cached_bytes -= reserved;
-                s.bytes.store(bytes, core::sync::atomic::Ordering::Relaxed);
-                s.zeroed.set(!s.dirty.get());
-                if s.dirty.get() {
-                    // The pages past the new block would stay resident.
-                    os::decommit((s.start() + bytes) as *mut u8, reserved - bytes);
-                    self.dirty_bytes -= reserved;
-                    s.dirty.set(false);
-                }
-                s.set_kind(SpanKind::Huge);
-                return cur;
+            // SAFETY: as above.
+            let smaller = best.is_null() || reserved < unsafe { (*best).reserved.get() };
+            if reserved >= bytes && s.start() % align == 0 && smaller {
+                (best, best_prev) = (cur, prev);
             }
             prev = cur;
             cur = s.free_next.get();
+        }
+        if !best.is_null() {
+            // SAFETY: `best` and `best_prev` are cached descriptors.
+            let s = unsafe { &*best };
+            let next = s.free_next.get();
+            if best_prev.is_null() {
+                self.huge_cache = next;
+            } else {
+                // SAFETY: as above.
+                unsafe { (*best_prev).free_next.set(next) };
+            }
+            let reserved = s.reserved.get();
+            self.huge_cached -= 1;
+            self.huge_cached_bytes -= reserved;
+            s.bytes.store(bytes, core::sync::atomic::Ordering::Relaxed);
+            s.zeroed.set(!s.dirty.get());
+            if s.dirty.get() {
+                // Far more than the block needs stays resident otherwise.
+                if reserved > 2 * bytes + SEGMENT_SIZE {
+                    os::decommit_tail(s.start() + bytes, s.start() + reserved);
+                }
+                self.dirty_bytes -= reserved;
+                s.dirty.set(false);
+            }
+            s.set_kind(SpanKind::Huge);
+            return best;
         }
         if !segment_map::init() {
             return null_mut();
@@ -454,6 +463,34 @@ impl PageAlloc {
         if self.huge_pages {
             os::hint_huge_pages(base, reserved);
         }
+        // No cached mapping is big enough: move the committed pages of the
+        // largest freed one to the start of the new mapping, so the new block
+        // does not fault (and the kernel does not zero) all of them again.
+        let donor = self.take_largest_dirty_huge(reserved);
+        if !donor.is_null() {
+            // SAFETY: a cached huge descriptor, now out of the cache.
+            let d = unsafe { &*donor };
+            let (from, len) = (d.start(), d.reserved.get());
+            segment_map::set_range(from, len, 0);
+            self.dirty_bytes -= len;
+            self.mapped -= len;
+            if !os::move_pages(from, len, base as usize) {
+                // The kernel refused: forget the donor's pages instead.
+                os::unmap(from as *mut u8, len);
+            }
+            // SAFETY: no map entry points at the donor any more.
+            unsafe { meta.free(donor.cast(), header_bytes()) };
+            // SAFETY: fresh zeroed descriptor.
+            let n = unsafe { &*desc };
+            n.start
+                .store(base as usize, core::sync::atomic::Ordering::Relaxed);
+            n.bytes.store(bytes, core::sync::atomic::Ordering::Relaxed);
+            n.reserved.set(reserved);
+            n.zeroed.set(false);
+            n.set_kind(SpanKind::Huge);
+            segment_map::set_range(base as usize, reserved, desc as usize | TAG_HUGE);
+            return desc;
+        }
         // SAFETY: fresh zeroed descriptor.
         let d = unsafe { &*desc };
         d.start
@@ -464,6 +501,39 @@ impl PageAlloc {
         d.set_kind(SpanKind::Huge);
         segment_map::set_range(base as usize, reserved, desc as usize | TAG_HUGE);
         desc
+    }
+
+    /// Takes the committed (dirty) cached huge mapping with the most pages
+    /// below `limit` bytes out of the cache, or returns null.
+    fn take_largest_dirty_huge(&mut self, limit: usize) -> *mut Span {
+        let (mut best, mut best_prev, mut best_size) = (null_mut::<Span>(), null_mut::<Span>(), 0);
+        let mut prev: *mut Span = null_mut();
+        let mut cur = self.huge_cache;
+        while !cur.is_null() {
+            // SAFETY: cached huge descriptors are live.
+            let s = unsafe { &*cur };
+            let r = s.reserved.get();
+            if s.dirty.get() && r < limit && r > best_size {
+                (best, best_prev, best_size) = (cur, prev, r);
+            }
+            prev = cur;
+            cur = s.free_next.get();
+        }
+        if best.is_null() {
+            return best;
+        }
+        // SAFETY: `best` and `best_prev` are cached descriptors.
+        unsafe {
+            let next = (*best).free_next.get();
+            if best_prev.is_null() {
+                self.huge_cache = next;
+            } else {
+                (*best_prev).free_next.set(next);
+            }
+        }
+        self.huge_cached -= 1;
+        self.huge_cached_bytes -= best_size;
+        best
     }
 
     /// Bytes a huge block may grow to in place.
