@@ -207,11 +207,52 @@ pub(crate) fn realloc_aligned(
     align: usize,
     operation: &str,
 ) -> *mut u8 {
+    if let Some(q) = realloc_fast(p, new_size, align) {
+        return q;
+    }
     match try_realloc(p, new_size, align, operation) {
         Ok(p) => p,
         Err(e) if e.is_misuse() => report::fatal(operation, e),
         Err(_) => null_mut(),
     }
+}
+
+/// The common realloc of a valid small block at the `fast` level with no
+/// limit set: stays in its slot when the new size fits (and uses at least
+/// half of it), or moves through the allocation and free fast paths. `None`
+/// sends everything else (and every error) to `try_realloc`.
+#[inline]
+fn realloc_fast(p: *mut u8, new_size: usize, align: usize) -> Option<*mut u8> {
+    if align > 16 || new_size > MAX_SMALL || global::slow_path() || canary::enabled() {
+        return None;
+    }
+    let guard = AllocatorGuard::enter();
+    let heap = guard.current_heap();
+    if heap.is_null() {
+        return None;
+    }
+    let slab = checks::slab_of(p as usize)?;
+    // SAFETY: the guard's heap belongs to this thread.
+    let heap = unsafe { &*heap };
+    let bs = heap.live_slot_size(slab, p as usize)?;
+    if new_size <= bs && new_size >= bs / 2 {
+        return Some(p);
+    }
+    let slot = if align > 8 {
+        (new_size + 15) & !15
+    } else {
+        new_size
+    };
+    let q = heap.alloc_small(class_of(slot));
+    if q.is_null() {
+        return None;
+    }
+    // SAFETY: `p` is a live slot of `bs` bytes, `q` a fresh block of at least
+    // `new_size`; distinct blocks.
+    unsafe { core::ptr::copy_nonoverlapping(p, q, bs.min(new_size)) };
+    let freed = heap.try_free_fast(slab, p as usize);
+    debug_assert!(freed, "a slot validated as live could not be freed");
+    Some(q)
 }
 
 fn try_realloc(

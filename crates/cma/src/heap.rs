@@ -479,7 +479,7 @@ impl Heap {
     /// caller then takes to the full path to be reported.
     #[inline(always)]
     pub(crate) fn try_free_fast(&self, slab: &Span, addr: usize) -> bool {
-        let offset = addr - slab.start();
+        let offset = addr.wrapping_sub(slab.start());
         let index =
             ((offset as u128 * slab.reciprocal.load(Ordering::Relaxed) as u128) >> 64) as usize;
         let bs = slab.block_size.load(Ordering::Relaxed) as usize;
@@ -518,6 +518,27 @@ impl Heap {
             self.slab_gained_space(slab as *const Span as *mut Span);
         }
         true
+    }
+
+    /// The block size of `addr` when it is an allocated slot of `slab` (and
+    /// not freed by another thread); `None` otherwise. Changes nothing.
+    #[inline(always)]
+    pub(crate) fn live_slot_size(&self, slab: &Span, addr: usize) -> Option<usize> {
+        let offset = addr.wrapping_sub(slab.start());
+        let index =
+            ((offset as u128 * slab.reciprocal.load(Ordering::Relaxed) as u128) >> 64) as usize;
+        let bs = slab.block_size.load(Ordering::Relaxed) as usize;
+        if index * bs != offset || index >= slab.capacity.load(Ordering::Relaxed) as usize {
+            return None;
+        }
+        let bit = 1u64 << (index % 64);
+        let w = index / 64;
+        if slab.allocated_word(w).load(Ordering::Relaxed) & bit == 0
+            || remote_free::is_pending(slab.remote_word(w), &slab.remote_summary, bit)
+        {
+            return None;
+        }
+        Some(bs)
     }
 
     /// The remote half of `try_free_fast`: the slot is allocated; record the
