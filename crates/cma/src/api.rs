@@ -171,14 +171,9 @@ fn try_free(p: *mut u8, operation: &str) -> Result<(), CmaError> {
     }
     // SAFETY: the guard's heap belongs to this thread.
     let heap = unsafe { &*heap };
-    let addr = p as usize;
-    if !canary::enabled() {
-        if let Some(slab) = checks::slab_of(addr) {
-            let index = checks::slot_index(slab, addr)?;
-            return heap.free_slot(slab, index, operation);
-        }
-    }
-    free_slow(heap, addr, operation)
+    // The full lookup (not `slab_of`): a stale page-table entry must read as
+    // freed pages, not as some other slab's interior.
+    free_slow(heap, p as usize, operation)
 }
 
 #[cold]

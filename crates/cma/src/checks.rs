@@ -51,7 +51,7 @@ pub(crate) fn slab_of(addr: usize) -> Option<&'static Span> {
 pub(crate) fn slot_index(slab: &Span, addr: usize) -> Result<u32, CmaError> {
     let class = SizeClass::from_index(slab.class.load(Ordering::Relaxed) as usize);
     let g = class.geometry();
-    let offset = addr - slab.start();
+    let offset = addr.wrapping_sub(slab.start());
     match slot_of_offset(g, offset) {
         Some(index) => Ok(index),
         None => Err(interior(slab, class, addr)),
