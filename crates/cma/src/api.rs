@@ -15,12 +15,13 @@ use crate::checks::{self, Found};
 use crate::error::CmaError;
 use crate::global;
 use crate::guard::AllocatorGuard;
-use crate::heap::Heap;
+use crate::heap::{FastFree, Heap};
 use crate::limits;
 use crate::os::PAGE_SIZE;
 use crate::page_alloc::pages_for;
 use crate::report;
 use crate::size_class::{class_for, class_of, MAX_SMALL};
+use crate::span::Span;
 
 /// The alignment C's malloc promises for a block of `size` bytes.
 #[inline(always)]
@@ -32,28 +33,56 @@ fn c_align(size: usize) -> usize {
     }
 }
 
+/// The slot size that serves `size` bytes at `align` (at most 16).
+#[inline(always)]
+fn small_slot(size: usize, align: usize) -> usize {
+    if align > 8 {
+        (size + 15) & !15
+    } else {
+        size
+    }
+}
+
 /// The engine's allocation entry: `size` bytes at `align` (a power of two).
+///
+/// The `fast` level's path is inline and calls nothing before it returns;
+/// everything else leaves through a tail call, so the hot path saves no
+/// registers.
 #[inline(always)]
 pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
     let guard = AllocatorGuard::enter();
     let heap = guard.current_heap();
-    let trailer = canary::trailer();
-    if !heap.is_null() && align <= 16 && size <= MAX_SMALL - trailer && !global::slow_path() {
-        let slot = if align > 8 {
-            (size + trailer + 15) & !15
-        } else {
-            size + trailer
-        };
-        let class = class_of(slot);
-        // SAFETY: the guard's heap belongs to this thread.
-        let p = unsafe { (*heap).alloc_from_cache(class) };
-        if !p.is_null() {
-            if trailer != 0 {
-                // SAFETY: a fresh slot of the class's size, which holds
-                // size + trailer bytes.
-                unsafe { canary::arm(p, class.block_size(), size) };
+    if !heap.is_null() && align <= 16 && size <= MAX_SMALL - canary::TRAILER {
+        let mode = global::mode();
+        if mode == global::MODE_FAST {
+            // SAFETY: the guard's heap belongs to this thread.
+            if let Some(p) = unsafe { (*heap).alloc_from_cache(class_of(small_slot(size, align))) }
+            {
+                return p.as_ptr();
             }
-            return p;
+        } else if mode == global::MODE_CANARY {
+            guard.hand_over();
+            return alloc_with_trailer(size, align);
+        }
+    }
+    guard.hand_over();
+    alloc_generic(size, align)
+}
+
+/// The allocation fast path at the `default` level: a cached slot with room
+/// for the trailer, armed; the generic path when the cache is empty.
+#[inline(never)]
+fn alloc_with_trailer(size: usize, align: usize) -> *mut u8 {
+    let guard = AllocatorGuard::enter();
+    let heap = guard.current_heap();
+    if !heap.is_null() {
+        let class = class_of(small_slot(size + canary::TRAILER, align));
+        // SAFETY: the guard's heap belongs to this thread.
+        if let Some(p) = unsafe { (*heap).alloc_from_cache(class) } {
+            // SAFETY: a fresh slot of the class's size, which holds
+            // size + TRAILER bytes.
+            unsafe { canary::arm(p.as_ptr(), class.block_size(), size) };
+            return p.as_ptr();
         }
     }
     drop(guard);
@@ -142,13 +171,25 @@ pub(crate) fn free_with(p: *mut u8, operation: &str) {
     if !heap.is_null() {
         if let Some(slab) = checks::slab_of(p as usize) {
             // SAFETY: the guard's heap belongs to this thread.
-            if unsafe { (*heap).try_free_fast(slab, p as usize) } {
-                return;
+            match unsafe { (*heap).free_fast(slab, p as usize) } {
+                FastFree::Done => return,
+                FastFree::Other => return free_checked_or_remote(heap, slab, p, operation),
+                FastFree::Invalid => {}
             }
         }
     }
-    drop(guard);
+    guard.hand_over();
     free_generic(p, operation)
+}
+
+/// The rest of the free fast path (a trailer to check, a remote free), out
+/// of line; anything it cannot free goes to the full path.
+#[inline(never)]
+fn free_checked_or_remote(heap: *mut Heap, slab: &Span, p: *mut u8, operation: &str) {
+    // SAFETY: the caller's guard heap belongs to this thread.
+    if !unsafe { (*heap).try_free_fast(slab, p as usize) } {
+        free_generic(p, operation);
+    }
 }
 
 #[cold]
@@ -218,7 +259,7 @@ pub(crate) fn realloc_aligned(
 /// sends everything else (and every error) to `try_realloc`.
 #[inline]
 fn realloc_fast(p: *mut u8, new_size: usize, align: usize) -> Option<*mut u8> {
-    if align > 16 || new_size > MAX_SMALL || global::slow_path() || canary::enabled() {
+    if align > 16 || new_size > MAX_SMALL || global::mode() != global::MODE_FAST {
         return None;
     }
     let guard = AllocatorGuard::enter();
@@ -233,12 +274,7 @@ fn realloc_fast(p: *mut u8, new_size: usize, align: usize) -> Option<*mut u8> {
     if new_size <= bs && new_size >= bs / 2 {
         return Some(p);
     }
-    let slot = if align > 8 {
-        (new_size + 15) & !15
-    } else {
-        new_size
-    };
-    let q = heap.alloc_small(class_of(slot));
+    let q = heap.alloc_small(class_of(small_slot(new_size, align)));
     if q.is_null() {
         return None;
     }

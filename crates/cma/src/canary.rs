@@ -56,23 +56,13 @@ pub(crate) fn set_level(level: CheckLevel) {
         SECRET.store(random_secret(), Ordering::Relaxed);
     }
     LEVEL.store(level as u8, Ordering::Relaxed);
-    crate::global::update_slow_path();
+    crate::global::update_mode();
 }
 
 /// Whether blocks carry trailers (the `default` level).
 #[inline(always)]
 pub(crate) fn enabled() -> bool {
     LEVEL.load(Ordering::Relaxed) != 0
-}
-
-/// Bytes of trailer every small block carries now: 0 or `TRAILER`.
-#[inline(always)]
-pub(crate) fn trailer() -> usize {
-    if enabled() {
-        TRAILER
-    } else {
-        0
-    }
 }
 
 fn random_secret() -> u64 {

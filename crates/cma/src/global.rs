@@ -46,16 +46,30 @@ const READY: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 static mut THREAD_KEY: libc::pthread_key_t = 0;
 
-/// Set while allocations must leave the fast path: an allocation limit is set.
-static SLOW_PATH: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// What the allocation and free fast paths must do besides their core work,
+/// in one byte so that each call reads one flag: `MODE_FAST` (nothing),
+/// `MODE_CANARY` bit (trailers, the `default` level) and `MODE_LIMITS` bit
+/// (an allocation limit is set: allocations leave the fast path).
+static MODE: AtomicU8 = AtomicU8::new(MODE_FAST);
+pub(crate) const MODE_FAST: u8 = 0;
+pub(crate) const MODE_CANARY: u8 = 1;
+pub(crate) const MODE_LIMITS: u8 = 2;
 
 #[inline(always)]
-pub(crate) fn slow_path() -> bool {
-    SLOW_PATH.load(Ordering::Relaxed)
+pub(crate) fn mode() -> u8 {
+    MODE.load(Ordering::Relaxed)
 }
 
-pub(crate) fn update_slow_path() {
-    SLOW_PATH.store(crate::limits::active(), Ordering::Release);
+/// Recomputes `mode()` after the check level or the limits changed.
+pub(crate) fn update_mode() {
+    let mut mode = MODE_FAST;
+    if crate::canary::enabled() {
+        mode |= MODE_CANARY;
+    }
+    if crate::limits::active() {
+        mode |= MODE_LIMITS;
+    }
+    MODE.store(mode, Ordering::Release);
 }
 
 /// Makes sure the process-wide state is set up. Cheap after the first call.

@@ -68,6 +68,19 @@ impl AllocatorGuard {
     }
 }
 
+impl AllocatorGuard {
+    /// Leaves cma for a slower path that enters it again at once: the depth
+    /// comes down, and deferred work is left to the next guard's exit, so
+    /// the hot path makes no call here and saves no registers.
+    #[inline(always)]
+    pub(crate) fn hand_over(self) {
+        // SAFETY: as in `drop`.
+        let t = unsafe { &*self.thread };
+        t.depth.set(t.depth.get() - DEPTH_STEP);
+        core::mem::forget(self);
+    }
+}
+
 impl Drop for AllocatorGuard {
     #[inline(always)]
     fn drop(&mut self) {

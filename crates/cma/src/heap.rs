@@ -14,7 +14,7 @@
 //! the lock-free list remote threads push slabs onto.
 
 use core::cell::Cell;
-use core::ptr::null_mut;
+use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use crate::canary;
@@ -67,6 +67,16 @@ pub(crate) struct ClassState {
     pub frees: Counter,
     /// Most blocks of this class this heap has had live at once.
     pub peak_live: Counter,
+}
+
+/// What `Heap::free_fast` did.
+pub(crate) enum FastFree {
+    /// The slot is free.
+    Done,
+    /// A valid slot that needs the rest of the fast path; nothing changed.
+    Other,
+    /// Not an allocated slot of this slab; nothing changed.
+    Invalid,
 }
 
 pub(crate) struct Heap {
@@ -136,32 +146,32 @@ impl Heap {
     /// Allocates a block of `class`, or null when memory runs out.
     #[inline(always)]
     pub(crate) fn alloc_small(&self, class: SizeClass) -> *mut u8 {
-        let p = self.alloc_from_cache(class);
-        if !p.is_null() {
-            return p;
+        match self.alloc_from_cache(class) {
+            Some(p) => p.as_ptr(),
+            None => self.alloc_small_refill(class),
         }
-        self.alloc_small_refill(class)
     }
 
     /// The allocation fast path: pops a slot from the class's cache, or
-    /// returns null when the cache is empty.
+    /// `None` when the cache is empty.
     #[inline(always)]
-    pub(crate) fn alloc_from_cache(&self, class: SizeClass) -> *mut u8 {
+    pub(crate) fn alloc_from_cache(&self, class: SizeClass) -> Option<NonNull<u8>> {
         let st = self.class_state(class.index());
         let cache = st.cache.get();
-        if cache != 0 {
-            let bit = cache.trailing_zeros() as usize;
-            st.cache.set(cache & (cache - 1));
-            // SAFETY: a non-empty cache always belongs to the current slab,
-            // which this heap owns.
-            let slab = unsafe { &*st.slab.get() };
-            let word = slab.allocated_word(st.word.get() as usize);
-            word.store(word.load(Ordering::Relaxed) | (1 << bit), Ordering::Relaxed);
-            let bs = st.block_size.get() as usize;
-            self.count_alloc(st, bs);
-            return (st.cache_base.get() + bit * bs) as *mut u8;
+        if cache == 0 {
+            return None;
         }
-        null_mut()
+        let bit = cache.trailing_zeros() as usize;
+        st.cache.set(cache & (cache - 1));
+        // SAFETY: a non-empty cache always belongs to the current slab,
+        // which this heap owns.
+        let slab = unsafe { &*st.slab.get() };
+        let word = slab.allocated_word(st.word.get() as usize);
+        word.store(word.load(Ordering::Relaxed) | (1 << bit), Ordering::Relaxed);
+        let bs = st.block_size.get() as usize;
+        self.count_alloc(st, bs);
+        // SAFETY: slot addresses lie inside a mapped segment, never at 0.
+        Some(unsafe { NonNull::new_unchecked((st.cache_base.get() + bit * bs) as *mut u8) })
     }
 
     #[cold]
@@ -472,79 +482,102 @@ impl Heap {
         }
     }
 
-    /// The free fast path: an allocated slot of a live slab, freed by its
-    /// owner or (through `remote_free`) by another thread. Returns false,
-    /// having changed nothing, for anything else (an interior pointer, a slot
-    /// that is not allocated or already freed by another thread), which the
-    /// caller then takes to the full path to be reported.
+    /// Where `addr` is an allocated slot of `slab`, not already freed by
+    /// another thread: its bitmap word index, bit, block size and the word's
+    /// value. `None` for anything else (an interior pointer, a free slot).
     #[inline(always)]
-    pub(crate) fn try_free_fast(&self, slab: &Span, addr: usize) -> bool {
+    fn allocated_slot(slab: &Span, addr: usize) -> Option<(usize, u64, usize, u64)> {
         let offset = addr.wrapping_sub(slab.start());
         let index =
             ((offset as u128 * slab.reciprocal.load(Ordering::Relaxed) as u128) >> 64) as usize;
         let bs = slab.block_size.load(Ordering::Relaxed) as usize;
         if index * bs != offset || index >= slab.capacity.load(Ordering::Relaxed) as usize {
-            return false;
+            return None;
         }
         let w = index / 64;
         let bit = 1u64 << (index % 64);
-        let word = slab.allocated_word(w);
-        let a = word.load(Ordering::Relaxed);
+        let a = slab.allocated_word(w).load(Ordering::Relaxed);
         if a & bit == 0 || remote_free::is_pending(slab.remote_word(w), &slab.remote_summary, bit) {
-            return false;
+            return None;
         }
-        if canary::enabled() {
-            // SAFETY: the slot is allocated, so it was armed when handed out.
-            if unsafe { canary::verify(addr as *const u8, bs) }.is_none() {
-                return false;
-            }
-            // SAFETY: the slot is being freed; nobody may use it any more.
-            unsafe { canary::junk(addr as *mut u8, bs) };
+        Some((w, bit, bs, a))
+    }
+
+    /// The hottest free: the owner frees an allocated slot at the `fast`
+    /// level. It makes no call that needs anything afterwards, so the caller
+    /// stays free of register saves. `Other` (nothing changed) sends a valid
+    /// slot that needs more (a trailer check, a remote free) to
+    /// `try_free_fast`; `Invalid` (nothing changed) sends the pointer to the
+    /// full path to be reported.
+    #[inline(always)]
+    pub(crate) fn free_fast(&self, slab: &Span, addr: usize) -> FastFree {
+        let Some((w, bit, bs, a)) = Self::allocated_slot(slab, addr) else {
+            return FastFree::Invalid;
+        };
+        if global::mode() & global::MODE_CANARY != 0
+            || !core::ptr::eq(slab.owner.load(Ordering::Relaxed), self)
+        {
+            return FastFree::Other;
+        }
+        self.release_local(slab, w, bit, bs, a);
+        FastFree::Done
+    }
+
+    /// The free fast path in full: an allocated slot of a live slab, freed by
+    /// its owner or (through `remote_free`) by another thread, its trailer
+    /// checked at the `default` level. Returns false, having changed nothing,
+    /// for anything else (an interior pointer, a slot that is not allocated
+    /// or already freed by another thread, a damaged trailer), which the
+    /// caller then takes to the full path to be reported.
+    #[inline]
+    pub(crate) fn try_free_fast(&self, slab: &Span, addr: usize) -> bool {
+        let Some((w, bit, bs, a)) = Self::allocated_slot(slab, addr) else {
+            return false;
+        };
+        if global::mode() & global::MODE_CANARY != 0 && !verify_and_junk(addr, bs) {
+            return false;
         }
         if !core::ptr::eq(slab.owner.load(Ordering::Relaxed), self) {
             return self.free_remote_fast(slab, w, bit, bs);
         }
-        word.store(a & !bit, Ordering::Relaxed);
+        self.release_local(slab, w, bit, bs, a);
+        true
+    }
+
+    /// Marks an allocated slot of our own slab free (`a` is the value of its
+    /// bitmap word `w`): back into the cache when it is the cached word, else
+    /// the slab's count goes down and the slab may move lists.
+    #[inline(always)]
+    fn release_local(&self, slab: &Span, w: usize, bit: u64, bs: usize, a: u64) {
+        slab.allocated_word(w).store(a & !bit, Ordering::Relaxed);
         let st = self.class_state(slab.class.load(Ordering::Relaxed) as usize);
         self.count_free(st, bs);
         let is_current = core::ptr::eq(st.slab.get(), slab);
-        if is_current && st.word.get() as usize == w {
-            st.cache.set(st.cache.get() | bit);
-            return true;
-        }
-        let used = slab.used.get() - 1;
+        // Whether the slot goes back into the cache decides nothing else, and
+        // with random frees it is a coin toss: arithmetic, not a branch.
+        let cached = is_current & (st.word.get() as usize == w);
+        st.cache
+            .set(st.cache.get() | (bit & (cached as u64).wrapping_neg()));
+        // Cached slots count as used; only a slot that leaves for the bitmap
+        // lowers the count.
+        let used = slab.used.get() - u32::from(!cached);
         slab.used.set(used);
         if !is_current && (used == 0 || slab.list.get() == SlabList::Full) {
             self.slab_gained_space(slab as *const Span as *mut Span);
         }
-        true
     }
 
     /// The block size of `addr` when it is an allocated slot of `slab` (and
     /// not freed by another thread); `None` otherwise. Changes nothing.
     #[inline(always)]
     pub(crate) fn live_slot_size(&self, slab: &Span, addr: usize) -> Option<usize> {
-        let offset = addr.wrapping_sub(slab.start());
-        let index =
-            ((offset as u128 * slab.reciprocal.load(Ordering::Relaxed) as u128) >> 64) as usize;
-        let bs = slab.block_size.load(Ordering::Relaxed) as usize;
-        if index * bs != offset || index >= slab.capacity.load(Ordering::Relaxed) as usize {
-            return None;
-        }
-        let bit = 1u64 << (index % 64);
-        let w = index / 64;
-        if slab.allocated_word(w).load(Ordering::Relaxed) & bit == 0
-            || remote_free::is_pending(slab.remote_word(w), &slab.remote_summary, bit)
-        {
-            return None;
-        }
-        Some(bs)
+        Self::allocated_slot(slab, addr).map(|(_, _, bs, _)| bs)
     }
 
     /// The remote half of `try_free_fast`: the slot is allocated; record the
     /// free for the owner. False (nothing changed) when another thread freed
     /// it already.
-    #[inline]
+    #[inline(never)]
     fn free_remote_fast(&self, slab: &Span, w: usize, bit: u64, bs: usize) -> bool {
         match remote_free::mark_freed(slab.remote_word(w), &slab.remote_summary, w, bit) {
             RemoteFree::AlreadyFreed => return false,
@@ -704,6 +737,21 @@ impl Heap {
             }
         }
     }
+}
+
+/// The `default` level's part of the free fast path, out of line: checks
+/// the trailer of an allocated slot and junks the slot. False (the slot
+/// untouched) when the trailer was overwritten, for the full path to report.
+#[inline(never)]
+fn verify_and_junk(addr: usize, bs: usize) -> bool {
+    // SAFETY: the caller found the slot allocated, so it was armed when
+    // handed out.
+    if unsafe { canary::verify(addr as *const u8, bs) }.is_none() {
+        return false;
+    }
+    // SAFETY: the slot is being freed; nobody may use it any more.
+    unsafe { canary::junk(addr as *mut u8, bs) };
+    true
 }
 
 /// Bits of bitmap word `w` that name real slots of a slab with `capacity`.

@@ -36,7 +36,7 @@ pub fn set_alloc_limits(limits: AllocLimits) {
         limits.max_request.is_some() || limits.max_bytes_in_use.is_some(),
         Ordering::Release,
     );
-    global::update_slow_path();
+    global::update_mode();
 }
 
 /// The allocation limits in force.
