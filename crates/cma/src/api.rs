@@ -274,7 +274,8 @@ fn realloc_fast(p: *mut u8, new_size: usize, align: usize) -> Option<*mut u8> {
     if new_size <= bs && new_size >= bs / 2 {
         return Some(p);
     }
-    let q = heap.alloc_small(class_of(small_slot(new_size, align)));
+    let target = growth_target(new_size, bs, MAX_SMALL);
+    let q = heap.alloc_small(class_of(small_slot(target, align)));
     if q.is_null() {
         return None;
     }
@@ -284,6 +285,20 @@ fn realloc_fast(p: *mut u8, new_size: usize, align: usize) -> Option<*mut u8> {
     let freed = heap.try_free_fast(slab, p as usize);
     debug_assert!(freed, "a slot validated as live could not be freed");
     Some(q)
+}
+
+/// The size to allocate when a small block of `old_block` bytes moves to
+/// hold `new_size`: a block that grows gets at least a quarter more room, so
+/// a buffer grown a little at a time moves about three times per doubling
+/// instead of once per size class (eight per doubling). Shrinks and large
+/// requests get what they asked for; `cap` bounds the headroom.
+#[inline(always)]
+fn growth_target(new_size: usize, old_block: usize, cap: usize) -> usize {
+    if new_size > old_block {
+        new_size.max((old_block + old_block / 4).min(cap))
+    } else {
+        new_size
+    }
 }
 
 fn try_realloc(
@@ -340,7 +355,24 @@ fn try_realloc(
             }
         }
     }
-    let q = alloc_slow(heap, new_size, align, false)?.as_ptr();
+    // Headroom only without limits: a limit must judge the size asked for.
+    let target = match found {
+        Found::Slot { span, .. } if !limits::active() => {
+            let bs = span.block_size.load(core::sync::atomic::Ordering::Relaxed) as usize;
+            growth_target(new_size, bs, MAX_SMALL - canary::TRAILER)
+        }
+        _ => new_size,
+    };
+    let q = alloc_slow(heap, target, align, false)?.as_ptr();
+    if target != new_size && canary::enabled() {
+        if let Some(slab) = checks::slab_of(q as usize) {
+            let bs = slab.block_size.load(core::sync::atomic::Ordering::Relaxed) as usize;
+            // SAFETY: `q` is a fresh slot of `bs` bytes holding at least
+            // new_size + TRAILER; its trailer must guard the bytes asked for,
+            // not the headroom.
+            unsafe { canary::arm(q, bs, new_size) };
+        }
+    }
     // SAFETY: both blocks are live and distinct; the copy stays inside both.
     unsafe { core::ptr::copy_nonoverlapping(p, q, old_size.min(new_size)) };
     heap_ref.free_block(found, operation)?;

@@ -47,6 +47,43 @@ fn overflow_by_one_byte_aborts_at_free() {
 }
 
 #[test]
+fn an_overflow_past_the_new_size_is_caught_after_a_growing_realloc() {
+    if scenario().is_some() {
+        let mut p = cma::malloc(200);
+        // Grow until the block moves (and so gets headroom beyond the size
+        // asked for), then write one byte past that size.
+        let mut size = 200;
+        loop {
+            // SAFETY: p is live.
+            let q = unsafe { cma::realloc(p, size + 40) };
+            size += 40;
+            let moved = q != p;
+            p = q;
+            if moved {
+                break;
+            }
+        }
+        // The move took a slot a quarter larger than asked for; the trailer
+        // must still guard the size asked for.
+        // SAFETY: one byte past the request, inside the slot.
+        unsafe { *p.add(size) = 0x41 };
+        // SAFETY: p is live.
+        unsafe { cma::free(p) };
+        unreachable!("free of an overflowed block returned");
+    }
+    let out = run_child(
+        "an_overflow_past_the_new_size_is_caught_after_a_growing_realloc",
+        "grow",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "stderr: {stderr}");
+    assert!(
+        stderr.contains("cma: heap buffer overflow"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
 fn overflow_is_reported_by_checked_free_and_realloc_without_aborting() {
     if scenario().is_some() {
         let p = cma::malloc(40);

@@ -110,6 +110,47 @@ fn small_blocks_stay_in_their_slot_for_small_changes_and_move_otherwise() {
 }
 
 #[test]
+fn a_block_grown_a_little_at_a_time_gets_headroom_and_moves_rarely() {
+    let _s = serial();
+    // 16 B to 64 KiB, 48 bytes at a time: without headroom the block would
+    // move at nearly every one of the ~100 size classes on the way; with a
+    // quarter more room at each move it moves about three times per doubling.
+    let mut size = 16;
+    let mut p = cma::malloc(size);
+    fill(p, size, 7);
+    let mut moves = 0;
+    while size < 64 * KIB {
+        let new_size = size + 48;
+        let old_room = cma::block_size(p);
+        // SAFETY: p is live with `size` bytes.
+        let q = unsafe { cma::realloc(p, new_size) };
+        assert!(!q.is_null());
+        assert_filled(q, size, 7);
+        if q != p {
+            moves += 1;
+            let room = cma::block_size(q);
+            assert!(
+                room >= old_room + old_room / 4,
+                "a block of {old_room} bytes grew into {room} bytes: no headroom"
+            );
+        }
+        fill(q, new_size, 7);
+        (p, size) = (q, new_size);
+    }
+    assert!(
+        (20..=40).contains(&moves),
+        "{moves} moves growing 16 B to 64 KiB (expected about 3 per doubling)"
+    );
+    // A shrink gets the size asked for, not headroom.
+    // SAFETY: p is live.
+    let q = unsafe { cma::realloc(p, 100) };
+    assert!(cma::block_size(q) < 128);
+    assert_filled(q, 100, 7);
+    // SAFETY: live.
+    unsafe { cma::free(q) };
+}
+
+#[test]
 fn realloc_preserves_the_whole_usable_size_of_the_old_block() {
     let _s = serial();
     for size in [1usize, 13, 100, 1000, 5000, 100 * KIB, 200 * KIB] {
