@@ -2,8 +2,9 @@
 //! snmalloc on twelve workloads.
 //!
 //! The parent process runs every (repetition, workload, allocator) in a fresh
-//! child process, `cma-bench --child WORKLOAD ALLOCATOR`, interleaved so that
-//! noise spreads evenly, and collects from each child its median time and the
+//! child process, `cma-bench --child WORKLOAD ALLOCATOR`, interleaved (in an
+//! order that rotates, so no allocator always runs first) so that noise
+//! spreads evenly, and collects from each child its median time and the
 //! peak resident set of the child (VmHWM). See README.md.
 
 mod alloc;
@@ -461,7 +462,13 @@ fn parent(opts: &Opts) -> Result<ExitCode, String> {
     let mut runs: Vec<Vec<Vec<Outcome>>> = vec![vec![Vec::new(); specs.len()]; wls.len()];
     for rep in 0..reps {
         for (wi, w) in wls.iter().enumerate() {
-            for (ai, s) in specs.iter().enumerate() {
+            // The order rotates with the repetition and the workload: the
+            // first child after a workload switch pays for the kernel's work
+            // on the previous one's memory (huge-page zeroing, compaction),
+            // and that must not always be the same allocator.
+            for k in 0..specs.len() {
+                let ai = (k + rep + wi) % specs.len();
+                let s = &specs[ai];
                 let o = run_child(&exe, w.name, s, opts, timeout);
                 match &o {
                     Outcome::Ok {

@@ -1,8 +1,9 @@
 //! `cma`: runs programs on the cma allocator and reports what their heap did.
 //!
-//! Subcommands live in their own modules; `run` is the first. (`bench` and
-//! `stress` are planned: add a variant to `Command` and a module.)
+//! Subcommands live in their own modules: `run` and `bench`. (`stress` is
+//! planned: add a variant to `Command` and a module.)
 
+mod bench;
 mod json;
 mod report;
 mod run;
@@ -26,11 +27,14 @@ struct Cli {
 enum Command {
     /// Run PROGRAM with libcma preloaded; print a heap report when it exits.
     Run(run::RunArgs),
+    /// Run the benchmark suite: cma against mimalloc, jemalloc, glibc and others.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run::main(args),
+        Command::Bench(args) => bench::main(args),
     }
 }

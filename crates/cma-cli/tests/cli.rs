@@ -27,7 +27,7 @@ fn json_number(json: &str, key: &str) -> Option<u64> {
 fn help_lists_the_run_command() {
     let (o, out, _) = output(cma().arg("--help"));
     assert!(o.status.success());
-    assert!(out.contains("run"), "{out}");
+    assert!(out.contains("run") && out.contains("bench"), "{out}");
     let (o, out, _) = output(cma().args(["run", "--help"]));
     assert!(o.status.success());
     assert!(
@@ -153,6 +153,34 @@ fn python_script_on_cma() {
     );
     assert!(
         err.contains("in use at exit") && err.contains("exit status                       0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bench_runs_the_suite_binary_with_its_arguments_and_status() {
+    // The suite is its own binary; CMA_BENCH stands in for it here.
+    let (o, out, _) = output(
+        cma()
+            .env("CMA_BENCH", "/bin/echo")
+            .args(["bench", "--quick", "--only", "churn"]),
+    );
+    assert!(o.status.success());
+    assert_eq!(out.trim(), "--quick --only churn");
+    let (o, _, _) = output(cma().env("CMA_BENCH", "/bin/false").arg("bench"));
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn bench_without_the_suite_binary_says_how_to_build_it() {
+    let (o, _, err) = output(
+        cma()
+            .env("CMA_BENCH", "/nonexistent/cma-bench")
+            .args(["bench", "--quick"]),
+    );
+    assert_eq!(o.status.code(), Some(127));
+    assert!(
+        err.contains("cma bench: cannot run /nonexistent/cma-bench"),
         "{err}"
     );
 }
