@@ -173,7 +173,9 @@ pub(crate) fn free_with(p: *mut u8, operation: &str) {
             // SAFETY: the guard's heap belongs to this thread.
             match unsafe { (*heap).free_fast(slab, p as usize) } {
                 FastFree::Done => return,
-                FastFree::Other => return free_checked_or_remote(heap, slab, p, operation),
+                FastFree::Other(index) => {
+                    return free_checked_or_remote(heap, slab, p, index, operation)
+                }
                 FastFree::Invalid => {}
             }
         }
@@ -185,9 +187,9 @@ pub(crate) fn free_with(p: *mut u8, operation: &str) {
 /// The rest of the free fast path (a trailer to check, a remote free), out
 /// of line; anything it cannot free goes to the full path.
 #[inline(never)]
-fn free_checked_or_remote(heap: *mut Heap, slab: &Span, p: *mut u8, operation: &str) {
+fn free_checked_or_remote(heap: *mut Heap, slab: &Span, p: *mut u8, index: usize, operation: &str) {
     // SAFETY: the caller's guard heap belongs to this thread.
-    if !unsafe { (*heap).try_free_fast(slab, p as usize) } {
+    if !unsafe { (*heap).free_live_slot(slab, p as usize, index) } {
         free_generic(p, operation);
     }
 }

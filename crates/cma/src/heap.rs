@@ -73,8 +73,9 @@ pub(crate) struct ClassState {
 pub(crate) enum FastFree {
     /// The slot is free.
     Done,
-    /// A valid slot that needs the rest of the fast path; nothing changed.
-    Other,
+    /// A valid slot (its index) that needs the rest of the fast path;
+    /// nothing changed.
+    Other(usize),
     /// Not an allocated slot of this slab; nothing changed.
     Invalid,
 }
@@ -483,10 +484,11 @@ impl Heap {
     }
 
     /// Where `addr` is an allocated slot of `slab`, not already freed by
-    /// another thread: its bitmap word index, bit, block size and the word's
-    /// value. `None` for anything else (an interior pointer, a free slot).
+    /// another thread: its slot index, block size and the value of its
+    /// bitmap word. `None` for anything else (an interior pointer, a free
+    /// slot).
     #[inline(always)]
-    fn allocated_slot(slab: &Span, addr: usize) -> Option<(usize, u64, usize, u64)> {
+    fn allocated_slot(slab: &Span, addr: usize) -> Option<(usize, usize, u64)> {
         let offset = addr.wrapping_sub(slab.start());
         let index =
             ((offset as u128 * slab.reciprocal.load(Ordering::Relaxed) as u128) >> 64) as usize;
@@ -494,32 +496,31 @@ impl Heap {
         if index * bs != offset || index >= slab.capacity.load(Ordering::Relaxed) as usize {
             return None;
         }
-        let w = index / 64;
-        let bit = 1u64 << (index % 64);
+        let (w, bit) = (index / 64, 1u64 << (index % 64));
         let a = slab.allocated_word(w).load(Ordering::Relaxed);
         if a & bit == 0 || remote_free::is_pending(slab.remote_word(w), &slab.remote_summary, bit) {
             return None;
         }
-        Some((w, bit, bs, a))
+        Some((index, bs, a))
     }
 
     /// The hottest free: the owner frees an allocated slot at the `fast`
     /// level. It makes no call that needs anything afterwards, so the caller
-    /// stays free of register saves. `Other` (nothing changed) sends a valid
-    /// slot that needs more (a trailer check, a remote free) to
-    /// `try_free_fast`; `Invalid` (nothing changed) sends the pointer to the
+    /// stays free of register saves. `Other(index)` (nothing changed) sends a
+    /// valid slot that needs more (a trailer check, a remote free) to
+    /// `free_live_slot`; `Invalid` (nothing changed) sends the pointer to the
     /// full path to be reported.
     #[inline(always)]
     pub(crate) fn free_fast(&self, slab: &Span, addr: usize) -> FastFree {
-        let Some((w, bit, bs, a)) = Self::allocated_slot(slab, addr) else {
+        let Some((index, bs, a)) = Self::allocated_slot(slab, addr) else {
             return FastFree::Invalid;
         };
         if global::mode() & global::MODE_CANARY != 0
             || !core::ptr::eq(slab.owner.load(Ordering::Relaxed), self)
         {
-            return FastFree::Other;
+            return FastFree::Other(index);
         }
-        self.release_local(slab, w, bit, bs, a);
+        self.release_local(slab, index / 64, 1u64 << (index % 64), bs, a);
         FastFree::Done
     }
 
@@ -531,15 +532,27 @@ impl Heap {
     /// caller then takes to the full path to be reported.
     #[inline]
     pub(crate) fn try_free_fast(&self, slab: &Span, addr: usize) -> bool {
-        let Some((w, bit, bs, a)) = Self::allocated_slot(slab, addr) else {
-            return false;
-        };
+        match Self::allocated_slot(slab, addr) {
+            Some((index, _, _)) => self.free_live_slot(slab, addr, index),
+            None => false,
+        }
+    }
+
+    /// The rest of `try_free_fast` for slot `index` (at `addr`), which
+    /// `allocated_slot` found allocated: the trailer check, then a local or
+    /// remote free. False, nothing changed, when the trailer is damaged or
+    /// another thread freed the slot meanwhile.
+    #[inline(always)]
+    pub(crate) fn free_live_slot(&self, slab: &Span, addr: usize, index: usize) -> bool {
+        let (w, bit) = (index / 64, 1u64 << (index % 64));
+        let bs = slab.block_size.load(Ordering::Relaxed) as usize;
         if global::mode() & global::MODE_CANARY != 0 && !verify_and_junk(addr, bs) {
             return false;
         }
         if !core::ptr::eq(slab.owner.load(Ordering::Relaxed), self) {
             return self.free_remote_fast(slab, w, bit, bs);
         }
+        let a = slab.allocated_word(w).load(Ordering::Relaxed);
         self.release_local(slab, w, bit, bs, a);
         true
     }
@@ -571,7 +584,7 @@ impl Heap {
     /// not freed by another thread); `None` otherwise. Changes nothing.
     #[inline(always)]
     pub(crate) fn live_slot_size(&self, slab: &Span, addr: usize) -> Option<usize> {
-        Self::allocated_slot(slab, addr).map(|(_, _, bs, _)| bs)
+        Self::allocated_slot(slab, addr).map(|(_, bs, _)| bs)
     }
 
     /// The remote half of `try_free_fast`: the slot is allocated; record the
