@@ -47,6 +47,37 @@ fn overflow_by_one_byte_aborts_at_free() {
 }
 
 #[test]
+fn realloc_of_an_overflowed_block_aborts_whether_it_would_stay_or_move() {
+    if let Some(s) = scenario() {
+        let p = cma::malloc(100);
+        // SAFETY: one byte past the request, inside the slot.
+        unsafe { *p.add(100) = 0x41 };
+        // 104 fits the same slot; 1000 moves.
+        let new_size = if s == "stay" { 104 } else { 1000 };
+        // SAFETY: p is live.
+        unsafe { cma::realloc(p, new_size) };
+        unreachable!("realloc of an overflowed block returned");
+    }
+    for which in ["stay", "move"] {
+        let out = run_child(
+            "realloc_of_an_overflowed_block_aborts_whether_it_would_stay_or_move",
+            which,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "{which}: {stderr}"
+        );
+        assert!(
+            stderr.contains("cma: heap buffer overflow"),
+            "{which}: {stderr}"
+        );
+        assert!(stderr.contains("[in realloc]"), "{which}: {stderr}");
+    }
+}
+
+#[test]
 fn an_overflow_past_the_new_size_is_caught_after_a_growing_realloc() {
     if scenario().is_some() {
         let mut p = cma::malloc(200);
