@@ -93,9 +93,15 @@ fn canary(slot: usize, slack: u32) -> u32 {
 pub(crate) unsafe fn arm(slot: *mut u8, block_size: usize, requested: usize) {
     debug_assert!(requested + TRAILER <= block_size);
     let slack = block_size - TRAILER - requested;
-    // SAFETY: every byte written lies inside the slot.
+    let (second, _, _) = slack_windows(block_size, requested);
+    // SAFETY: both pattern words and the trailer lie inside the slot. The
+    // pattern goes first: where the slack is shorter than 16 bytes it spills
+    // into the trailer, which then overwrites it.
     unsafe {
-        pattern(slot.add(requested), slack.min(SLACK_CHECKED), true);
+        slot.add(requested)
+            .cast::<u64>()
+            .write_unaligned(SLACK_WORD);
+        slot.add(second).cast::<u64>().write_unaligned(SLACK_WORD);
         let trailer = slot.add(block_size - TRAILER);
         trailer
             .cast::<u32>()
@@ -104,13 +110,30 @@ pub(crate) unsafe fn arm(slot: *mut u8, block_size: usize, requested: usize) {
     }
 }
 
+/// The two 8-byte words that hold the checked slack of a slot of
+/// `block_size` bytes holding `requested`: the first at `requested`, the
+/// second at the returned offset (the next 8 bytes, or the trailer when the
+/// slack is shorter than 8), and the masks of their bytes that are slack (the
+/// first `SLACK_CHECKED` bytes at most). Branch-free: the slack length is
+/// different for every request, so branches on it would be mispredicted.
+#[inline(always)]
+fn slack_windows(block_size: usize, requested: usize) -> (usize, u64, u64) {
+    let slack = block_size - TRAILER - requested;
+    let second = (requested + 8).min(block_size - TRAILER);
+    let low_bytes = |n: usize| u64::MAX.checked_shr((64 - 8 * n) as u32).unwrap_or(0);
+    let first_mask = low_bytes(slack.min(8));
+    let second_mask = low_bytes(slack.min(SLACK_CHECKED).saturating_sub(8));
+    (second, first_mask, second_mask)
+}
+
 /// Checks a slot's trailer; returns the requested size it records, or `None`
 /// when the trailer or the checked slack was overwritten.
 ///
 /// # Safety
 /// `slot` is a live slot of `block_size` bytes armed by `arm`.
 pub(crate) unsafe fn verify(slot: *const u8, block_size: usize) -> Option<usize> {
-    // SAFETY: the trailer and slack lie inside the slot.
+    // SAFETY: the trailer and the two slack words lie inside the slot, and
+    // `arm` wrote all of them.
     unsafe {
         let trailer = slot.add(block_size - TRAILER);
         let stored = trailer.cast::<u32>().read_unaligned();
@@ -119,50 +142,13 @@ pub(crate) unsafe fn verify(slot: *const u8, block_size: usize) -> Option<usize>
             return None;
         }
         let requested = block_size - TRAILER - slack;
-        if !pattern(
-            slot.add(requested) as *mut u8,
-            slack.min(SLACK_CHECKED),
-            false,
-        ) {
+        let (second, first_mask, second_mask) = slack_windows(block_size, requested);
+        let first = slot.add(requested).cast::<u64>().read_unaligned();
+        let second = slot.add(second).cast::<u64>().read_unaligned();
+        if ((first ^ SLACK_WORD) & first_mask) | ((second ^ SLACK_WORD) & second_mask) != 0 {
             return None;
         }
         Some(requested)
-    }
-}
-
-/// Writes (`write`) or checks the slack pattern over `n <= 16` bytes at `p`,
-/// with two overlapping loads or stores of the widest size that fits.
-///
-/// # Safety
-/// `[p, p+n)` is inside one slot.
-#[inline(always)]
-unsafe fn pattern(p: *mut u8, n: usize, write: bool) -> bool {
-    debug_assert!(n <= 16);
-    // SAFETY: both accesses of each pair lie inside [p, p+n).
-    unsafe {
-        macro_rules! pair {
-            ($t:ty) => {{
-                let (a, b) = (
-                    p.cast::<$t>(),
-                    p.add(n - core::mem::size_of::<$t>()).cast::<$t>(),
-                );
-                let v = SLACK_WORD as $t;
-                if write {
-                    a.write_unaligned(v);
-                    b.write_unaligned(v);
-                    true
-                } else {
-                    a.read_unaligned() == v && b.read_unaligned() == v
-                }
-            }};
-        }
-        match n {
-            8..=16 => pair!(u64),
-            4..=7 => pair!(u32),
-            2..=3 => pair!(u16),
-            1 => pair!(u8),
-            _ => true,
-        }
     }
 }
 
@@ -174,14 +160,91 @@ unsafe fn pattern(p: *mut u8, n: usize, write: bool) -> bool {
 #[inline(always)]
 pub(crate) unsafe fn junk(slot: *mut u8, block_size: usize) {
     let n = block_size.min(JUNK_MAX);
-    let pair = (JUNK_WORD as u128) << 64 | JUNK_WORD as u128;
-    // 16 bytes a store, and one 8-byte store for an odd word at the end.
-    for i in 0..n / 16 {
-        // SAFETY: inside the slot; unaligned stores need no alignment.
-        unsafe { slot.cast::<u128>().add(i).write_unaligned(pair) };
+    if n < 16 {
+        // Only the 8-byte slot of `malloc(0)` at the default level.
+        // SAFETY: the slot holds 8 bytes.
+        unsafe { slot.cast::<u64>().write_unaligned(JUNK_WORD) };
+        return;
     }
-    if n % 16 != 0 {
-        // SAFETY: the last 8 bytes of the first n, inside the slot.
-        unsafe { slot.add(n - 8).cast::<u64>().write_unaligned(JUNK_WORD) };
+    // Eight 16-byte stores at 0, 16, ... each clamped to end at n: they cover
+    // [0, n) for any n from 16 to 128 with no branch on the size (classes
+    // come in random order, so such a branch would be mispredicted).
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm_set1_epi8, _mm_storeu_si128};
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        let pattern = unsafe { _mm_set1_epi8(JUNK_WORD as i8) };
+        for i in 0..JUNK_MAX / 16 {
+            let off = (16 * i).min(n - 16);
+            // SAFETY: [off, off+16) lies inside [0, n), inside the slot; the
+            // store has no alignment requirement.
+            unsafe { _mm_storeu_si128(slot.add(off).cast(), pattern) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for i in 0..JUNK_MAX / 16 {
+        let off = (16 * i).min(n - 16);
+        let pair = (JUNK_WORD as u128) << 64 | JUNK_WORD as u128;
+        // SAFETY: [off, off+16) lies inside [0, n), inside the slot.
+        unsafe { slot.add(off).cast::<u128>().write_unaligned(pair) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every block size up to 256 B and every request that fits: the armed
+    /// slot verifies with its requested size, a change to any checked slack
+    /// byte (the first 16 after the request, at most) or to the trailer is
+    /// caught, and the caller's bytes are never part of the check.
+    #[test]
+    fn every_checked_slack_byte_and_no_data_byte_is_guarded() {
+        set_level(CheckLevel::Default);
+        let mut buf = [0u8; 256];
+        for bs in (8..=256).step_by(8) {
+            for requested in 0..=bs - TRAILER {
+                let slot = buf.as_mut_ptr();
+                buf[..bs].fill(0x11);
+                // SAFETY: `buf` holds `bs` bytes; requested + TRAILER <= bs.
+                unsafe { arm(slot, bs, requested) };
+                // SAFETY: armed just above.
+                assert_eq!(
+                    unsafe { verify(slot, bs) },
+                    Some(requested),
+                    "bs {bs} n {requested}"
+                );
+                let slack = bs - TRAILER - requested;
+                let checked = requested..requested + slack.min(SLACK_CHECKED);
+                for i in 0..bs {
+                    let keep = buf[i];
+                    buf[i] ^= 0x5a;
+                    // SAFETY: as above.
+                    let seen = unsafe { verify(buf.as_ptr(), bs) };
+                    buf[i] = keep;
+                    if checked.contains(&i) || i >= bs - TRAILER {
+                        assert_eq!(seen, None, "bs {bs} n {requested}: byte {i} unguarded");
+                    } else if i < requested {
+                        assert_eq!(
+                            seen,
+                            Some(requested),
+                            "bs {bs} n {requested}: data byte {i}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn junk_covers_the_first_128_bytes_and_nothing_past_the_slot() {
+        for bs in (8..=256).step_by(8) {
+            let mut buf = [0u8; 272];
+            // SAFETY: `buf` holds more than `bs` bytes.
+            unsafe { junk(buf.as_mut_ptr(), bs) };
+            let n = bs.min(JUNK_MAX);
+            assert!(buf[..n].iter().all(|&b| b == JUNK_WORD as u8), "bs {bs}");
+            assert!(buf[n..].iter().all(|&b| b == 0), "bs {bs}: wrote past {n}");
+        }
     }
 }
