@@ -427,9 +427,11 @@ impl PageAlloc {
             s.bytes.store(bytes, core::sync::atomic::Ordering::Relaxed);
             s.zeroed.set(!s.dirty.get());
             if s.dirty.get() {
-                // Far more than the block needs stays resident otherwise.
+                // Keep at most as much again as the block needs committed
+                // (it may grow into it, and the next reuse of the mapping
+                // faults less); give back the rest of a far larger mapping.
                 if reserved > 2 * bytes + SEGMENT_SIZE {
-                    os::decommit_tail(s.start() + bytes, s.start() + reserved);
+                    os::decommit_tail(s.start() + 2 * bytes, s.start() + reserved);
                 }
                 self.dirty_bytes -= reserved;
                 s.dirty.set(false);
