@@ -23,10 +23,11 @@ pub(crate) enum Found<'a> {
 /// The slab descriptor that the page table names for `addr`, on the fast
 /// path. It may be stale (the page's slab was retired): `Heap::try_free_fast`
 /// validates the address against it. `None` sends the caller to `find_block`
-/// for the full answer.
+/// for the full answer. Only for a thread that holds a heap (see
+/// `segment_map::lookup_with_heap`).
 #[inline(always)]
 pub(crate) fn slab_of(addr: usize) -> Option<&'static Span> {
-    let entry = segment_map::lookup(addr);
+    let entry = segment_map::lookup_with_heap(addr);
     if entry == 0 || entry & TAG_HUGE != 0 {
         return None;
     }

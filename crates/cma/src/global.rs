@@ -148,6 +148,11 @@ pub(crate) fn acquire_heap() -> *mut Heap {
     let heap = {
         let mut g = GLOBAL.lock();
         let g = &mut *g;
+        // The fast paths of a thread with a heap read the segment map without
+        // a null check: it must exist before the first heap does.
+        if !crate::segment_map::init() {
+            return null_mut();
+        }
         if !g.free_heaps.is_null() {
             let heap = g.free_heaps;
             // SAFETY: pooled heaps are live and unused.

@@ -498,7 +498,12 @@ impl Heap {
         }
         let (w, bit) = (index / 64, 1u64 << (index % 64));
         let a = slab.allocated_word(w).load(Ordering::Relaxed);
-        if a & bit == 0 || remote_free::is_pending(slab.remote_word(w), &slab.remote_summary, bit) {
+        // The summary first, on its own: the remote word's address (which
+        // needs the bitmap length) is worked out only when frees are pending.
+        if a & bit == 0
+            || (slab.remote_summary.load(Ordering::Acquire) != 0
+                && remote_free::is_pending(slab.remote_word(w), &slab.remote_summary, bit))
+        {
             return None;
         }
         Some((index, bs, a))

@@ -46,6 +46,22 @@ pub(crate) fn lookup(addr: usize) -> usize {
     unsafe { (*map.add(index)).load(Ordering::Acquire) }
 }
 
+/// `lookup` for a thread that holds a heap: heaps are handed out only once
+/// the map exists (`global::acquire_heap` makes sure of it under the global
+/// lock, which also orders the map's publication before the heap's use), so
+/// the map needs no null check here.
+#[inline(always)]
+pub(crate) fn lookup_with_heap(addr: usize) -> usize {
+    let map = MAP.load(Ordering::Relaxed);
+    debug_assert!(!map.is_null(), "a heap exists before the segment map");
+    let index = addr >> SEGMENT_SHIFT;
+    if index >= ENTRIES {
+        return 0;
+    }
+    // SAFETY: index < ENTRIES, inside the reserved map, which exists (above).
+    unsafe { (*map.add(index)).load(Ordering::Acquire) }
+}
+
 /// Points every granule of `[base, base+bytes)` at `entry` (0 to forget).
 /// Caller holds the global lock.
 pub(crate) fn set_range(base: usize, bytes: usize, entry: usize) {
