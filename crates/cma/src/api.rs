@@ -37,7 +37,8 @@ fn c_align(size: usize) -> usize {
 #[inline(always)]
 fn small_slot(size: usize, align: usize) -> usize {
     if align > 8 {
-        (size + 15) & !15
+        // A zero-byte request too: class 0 holds 8-byte slots, 8 apart.
+        ((size + 15) & !15).max(16)
     } else {
         size
     }

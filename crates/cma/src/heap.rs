@@ -61,8 +61,12 @@ pub(crate) struct ClassState {
     slab: Cell<*mut Span>,
     word: Cell<u32>,
     block_size: Cell<u32>,
-    /// Slabs of this class with free slots, other than the current one.
-    partial: Cell<*mut Span>,
+    /// Slots of the cached word freed since the cache was loaded. Frees go
+    /// here rather than into `cache`, so the next allocation does not wait
+    /// on the free before it (the free's whole validation chain would
+    /// otherwise sit between the two); allocation takes them when the cache
+    /// runs dry. Like the cache, they count as used.
+    freed: Cell<u64>,
     pub allocs: Counter,
     pub frees: Counter,
     /// Most blocks of this class this heap has had live at once.
@@ -82,6 +86,8 @@ pub(crate) enum FastFree {
 
 pub(crate) struct Heap {
     classes: [ClassState; NUM_CLASSES],
+    /// Per class: slabs with free slots, other than the current one.
+    partial: [Cell<*mut Span>; NUM_CLASSES],
     /// Slabs with remote frees to collect (Treiber stack, see `remote_free`).
     delayed: AtomicPtr<Span>,
     pub large_allocs: Counter,
@@ -158,9 +164,13 @@ impl Heap {
     #[inline(always)]
     pub(crate) fn alloc_from_cache(&self, class: SizeClass) -> Option<NonNull<u8>> {
         let st = self.class_state(class.index());
-        let cache = st.cache.get();
+        let mut cache = st.cache.get();
         if cache == 0 {
-            return None;
+            cache = st.freed.get();
+            if cache == 0 {
+                return None;
+            }
+            st.freed.set(0);
         }
         let bit = cache.trailing_zeros() as usize;
         st.cache.set(cache & (cache - 1));
@@ -180,6 +190,11 @@ impl Heap {
     fn alloc_small_refill(&self, class: SizeClass) -> *mut u8 {
         if !self.delayed.load(Ordering::Relaxed).is_null() {
             self.collect_delayed();
+            // Collected slots of the cached word land in `freed`; take them
+            // before the bitmap is read again (it shows them free too).
+            if let Some(p) = self.alloc_from_cache(class) {
+                return p.as_ptr();
+            }
         }
         let st = &self.classes[class.index()];
         let current = st.slab.get();
@@ -192,11 +207,11 @@ impl Heap {
             st.slab.set(null_mut());
         }
         loop {
-            let partial = st.partial.get();
+            let partial = self.partial[class.index()].get();
             if partial.is_null() {
                 break;
             }
-            self.unlink_partial(st, partial);
+            self.unlink_partial(class.index(), partial);
             // SAFETY: slabs on our partial list are ours.
             unsafe { (*partial).list.set(SlabList::Current) };
             st.slab.set(partial);
@@ -227,6 +242,9 @@ impl Heap {
     fn load_cache(&self, st: &ClassState, slab: *mut Span) -> bool {
         // SAFETY: `slab` is owned by this heap.
         let s = unsafe { &*slab };
+        // The bitmap shows these slots free as well: reloading over them
+        // would hand them out twice.
+        debug_assert!(st.cache.get() == 0 && st.freed.get() == 0);
         let class = SizeClass::from_index(s.class.load(Ordering::Relaxed) as usize);
         let g = class.geometry();
         if s.used.get() >= g.capacity {
@@ -282,10 +300,11 @@ impl Heap {
         slab
     }
 
-    fn push_partial(&self, st: &ClassState, slab: *mut Span) {
+    fn push_partial(&self, class: usize, slab: *mut Span) {
         // SAFETY: `slab` is ours and on no list.
         let s = unsafe { &*slab };
-        let head = st.partial.get();
+        let list = &self.partial[class];
+        let head = list.get();
         s.list.set(SlabList::Partial);
         s.prev.set(null_mut());
         s.next.set(head);
@@ -293,15 +312,15 @@ impl Heap {
             // SAFETY: list members are ours.
             unsafe { (*head).prev.set(slab) };
         }
-        st.partial.set(slab);
+        list.set(slab);
     }
 
-    fn unlink_partial(&self, st: &ClassState, slab: *mut Span) {
+    fn unlink_partial(&self, class: usize, slab: *mut Span) {
         // SAFETY: `slab` is ours and on the partial list of `st`.
         let s = unsafe { &*slab };
         let (prev, next) = (s.prev.get(), s.next.get());
         if prev.is_null() {
-            st.partial.set(next);
+            self.partial[class].set(next);
         } else {
             // SAFETY: list members are ours.
             unsafe { (*prev).next.set(next) };
@@ -318,19 +337,19 @@ impl Heap {
     fn slab_gained_space(&self, slab: *mut Span) {
         // SAFETY: `slab` is owned by this heap.
         let s = unsafe { &*slab };
-        let st = &self.classes[s.class.load(Ordering::Relaxed) as usize];
+        let class = s.class.load(Ordering::Relaxed) as usize;
         match s.list.get() {
             SlabList::Current => {}
             SlabList::Full => {
                 if s.used.get() == 0 {
                     self.retire_slab(slab);
                 } else {
-                    self.push_partial(st, slab);
+                    self.push_partial(class, slab);
                 }
             }
             SlabList::Partial => {
                 if s.used.get() == 0 {
-                    self.unlink_partial(st, slab);
+                    self.unlink_partial(class, slab);
                     self.retire_slab(slab);
                 }
             }
@@ -574,8 +593,8 @@ impl Heap {
         // Whether the slot goes back into the cache decides nothing else, and
         // with random frees it is a coin toss: arithmetic, not a branch.
         let cached = is_current & (st.word.get() as usize == w);
-        st.cache
-            .set(st.cache.get() | (bit & (cached as u64).wrapping_neg()));
+        st.freed
+            .set(st.freed.get() | (bit & (cached as u64).wrapping_neg()));
         // Cached slots count as used; only a slot that leaves for the bitmap
         // lowers the count.
         let used = slab.used.get() - u32::from(!cached);
@@ -629,7 +648,7 @@ impl Heap {
         let is_current = core::ptr::eq(st.slab.get(), slab);
         self.count_free(st, st.block_size.get() as usize);
         if is_current && st.word.get() as usize == w {
-            st.cache.set(st.cache.get() | bit);
+            st.freed.set(st.freed.get() | bit);
             return Ok(());
         }
         let used = slab.used.get() - 1;
@@ -706,7 +725,7 @@ impl Heap {
                     }
                     word.store(a & !bits, Ordering::Relaxed);
                     if is_current && st.word.get() as usize == w {
-                        st.cache.set(st.cache.get() | bits);
+                        st.freed.set(st.freed.get() | bits);
                     } else {
                         s.used.set(s.used.get() - bits.count_ones());
                     }
@@ -738,20 +757,22 @@ impl Heap {
     /// slabs, so the heap waits in the pool holding only live blocks.
     pub(crate) fn abandon(&self) {
         self.collect_delayed();
-        for st in &self.classes {
+        for (class, st) in self.classes.iter().enumerate() {
             let slab = st.slab.get();
             if slab.is_null() {
                 continue;
             }
             // SAFETY: the current slab is ours.
             let s = unsafe { &*slab };
-            s.used.set(s.used.get() - st.cache.get().count_ones());
+            let cached = st.cache.get() | st.freed.get();
+            s.used.set(s.used.get() - cached.count_ones());
             st.cache.set(0);
+            st.freed.set(0);
             st.slab.set(null_mut());
             if s.used.get() == 0 {
                 self.retire_slab(slab);
             } else {
-                self.push_partial(st, slab);
+                self.push_partial(class, slab);
             }
         }
     }
