@@ -2,8 +2,9 @@
 //! snmalloc on twelve workloads.
 //!
 //! The parent process runs every (repetition, workload, allocator) in a fresh
-//! child process, `cma-bench --child WORKLOAD ALLOCATOR`, interleaved (in an
-//! order that rotates, so no allocator always runs first) so that noise
+//! child process, `cma-bench --child WORKLOAD ALLOCATOR`, interleaved (in a
+//! fresh shuffled order each time, so no allocator always runs first or after
+//! the same other allocator) so that noise
 //! spreads evenly, and collects from each child its median time and the
 //! peak resident set of the child (VmHWM). See README.md.
 
@@ -310,6 +311,17 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// The allocator order for one repetition of one workload: a shuffle of
+/// `0..n`, deterministic in (`rep`, `workload`), so a run can be repeated.
+fn run_order(n: usize, rep: usize, workload: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = util::Rng::new(((rep as u64) << 32) ^ workload as u64 ^ 0x6f72_6465_72);
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    order
+}
+
 fn run_child(
     exe: &std::path::Path,
     w: &str,
@@ -462,12 +474,14 @@ fn parent(opts: &Opts) -> Result<ExitCode, String> {
     let mut runs: Vec<Vec<Vec<Outcome>>> = vec![vec![Vec::new(); specs.len()]; wls.len()];
     for rep in 0..reps {
         for (wi, w) in wls.iter().enumerate() {
-            // The order rotates with the repetition and the workload: the
-            // first child after a workload switch pays for the kernel's work
-            // on the previous one's memory (huge-page zeroing, compaction),
-            // and that must not always be the same allocator.
-            for k in 0..specs.len() {
-                let ai = (k + rep + wi) % specs.len();
+            // A fresh order for every repetition and workload: a child
+            // pays for the kernel's work on the previous child's memory
+            // (huge-page zeroing, compaction, pages handed back to a
+            // hypervisor), so no allocator may always run first, nor always
+            // after the same other one (a rotation keeps every allocator's
+            // predecessor: cma-fast ran after snmalloc in all but one
+            // repetition, and was up to 4x slower for it).
+            for ai in run_order(specs.len(), rep, wi) {
                 let s = &specs[ai];
                 let o = run_child(&exe, w.name, s, opts, timeout);
                 match &o {
@@ -528,4 +542,30 @@ fn parent(opts: &Opts) -> Result<ExitCode, String> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_order;
+
+    #[test]
+    fn run_order_is_a_permutation_that_varies_predecessors() {
+        let n = 7;
+        let mut predecessors = vec![std::collections::BTreeSet::new(); n];
+        for rep in 0..5 {
+            for workload in 0..12 {
+                let order = run_order(n, rep, workload);
+                let mut sorted = order.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, (0..n).collect::<Vec<_>>());
+                assert_eq!(order, run_order(n, rep, workload), "deterministic");
+                for pair in order.windows(2) {
+                    predecessors[pair[1]].insert(pair[0]);
+                }
+            }
+        }
+        for (a, p) in predecessors.iter().enumerate() {
+            assert!(p.len() >= 4, "allocator {a} ran after only {p:?}");
+        }
+    }
 }
