@@ -315,7 +315,7 @@ pub enum Outcome {
 /// `0..n`, deterministic in (`rep`, `workload`), so a run can be repeated.
 fn run_order(n: usize, rep: usize, workload: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = util::Rng::new(((rep as u64) << 32) ^ workload as u64 ^ 0x6f72_6465_72);
+    let mut rng = util::Rng::new(((rep as u64) << 32) ^ workload as u64 ^ 0x006f_7264_6572);
     for i in (1..n).rev() {
         order.swap(i, rng.below(i + 1));
     }
