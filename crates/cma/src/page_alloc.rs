@@ -38,6 +38,9 @@ pub(crate) struct PageAlloc {
     pub purge_delay_ms: u64,
     /// Whether segments ask for transparent huge pages.
     pub huge_pages: bool,
+    /// The first segment, while it has not asked for huge pages yet (0
+    /// otherwise); see `hint_segment`.
+    unhinted_segment: usize,
     /// Bytes mapped for segments and huge blocks (for the statistics).
     pub mapped: usize,
     /// Bytes in free spans that are still committed (dirty).
@@ -62,6 +65,7 @@ impl PageAlloc {
             last_purge_ms: 0,
             purge_delay_ms: 250,
             huge_pages: true,
+            unhinted_segment: 0,
             mapped: 0,
             dirty_bytes: 0,
         }
@@ -291,9 +295,7 @@ impl PageAlloc {
             return false;
         }
         self.mapped += SEGMENT_SIZE;
-        if self.huge_pages {
-            os::hint_huge_pages(base, SEGMENT_SIZE);
-        }
+        self.hint_segment(base as usize);
         // SAFETY: freshly allocated, zeroed table.
         let seg = unsafe { &mut *table };
         seg.base = base as usize;
@@ -363,6 +365,32 @@ impl PageAlloc {
         }
     }
 
+    /// Asks for transparent huge pages on a new segment, except on the
+    /// process's first mapping: most processes (a shell tool, `git
+    /// --version`) never use more than a few hundred KiB, and a huge page
+    /// makes the kernel zero 2 MiB at their first allocation (250 us on a
+    /// virtual machine, a tenth of `git --version`). The first segment asks
+    /// too once a second mapping shows the process is bigger.
+    fn hint_segment(&mut self, base: usize) {
+        if !self.huge_pages {
+            return;
+        }
+        if self.mapped == SEGMENT_SIZE {
+            self.unhinted_segment = base;
+            return;
+        }
+        os::hint_huge_pages(base as *mut u8, SEGMENT_SIZE);
+        self.hint_first_segment();
+    }
+
+    /// The first segment asks for huge pages now, if it has not yet.
+    fn hint_first_segment(&mut self) {
+        if self.unhinted_segment != 0 {
+            os::hint_huge_pages(self.unhinted_segment as *mut u8, SEGMENT_SIZE);
+            self.unhinted_segment = 0;
+        }
+    }
+
     fn release_segment(&mut self, meta: &mut MetaAlloc, span: *mut Span) {
         self.unlink(span);
         // SAFETY: `span` is the free span covering a whole, empty segment.
@@ -374,6 +402,10 @@ impl PageAlloc {
             let seg = s.segment.get();
             let base = (*seg).base;
             segment_map::set_range(base, SEGMENT_SIZE, 0);
+            if self.unhinted_segment == base {
+                // The range may be the kernel's to reuse for anything.
+                self.unhinted_segment = 0;
+            }
             os::unmap(base as *mut u8, SEGMENT_SIZE);
             self.mapped -= SEGMENT_SIZE;
             meta.free(seg.cast(), SEGMENT_META_BYTES);
@@ -464,6 +496,7 @@ impl PageAlloc {
         self.mapped += reserved;
         if self.huge_pages {
             os::hint_huge_pages(base, reserved);
+            self.hint_first_segment();
         }
         // No cached mapping is big enough: move the committed pages of the
         // largest freed one to the start of the new mapping, so the new block
