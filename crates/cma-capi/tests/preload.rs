@@ -115,7 +115,23 @@ fn exports_the_malloc_family_and_calls_no_allocator_itself() {
             .contains(&sym),
             "libcma.so imports {sym}"
         );
+        // The unwinder is linked in statically (see build.rs): no
+        // libgcc_s.so.1 to load, nor its constructor to run, per process.
+        assert!(
+            !sym.starts_with("_Unwind_"),
+            "libcma.so imports {sym} (from libgcc_s)"
+        );
     }
+    let dynamic = Command::new("readelf")
+        .arg("-d")
+        .arg(&lib)
+        .output()
+        .expect("readelf");
+    let dynamic = String::from_utf8_lossy(&dynamic.stdout);
+    assert!(
+        !dynamic.contains("libgcc_s"),
+        "libcma.so needs libgcc_s:\n{dynamic}"
+    );
 }
 
 #[test]

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "cma.h"
@@ -69,6 +71,18 @@ int main(int argc, char **argv) {
     std::vector<std::vector<int>> vv;
     for (int k = 0; k < 1000; k++) vv.emplace_back(k, k);
     CHECK(ours(vv.data()));
+    // Exceptions unwind through the program's libgcc_s while libcma carries
+    // its own, static unwinder: the two must not meet.
+    int caught = 0;
+    for (int k = 0; k < 200; k++) {
+        try {
+            std::vector<std::string> strings(8, std::string(40, 'x'));
+            throw std::runtime_error("round " + std::to_string(k));
+        } catch (const std::runtime_error &e) {
+            caught += std::strcmp(e.what(), ("round " + std::to_string(k)).c_str()) == 0;
+        }
+    }
+    CHECK(caught == 200);
     if (failures) return 1;
     std::printf("cxx_ops: ok\n");
     return 0;
