@@ -159,7 +159,10 @@ pub(crate) struct Segment {
 impl Segment {
     #[inline(always)]
     pub fn page_index(&self, addr: usize) -> usize {
-        (addr - self.base) >> PAGE_SHIFT
+        // Segments are aligned to their size, so the index needs no load of
+        // `base`: one dependent load less on every free.
+        debug_assert!(self.base % SEGMENT_SIZE == 0 && addr - self.base < SEGMENT_SIZE);
+        (addr & (SEGMENT_SIZE - 1)) >> PAGE_SHIFT
     }
     #[inline(always)]
     pub fn span_at(&self, page: usize) -> *mut Span {
