@@ -228,11 +228,15 @@ pub(crate) fn sample_peaks(class: SizeClass) {
         let st = h.class(class.index());
         live = live.wrapping_add(st.allocs.get().wrapping_sub(st.frees.get()));
     });
-    if (bytes as i64) > 0 {
+    // A read first: most samples set no new peak, and `fetch_max` would
+    // take the line exclusive (a locked compare-and-swap) every time, on
+    // every core that takes a slab.
+    if (bytes as i64) > 0 && bytes > PEAK_BYTES.load(Ordering::Relaxed) {
         PEAK_BYTES.fetch_max(bytes, Ordering::Relaxed);
     }
-    if (live as i64) > 0 {
-        PEAK_LIVE[class.index()].fetch_max(live, Ordering::Relaxed);
+    let peak_live = &PEAK_LIVE[class.index()];
+    if (live as i64) > 0 && live > peak_live.load(Ordering::Relaxed) {
+        peak_live.fetch_max(live, Ordering::Relaxed);
     }
 }
 
