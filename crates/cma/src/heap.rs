@@ -316,7 +316,7 @@ impl Heap {
     }
 
     fn unlink_partial(&self, class: usize, slab: *mut Span) {
-        // SAFETY: `slab` is ours and on the partial list of `st`.
+        // SAFETY: `slab` is ours and on the partial list of `class`.
         let s = unsafe { &*slab };
         let (prev, next) = (s.prev.get(), s.next.get());
         if prev.is_null() {
@@ -582,7 +582,7 @@ impl Heap {
     }
 
     /// Marks an allocated slot of our own slab free (`a` is the value of its
-    /// bitmap word `w`): back into the cache when it is the cached word, else
+    /// bitmap word `w`): into `freed` when it is the cached word, else
     /// the slab's count goes down and the slab may move lists.
     #[inline(always)]
     fn release_local(&self, slab: &Span, w: usize, bit: u64, bs: usize, a: u64) {
