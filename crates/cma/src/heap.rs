@@ -3,9 +3,11 @@
 //!
 //! One heap per thread. For each size class it keeps a current slab and a
 //! one-word cache of that slab's free slots: allocating pops the lowest bit
-//! of the cache (no lock, no atomic read-modify-write), and a slow path
-//! refills it from the slab's bitmap, collects remote frees, or takes another
-//! slab. A slab belongs to exactly one heap for its whole life; frees from
+//! of the cache (no lock, no atomic read-modify-write). Local frees of slots
+//! in the cached word go into a second word, `freed`, which becomes the
+//! cache when the cache runs dry (so an allocation never waits on the free
+//! just before it); past that a slow path refills the cache from the slab's
+//! bitmap, collects remote frees, or takes another slab. A slab belongs to exactly one heap for its whole life; frees from
 //! other threads go through `remote_free` and are collected by the owner.
 //!
 //! Field ownership: everything in `ClassState` and the slabs' owner fields is
