@@ -228,15 +228,17 @@ pub(crate) fn sample_peaks(class: SizeClass) {
         let st = h.class(class.index());
         live = live.wrapping_add(st.allocs.get().wrapping_sub(st.frees.get()));
     });
-    // A read first: most samples set no new peak, and `fetch_max` would
-    // take the line exclusive (a locked compare-and-swap) every time, on
-    // every core that takes a slab.
-    if (bytes as i64) > 0 && bytes > PEAK_BYTES.load(Ordering::Relaxed) {
-        PEAK_BYTES.fetch_max(bytes, Ordering::Relaxed);
-    }
-    let peak_live = &PEAK_LIVE[class.index()];
-    if (live as i64) > 0 && live > peak_live.load(Ordering::Relaxed) {
-        peak_live.fetch_max(live, Ordering::Relaxed);
+    raise_peak(&PEAK_BYTES, bytes);
+    raise_peak(&PEAK_LIVE[class.index()], live);
+}
+
+/// Raises `peak` to `sample` when the sample is positive (as a signed sum of
+/// per-heap counters) and higher. A read first: most samples set no new
+/// peak, and `fetch_max` would take the line exclusive (a locked
+/// compare-and-swap) every time, on every core that takes a slab.
+fn raise_peak(peak: &AtomicU64, sample: u64) {
+    if (sample as i64) > 0 && sample > peak.load(Ordering::Relaxed) {
+        peak.fetch_max(sample, Ordering::Relaxed);
     }
 }
 
