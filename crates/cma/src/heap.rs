@@ -7,8 +7,9 @@
 //! in the cached word go into a second word, `freed`, which becomes the
 //! cache when the cache runs dry (so an allocation never waits on the free
 //! just before it); past that a slow path refills the cache from the slab's
-//! bitmap, collects remote frees, or takes another slab. A slab belongs to exactly one heap for its whole life; frees from
-//! other threads go through `remote_free` and are collected by the owner.
+//! bitmap, collects remote frees, or takes another slab. A slab belongs to
+//! exactly one heap for its whole life; frees from other threads go through
+//! `remote_free` and are collected by the owner.
 //!
 //! Field ownership: everything in `ClassState` and the slabs' owner fields is
 //! touched only by the thread that holds the heap; the counters are written
