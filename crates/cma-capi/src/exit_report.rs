@@ -49,16 +49,17 @@ unsafe impl Sync for ReportPath {}
 
 static REPORT_PATH: ReportPath = ReportPath(UnsafeCell::new([0; PATH_MAX]));
 
-/// Finds the value of `key` in a `CMA_OPTIONS`-style list.
-pub fn option_value<'a>(options: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
-    options
-        .split(|&b| b == b',' || b == b' ')
-        .filter_map(|item| {
-            let eq = item.iter().position(|&b| b == b'=')?;
-            let (k, v) = item.split_at(eq);
-            (k == key).then(|| v.get(1..).unwrap_or(&[]))
-        })
-        .next_back()
+/// The last `report=` value in a `CMA_OPTIONS` list, read with the engine's
+/// parser (which warns about nothing here: the engine itself reports bad
+/// options once, when it initialises).
+fn report_option(options: &[u8]) -> Option<&[u8]> {
+    let mut path = None;
+    engine::options::parse(options, |item| {
+        if let Ok(engine::options::Setting::Report(p)) = item {
+            path = Some(p);
+        }
+    });
+    path
 }
 
 /// The library's constructor: installs the panic hook, then reads the
@@ -68,7 +69,7 @@ extern "C" fn init() {
     read_options();
     // Here, not lazily from inside malloc or free: libc calls those while
     // holding locks that pthread_create takes too.
-    engine::start_purge_thread();
+    engine::faces::start_purge_thread();
 }
 
 fn read_options() {
@@ -81,7 +82,7 @@ fn read_options() {
         }
         core::ffi::CStr::from_ptr(p).to_bytes()
     };
-    let Some(path) = option_value(options, b"report") else {
+    let Some(path) = report_option(options) else {
         return;
     };
     if path.is_empty() || path.len() >= PATH_MAX {

@@ -1,42 +1,11 @@
-//! Small helpers: errno, and formatting into fixed buffers.
+//! Small helpers: formatting into a fixed buffer that flushes to a file
+//! descriptor, the re-entry check and the panic hook. errno and write(2)
+//! come from the engine's `os` layer, the one place that calls libc.
 
 use core::fmt;
 
-/// Sets the calling thread's `errno`.
-#[inline]
-pub(crate) fn set_errno(code: i32) {
-    // SAFETY: __errno_location returns the calling thread's errno slot, which
-    // is always valid to write.
-    unsafe { *libc::__errno_location() = code };
-}
-
-/// Reads the calling thread's `errno`.
-#[inline]
-pub(crate) fn errno() -> i32 {
-    // SAFETY: as for `set_errno`.
-    unsafe { *libc::__errno_location() }
-}
-
-/// Writes all of `bytes` to `fd` with write(2), retrying on EINTR and short
-/// writes. Returns false when the descriptor refuses.
-pub(crate) fn write_all(fd: i32, bytes: &[u8]) -> bool {
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        // SAFETY: `rest` is a valid readable buffer of `rest.len()` bytes.
-        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
-        if n < 0 {
-            if errno() == libc::EINTR {
-                continue;
-            }
-            return false;
-        }
-        if n == 0 {
-            return false;
-        }
-        rest = rest.get(n as usize..).unwrap_or(&[]);
-    }
-    true
-}
+use engine::faces::write_fd;
+pub(crate) use engine::faces::{errno, set_errno};
 
 /// A `fmt::Write` sink that collects text in a fixed buffer and flushes it to
 /// a file descriptor when full: formatting without allocating.
@@ -59,7 +28,7 @@ impl FdWriter {
 
     pub(crate) fn flush(&mut self) {
         let pending = self.buf.get(..self.len).unwrap_or(&[]);
-        if !write_all(self.fd, pending) {
+        if !write_fd(self.fd, pending) {
             self.ok = false;
         }
         self.len = 0;

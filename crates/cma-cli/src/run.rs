@@ -100,14 +100,16 @@ fn check_lib(p: &Path) -> Result<PathBuf, String> {
     fs::canonicalize(p).map_err(|e| format!("libcma.so at {}: {e}", p.display()))
 }
 
-/// The value of `key` in a comma-separated `CMA_OPTIONS` list.
-fn option_value(options: &str, key: &str) -> Option<String> {
-    options
-        .split([',', ' '])
-        .filter_map(|item| item.split_once('='))
-        .filter(|(k, _)| *k == key)
-        .map(|(_, v)| v.to_string())
-        .next_back()
+/// The last `json=` value in a `CMA_OPTIONS` list, read with the engine's
+/// parser.
+fn json_option(options: &str) -> Option<String> {
+    let mut path = None;
+    engine::options::parse(options.as_bytes(), |item| {
+        if let Ok(engine::options::Setting::Json(p)) = item {
+            path = Some(String::from_utf8_lossy(p).into_owned());
+        }
+    });
+    path
 }
 
 /// What the child wrote on stderr that came from cma.
@@ -230,7 +232,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     let json_path = args
         .json
         .clone()
-        .or_else(|| option_value(&user_options, "json").map(PathBuf::from));
+        .or_else(|| json_option(&user_options).map(PathBuf::from));
     let dir = scratch_dir().map_err(|e| format!("cannot create a scratch directory: {e}"))?;
     let mut options: Vec<String> = Vec::new();
     if !user_options.is_empty() {
@@ -407,12 +409,9 @@ mod tests {
 
     #[test]
     fn options_are_found() {
-        assert_eq!(
-            option_value("a=1,json=/x.json", "json").as_deref(),
-            Some("/x.json")
-        );
-        assert_eq!(option_value("json=a,json=b", "json").as_deref(), Some("b"));
-        assert_eq!(option_value("", "json"), None);
+        assert_eq!(json_option("a=1,json=/x.json").as_deref(), Some("/x.json"));
+        assert_eq!(json_option("json=a,json=b").as_deref(), Some("b"));
+        assert_eq!(json_option(""), None);
     }
 
     #[test]

@@ -12,47 +12,63 @@
 //! ```
 //!
 //! or through the explicit API (`malloc`, `free`, `checked_free`, `stats`,
-//! ...). Layers, bottom up: `os` (system calls), `segment_map` and
-//! `page_alloc` (segments and spans), `meta_alloc` and `span` (out-of-line
-//! metadata), `heap` (thread heaps, fast paths), `remote_free` (cross-thread
-//! frees), `checks` and `report` (misuse), `stats`, `limits`, `options`,
-//! then the faces `api` and `global_alloc`.
+//! ...).
+//!
+//! The engine's layers, bottom up, one folder each; a layer imports only
+//! from the layers below it:
+//!
+//! | folder | what it owns |
+//! | --- | --- |
+//! | `os` | the only calls into the kernel and libc |
+//! | `util` | the spin lock, formatting into stack buffers |
+//! | `meta` | out-of-line metadata: span descriptors, segment tables, the segment map |
+//! | `slab` | size classes, slot states, the remote-free protocol |
+//! | `pages` | the page allocator: spans, huge blocks, purging |
+//! | `check` | check levels, trailers, pointer lookup, errors, the one report path |
+//! | `heap` | thread heaps: allocation and free fast paths, slabs, the heap pool, the guard |
+//! | `observe` | statistics and allocation limits |
+//! | `options` | `CMA_OPTIONS`: the one parser, and applying it |
+//! | `api` | the entry points, the explicit API, `Cma`, start-up and fork |
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod api;
-mod canary;
-mod checks;
-mod error;
-mod global;
-mod global_alloc;
-mod guard;
+mod check;
 mod heap;
-mod limits;
-mod meta_alloc;
-mod options;
+mod meta;
+mod observe;
 mod os;
-mod page_alloc;
-mod purge;
-pub mod remote_free;
-mod report;
-mod segment_map;
-mod size_class;
-mod span;
-mod stats;
-mod sync;
+mod pages;
+mod slab;
+mod util;
 
-pub use api::{
-    aligned_alloc, block_size, bzero_and_free, calloc, checked_block_size, checked_free, free,
-    malloc, realloc, trim, try_alloc, try_alloc_zeroed, try_realloc_checked, usable_size,
+pub mod options;
+
+pub use api::global_alloc::Cma;
+pub use api::public::{
+    aligned_alloc, apply_options, block_size, bzero_and_free, calloc, check_level,
+    checked_block_size, checked_free, free, malloc, realloc, trim, try_alloc, try_alloc_zeroed,
+    try_realloc_checked, usable_size,
 };
-pub use canary::{check_level, CheckLevel};
-pub use error::{BlockKind, CmaError};
-pub use global_alloc::Cma;
-pub use guard::guard_depth;
-pub use heap::LARGE_MAX;
-pub use limits::{alloc_limits, set_alloc_limits, AllocLimits};
-pub use options::{apply as apply_options, parse_size};
-pub use purge::start_purge_thread;
-pub use size_class::{class_block_sizes, SizeClass, MAX_SMALL, NUM_CLASSES};
-pub use stats::{stats, ClassStats, Stats};
+pub use check::error::{BlockKind, CmaError};
+pub use check::level::CheckLevel;
+pub use heap::guard::guard_depth;
+pub use observe::limits::{alloc_limits, set_alloc_limits, AllocLimits};
+pub use observe::stats::{stats, ClassStats, Stats};
+pub use pages::LARGE_MAX;
+pub use slab::size_class::{class_block_sizes, MAX_SMALL, NUM_CLASSES};
+
+/// Support for cma's own front ends (libcma and the `cma` command), which
+/// live in other crates of this workspace. Not part of the API: it may
+/// change in any release.
+#[doc(hidden)]
+pub mod faces {
+    pub use crate::os::process::{errno, set_errno, write_fd};
+
+    /// Starts the purge thread now, and never later from inside an
+    /// allocator call: for a face where cma replaces the C allocator, from
+    /// its library constructor (see `pages::purge_thread`).
+    pub fn start_purge_thread() {
+        crate::api::init::start_purge_thread();
+    }
+}

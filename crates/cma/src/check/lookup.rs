@@ -1,0 +1,166 @@
+//! Pointer validation: is this the start of one of our live blocks? Answers
+//! for any address in O(1) from the segment map and the out-of-line span
+//! tables, without reading the memory the pointer points to, and before any
+//! metadata changes. Whether a slot is allocated is `slab::slot`'s answer;
+//! turning a slot that is not into an error happens once, in `slot_error`.
+
+use core::sync::atomic::Ordering;
+
+use super::error::{BlockKind, CmaError};
+use super::level;
+use super::trailer;
+use crate::meta::segment_map::{self, TAG_HUGE};
+use crate::meta::span::{Segment, Span, SpanKind};
+use crate::slab::size_class::slot_containing;
+use crate::slab::slot::{slot_at, slot_state, SlotState};
+
+/// A block start found by `find_block`.
+pub(crate) enum Found<'a> {
+    /// Slot `index` of a slab (allocated or not: the bitmap decides).
+    Slot { span: &'a Span, index: usize },
+    /// A live large or huge block.
+    Large(&'a Span),
+}
+
+/// The slab descriptor that the page table names for `addr`, on the fast
+/// path. It may be stale (the page's slab was retired): the free path
+/// validates the address against it. `None` sends the caller to
+/// `find_block` for the full answer. Only for a thread that holds a heap
+/// (see `segment_map::lookup_with_heap`).
+#[inline(always)]
+pub(crate) fn slab_of(addr: usize) -> Option<&'static Span> {
+    let entry = segment_map::lookup_with_heap(addr);
+    if entry == 0 || entry & TAG_HUGE != 0 {
+        return None;
+    }
+    // SAFETY: untagged map entries point at live segment tables.
+    let seg = unsafe { &*(entry as *const Segment) };
+    let span = seg.span_at(seg.page_index(addr));
+    if span.is_null() {
+        return None;
+    }
+    // SAFETY: page-table entries point at descriptors in the metadata region,
+    // which stays mapped; the slot lookup rejects a stale one.
+    let s = unsafe { &*span };
+    if s.kind() == SpanKind::Slab {
+        Some(s)
+    } else {
+        None
+    }
+}
+
+/// Slot `index` of `slab`: its address, its size, and its kind for a report.
+fn slot_block(slab: &Span, index: usize) -> (usize, usize, BlockKind) {
+    let class = slab.class.load(Ordering::Relaxed) as usize;
+    let block_size = slab.block_size.load(Ordering::Relaxed) as usize;
+    let addr = slab.start() + index * block_size;
+    (addr, block_size, BlockKind::Class { class, block_size })
+}
+
+/// The error for freeing (or using) slot `index` of `slab` in `state`, which
+/// is not `Allocated`: the one place the slot states become errors.
+#[cold]
+pub(crate) fn slot_error(slab: &Span, index: usize, state: SlotState) -> CmaError {
+    let (addr, _, block) = slot_block(slab, index);
+    match state {
+        SlotState::FreedByOtherThread => CmaError::DoubleFreeByOtherThread { addr, block },
+        SlotState::Free | SlotState::Allocated { .. } => CmaError::DoubleFree { addr, block },
+    }
+}
+
+#[cold]
+fn interior(slab: &Span, addr: usize) -> CmaError {
+    let offset = addr - slab.start();
+    let index = slot_containing(offset, slab.reciprocal.load(Ordering::Relaxed));
+    if index >= slab.capacity.load(Ordering::Relaxed) as usize {
+        return CmaError::NotOurs { addr };
+    }
+    let (block_start, _, block) = slot_block(slab, index);
+    CmaError::InteriorPointer {
+        addr,
+        block_start,
+        block,
+    }
+}
+
+/// Finds the block that starts at `addr`, or says why there is none.
+pub(crate) fn find_block(addr: usize) -> Result<Found<'static>, CmaError> {
+    let entry = segment_map::lookup(addr);
+    if entry == 0 {
+        return Err(CmaError::NotOurs { addr });
+    }
+    if entry & TAG_HUGE != 0 {
+        // SAFETY: tagged entries point at huge-block descriptors, which stay
+        // live while the map points at them.
+        let s = unsafe { &*((entry & !TAG_HUGE) as *const Span) };
+        let bytes = s.bytes();
+        return match s.kind() {
+            SpanKind::Huge if addr == s.start() => Ok(Found::Large(s)),
+            SpanKind::Huge => Err(CmaError::InteriorPointer {
+                addr,
+                block_start: s.start(),
+                block: BlockKind::Huge { bytes },
+            }),
+            _ if addr == s.start() => Err(CmaError::DoubleFree {
+                addr,
+                block: BlockKind::Huge { bytes },
+            }),
+            _ => Err(CmaError::DoubleFree {
+                addr,
+                block: BlockKind::FreedPages,
+            }),
+        };
+    }
+    // SAFETY: untagged map entries point at live segment tables.
+    let seg = unsafe { &*(entry as *const Segment) };
+    let span = seg.span_at(seg.page_index(addr));
+    if span.is_null() {
+        return Err(CmaError::NotOurs { addr });
+    }
+    // SAFETY: as in `slab_of`.
+    let s = unsafe { &*span };
+    let freed = CmaError::DoubleFree {
+        addr,
+        block: BlockKind::FreedPages,
+    };
+    if !s.contains(addr) {
+        return Err(freed);
+    }
+    match s.kind() {
+        SpanKind::Slab => match slot_at(s, addr) {
+            Some(slot) => Ok(Found::Slot {
+                span: s,
+                index: slot.index,
+            }),
+            None => Err(interior(s, addr)),
+        },
+        SpanKind::Large if addr == s.start() => Ok(Found::Large(s)),
+        SpanKind::Large => Err(CmaError::InteriorPointer {
+            addr,
+            block_start: s.start(),
+            block: BlockKind::Large { bytes: s.bytes() },
+        }),
+        _ => Err(freed),
+    }
+}
+
+/// Usable size of a found block, or the error if it is not allocated (or,
+/// at the `default` level, its trailer was overwritten).
+pub(crate) fn live_size(found: &Found) -> Result<usize, CmaError> {
+    match *found {
+        Found::Slot { span, index } => {
+            let state = slot_state(span, index);
+            if !matches!(state, SlotState::Allocated { .. }) {
+                return Err(slot_error(span, index, state));
+            }
+            let (addr, block_size, block) = slot_block(span, index);
+            if level::trailers_enabled() {
+                // SAFETY: the slot is allocated, so it was armed when handed out.
+                return unsafe { trailer::verify(addr as *const u8, block_size) }
+                    .ok_or(CmaError::BufferOverflow { addr, block });
+            }
+            Ok(block_size)
+        }
+        Found::Large(span) => Ok(span.bytes()),
+    }
+}

@@ -1,0 +1,15 @@
+//! Checks: what cma verifies about every pointer and block, and the one
+//! path that reports misuse.
+//!
+//! - `level`: the check levels, and the one mode byte the fast paths read;
+//! - `trailer`: the `default` level's canary trailer and junk on free;
+//! - `lookup`: is this address the start of one of our blocks, in which
+//!   state, and if not, which error;
+//! - `error`: the errors, with their one-line texts;
+//! - `report`: the one reporting path (a line on stderr, then abort).
+
+pub(crate) mod error;
+pub(crate) mod level;
+pub(crate) mod lookup;
+pub(crate) mod report;
+pub(crate) mod trailer;

@@ -1,0 +1,140 @@
+//! The allocation fast path and its refill.
+//!
+//! Allocating pops the lowest bit of the class's cached word (free slots of
+//! one bitmap word of the current slab). When the cache is dry, the slots
+//! freed since it was loaded (`freed`) become the cache; past that the
+//! refill collects remote frees, reloads the cache from the slab's bitmap,
+//! or takes a partial or a new slab.
+
+use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::Ordering;
+
+use super::counters::sample_peaks;
+use super::{ClassState, Heap};
+use crate::meta::span::{SlabList, Span};
+use crate::slab::size_class::SizeClass;
+
+impl Heap {
+    /// Allocates a block of `class`, or null when memory runs out.
+    #[inline(always)]
+    pub(crate) fn alloc_small(&self, class: SizeClass) -> *mut u8 {
+        match self.alloc_from_cache(class) {
+            Some(p) => p.as_ptr(),
+            None => self.alloc_small_refill(class),
+        }
+    }
+
+    /// The allocation fast path: pops a slot from the class's cache, or
+    /// `None` when the cache is empty.
+    #[inline(always)]
+    pub(crate) fn alloc_from_cache(&self, class: SizeClass) -> Option<NonNull<u8>> {
+        let st = self.class_state(class.index());
+        let mut cache = st.cache.get();
+        if cache == 0 {
+            cache = st.freed.get();
+            if cache == 0 {
+                return None;
+            }
+            st.freed.set(0);
+        }
+        let bit = cache.trailing_zeros() as usize;
+        st.cache.set(cache & (cache - 1));
+        // SAFETY: a non-empty cache always belongs to the current slab,
+        // which this heap owns.
+        let slab = unsafe { &*st.slab.get() };
+        let word = slab.allocated_word(st.word.get() as usize);
+        word.store(word.load(Ordering::Relaxed) | (1 << bit), Ordering::Relaxed);
+        let bs = st.block_size.get() as usize;
+        self.count_alloc(st, bs);
+        // SAFETY: slot addresses lie inside a mapped segment, never at 0.
+        Some(unsafe { NonNull::new_unchecked((st.cache_base.get() + bit * bs) as *mut u8) })
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_small_refill(&self, class: SizeClass) -> *mut u8 {
+        if !self.delayed.load(Ordering::Relaxed).is_null() {
+            self.collect_delayed();
+            // Collected slots of the cached word land in `freed`; take them
+            // before the bitmap is read again (it shows them free too).
+            if let Some(p) = self.alloc_from_cache(class) {
+                return p.as_ptr();
+            }
+        }
+        let st = &self.classes[class.index()];
+        let current = st.slab.get();
+        if !current.is_null() {
+            if self.load_cache(st, current) {
+                return self.alloc_small(class);
+            }
+            // SAFETY: the current slab is ours.
+            unsafe { (*current).list.set(SlabList::Full) };
+            st.slab.set(null_mut());
+        }
+        while let Some(partial) = self.take_partial(class.index()) {
+            // SAFETY: slabs on our partial list are ours.
+            unsafe { (*partial).list.set(SlabList::Current) };
+            st.slab.set(partial);
+            st.word.set(0);
+            if self.load_cache(st, partial) {
+                return self.alloc_small(class);
+            }
+            // SAFETY: as above.
+            unsafe { (*partial).list.set(SlabList::Full) };
+            st.slab.set(null_mut());
+        }
+        let slab = self.new_slab(class);
+        if slab.is_null() {
+            return null_mut();
+        }
+        st.slab.set(slab);
+        st.word.set(0);
+        sample_peaks(class);
+        if self.load_cache(st, slab) {
+            self.alloc_small(class)
+        } else {
+            null_mut()
+        }
+    }
+
+    /// Fills the cache from the first bitmap word of `slab` with free slots,
+    /// starting at the current word. Returns false when the slab is full.
+    fn load_cache(&self, st: &ClassState, slab: *mut Span) -> bool {
+        // SAFETY: `slab` is owned by this heap.
+        let s = unsafe { &*slab };
+        // The bitmap shows these slots free as well: reloading over them
+        // would hand them out twice.
+        debug_assert!(st.cache.get() == 0 && st.freed.get() == 0);
+        let class = SizeClass::from_index(s.class.load(Ordering::Relaxed) as usize);
+        let g = class.geometry();
+        if s.used.get() >= g.capacity {
+            return false;
+        }
+        let words = s.words.get() as usize;
+        let start = (st.word.get() as usize).min(words - 1);
+        for w in (start..words).chain(0..start) {
+            let free = !s.allocated_word(w).load(Ordering::Relaxed) & valid_mask(g.capacity, w);
+            if free != 0 {
+                // The cached slots count as used until they come back.
+                s.used.set(s.used.get() + free.count_ones());
+                st.cache.set(free);
+                st.word.set(w as u32);
+                st.cache_base
+                    .set(s.start() + w * 64 * g.block_size as usize);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Bits of bitmap word `w` that name real slots of a slab with `capacity`.
+#[inline(always)]
+fn valid_mask(capacity: u32, w: usize) -> u64 {
+    let remaining = capacity as usize - w * 64;
+    if remaining >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << remaining) - 1
+    }
+}

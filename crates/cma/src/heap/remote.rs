@@ -1,0 +1,92 @@
+//! Frees by other threads: a thread that frees a slot of a slab it does not
+//! own records the free in the slab's remote bitmap (`slab::remote_free`)
+//! and, when it is the first since the owner last looked, pushes the slab
+//! onto the owner heap's delayed list (a Treiber stack). The owner collects
+//! the list when its allocation cache runs dry.
+
+use core::ptr::null_mut;
+use core::sync::atomic::Ordering;
+
+use super::Heap;
+use crate::check::lookup::slot_error;
+use crate::check::report;
+use crate::meta::span::Span;
+use crate::slab::remote_free::{self, RemoteFree};
+use crate::slab::slot::SlotState;
+
+impl Heap {
+    /// Another thread than the owner frees allocated slot `index` (of `bs`
+    /// bytes) of `slab`. False (nothing changed) when another thread freed
+    /// it already.
+    #[inline(never)]
+    pub(super) fn free_slot_remote(&self, slab: &Span, index: usize, bs: usize) -> bool {
+        let (w, bit) = (index / 64, 1u64 << (index % 64));
+        match remote_free::mark_freed(slab.remote_word(w), &slab.remote_summary, w, bit) {
+            RemoteFree::AlreadyFreed => return false,
+            RemoteFree::NotifyOwner => {
+                let owner = slab.owner.load(Ordering::Relaxed) as *const Heap;
+                // SAFETY: a slab with an allocated slot has a live owner heap
+                // (heaps are never freed, only pooled).
+                unsafe { (*owner).push_delayed(slab as *const Span as *mut Span) };
+            }
+            RemoteFree::Recorded => {}
+        }
+        self.count_free(self.state_of(slab), bs);
+        true
+    }
+
+    /// Any thread: tells this heap that `slab` has remote frees to collect.
+    fn push_delayed(&self, slab: *mut Span) {
+        let mut head = self.delayed.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `slab` is live; only the thread that made its summary
+            // non-zero links it, so no one else writes `next_delayed` now.
+            unsafe { (*slab).next_delayed.store(head, Ordering::Relaxed) };
+            match self.delayed.compare_exchange_weak(
+                head,
+                slab,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
+        }
+    }
+
+    /// Owner only: collects the remote frees of every slab on the delayed list.
+    pub(super) fn collect_delayed(&self) {
+        let mut cur = self.delayed.swap(null_mut(), Ordering::Acquire);
+        while !cur.is_null() {
+            // SAFETY: slabs on our delayed list are ours and live (a slab with
+            // uncollected frees has used > 0 and is never retired).
+            let s = unsafe { &*cur };
+            let next = s.next_delayed.load(Ordering::Relaxed);
+            let st = self.state_of(s);
+            let is_current = core::ptr::eq(st.slab.get(), s);
+            remote_free::take_pending(
+                &s.remote_summary,
+                |w| s.remote_word(w),
+                |w, bits| {
+                    let word = s.allocated_word(w);
+                    let a = word.load(Ordering::Relaxed);
+                    if a & bits != bits {
+                        // A slot freed by another thread was also freed here.
+                        let index = w * 64 + (bits & !a).trailing_zeros() as usize;
+                        report::fatal("free", slot_error(s, index, SlotState::FreedByOtherThread));
+                    }
+                    word.store(a & !bits, Ordering::Relaxed);
+                    if is_current && st.word.get() as usize == w {
+                        st.freed.set(st.freed.get() | bits);
+                    } else {
+                        s.used.set(s.used.get() - bits.count_ones());
+                    }
+                },
+            );
+            if !is_current {
+                self.slab_gained_space(cur);
+            }
+            cur = next;
+        }
+    }
+}

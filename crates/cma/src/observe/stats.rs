@@ -1,0 +1,120 @@
+//! Heap statistics, merged from the per-thread counters when read.
+//!
+//! Counts (allocations, frees, blocks and bytes in use) are exact when read
+//! from a quiet program. Peaks are exact while the process has had a single
+//! heap (one allocating thread); with several threads they are sampled
+//! whenever a heap takes a new slab or a large block, so a short spike can be
+//! missed by up to a slab per thread and class. Bytes are usable sizes (the
+//! size class, or whole pages for large blocks), not requested sizes.
+
+use core::sync::atomic::Ordering;
+
+use crate::heap::counters::{PEAK_BYTES, PEAK_LIVE};
+use crate::heap::guard::AllocatorGuard;
+use crate::heap::pool::{for_each_heap, heaps_created};
+use crate::pages::PAGES;
+use crate::slab::size_class::{class_block_sizes, NUM_CLASSES};
+
+/// Statistics of one size class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassStats {
+    /// The size of every block of the class.
+    pub block_size: usize,
+    pub allocations: u64,
+    pub frees: u64,
+    pub blocks_in_use: u64,
+    pub bytes_in_use: u64,
+    pub peak_blocks_in_use: u64,
+    pub peak_bytes_in_use: u64,
+}
+
+/// Statistics of the whole allocator. A plain value: reading it allocates
+/// nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Stats {
+    /// Blocks allocated, of all sizes.
+    pub allocations: u64,
+    /// Blocks freed, of all sizes.
+    pub frees: u64,
+    /// Usable bytes of the blocks allocated and not freed.
+    pub bytes_in_use: u64,
+    pub peak_bytes_in_use: u64,
+    /// Blocks served by whole pages (above the largest size class, or with a
+    /// large alignment).
+    pub large_allocations: u64,
+    pub large_frees: u64,
+    pub classes: [ClassStats; NUM_CLASSES],
+    /// Heaps created so far (one per thread that allocated, reused after the
+    /// thread ends).
+    pub heaps: usize,
+    /// Bytes of address space mapped for blocks.
+    pub mapped_bytes: usize,
+    /// Bytes in free pages not yet given back to the kernel.
+    pub dirty_free_bytes: usize,
+    /// Bytes mapped for metadata (descriptors, page tables, heaps).
+    pub metadata_bytes: usize,
+}
+
+/// Reads the statistics.
+pub fn stats() -> Stats {
+    let _guard = AllocatorGuard::enter();
+    let sizes = class_block_sizes();
+    let mut s = Stats {
+        allocations: 0,
+        frees: 0,
+        bytes_in_use: 0,
+        peak_bytes_in_use: 0,
+        large_allocations: 0,
+        large_frees: 0,
+        classes: [ClassStats::default(); NUM_CLASSES],
+        heaps: 0,
+        mapped_bytes: 0,
+        dirty_free_bytes: 0,
+        metadata_bytes: 0,
+    };
+    let mut live_bytes = 0u64;
+    let mut single_peak_bytes = 0u64;
+    let mut single_peak_live = [0u64; NUM_CLASSES];
+    for_each_heap(|h| {
+        for (i, c) in s.classes.iter_mut().enumerate() {
+            let st = h.class(i);
+            c.allocations += st.allocs.get();
+            c.frees += st.frees.get();
+            single_peak_live[i] = st.peak_live.get();
+        }
+        s.large_allocations += h.large_allocs.get();
+        s.large_frees += h.large_frees.get();
+        live_bytes = live_bytes.wrapping_add(h.live_bytes.get());
+        single_peak_bytes = h.peak_live_bytes.get();
+    });
+    s.heaps = heaps_created();
+    {
+        let pages = PAGES.lock();
+        s.mapped_bytes = pages.mapped;
+        s.dirty_free_bytes = pages.dirty_bytes;
+        s.metadata_bytes = pages.meta.mapped;
+    }
+    let single_heap = s.heaps <= 1;
+    s.bytes_in_use = (live_bytes as i64).max(0) as u64;
+    s.allocations = s.large_allocations;
+    s.frees = s.large_frees;
+    for (i, c) in s.classes.iter_mut().enumerate() {
+        c.block_size = sizes[i];
+        c.blocks_in_use = c.allocations.saturating_sub(c.frees);
+        c.bytes_in_use = c.blocks_in_use * sizes[i] as u64;
+        let mut peak = PEAK_LIVE[i].load(Ordering::Relaxed).max(c.blocks_in_use);
+        if single_heap {
+            peak = peak.max(single_peak_live[i]);
+        }
+        c.peak_blocks_in_use = peak;
+        c.peak_bytes_in_use = peak * sizes[i] as u64;
+        s.allocations += c.allocations;
+        s.frees += c.frees;
+    }
+    let mut peak = PEAK_BYTES.load(Ordering::Relaxed).max(s.bytes_in_use);
+    if single_heap {
+        peak = peak.max(single_peak_bytes);
+    }
+    s.peak_bytes_in_use = peak;
+    s
+}

@@ -1,0 +1,45 @@
+//! Applying options: each setting goes to the module it configures; each
+//! error becomes one warning on stderr.
+
+use super::parse::{parse, Setting};
+use crate::check::level;
+use crate::check::report;
+use crate::observe::limits;
+use crate::os::process;
+use crate::pages::{purge_thread, PAGES};
+
+/// Reads `CMA_OPTIONS` once, at initialisation.
+pub(crate) fn load_from_env() {
+    if let Some(value) = process::getenv(c"CMA_OPTIONS") {
+        apply(value);
+    }
+}
+
+/// Applies a comma-separated `key=value` list.
+pub(crate) fn apply(options: &[u8]) {
+    let mut alloc_limits = limits::alloc_limits();
+    let mut limits_changed = false;
+    parse(options, |item| match item {
+        Ok(Setting::Check(l)) => level::set_level(l),
+        Ok(Setting::HugePages(on)) => PAGES.lock().huge_pages = on,
+        Ok(Setting::PurgeThread(on)) => {
+            if !on {
+                purge_thread::disable();
+            }
+        }
+        Ok(Setting::PurgeDelayMs(ms)) => PAGES.lock().purge_delay_ms = ms,
+        Ok(Setting::LimitRequest(n)) => {
+            alloc_limits.max_request = Some(n);
+            limits_changed = true;
+        }
+        Ok(Setting::LimitTotal(n)) => {
+            alloc_limits.max_bytes_in_use = Some(n);
+            limits_changed = true;
+        }
+        Ok(Setting::Report(_) | Setting::Json(_) | Setting::Stats(_)) => {}
+        Err(e) => report::warn(format_args!("{e}")),
+    });
+    if limits_changed {
+        limits::set_alloc_limits(alloc_limits);
+    }
+}

@@ -1,0 +1,24 @@
+//! Options, from `CMA_OPTIONS` (for example
+//! `CMA_OPTIONS=check=default,limit_total=64M`) or from `apply_options`.
+//! `parse` reads a list into typed `Setting`s without allocating; `apply`
+//! hands each to the module it configures. An unknown key or a malformed
+//! value is reported once on stderr and ignored; everything else keeps
+//! working.
+//!
+//! | key | value | effect |
+//! | --- | --- | --- |
+//! | `check` | `fast` (the default) or `default` | the check level, see README |
+//! | `purge_delay_ms` | integer | how long free pages stay committed (default 250) |
+//! | `huge_pages` | `0` or `1` | whether segments ask for transparent huge pages (default 1; the first segment only once a second is mapped) |
+//! | `purge_thread` | `0` or `1` | whether a quiet program's idle pages are purged by a thread (default 1) |
+//! | `limit_request` | size (`K`, `M`, `G` suffixes) | largest single request |
+//! | `limit_total` | size | largest total of bytes in use |
+//!
+//! The front ends' keys (`report`, `json`, `stats`) parse as settings too;
+//! the engine leaves them to libcma and the `cma` command.
+
+mod apply;
+mod parse;
+
+pub(crate) use apply::{apply, load_from_env};
+pub use parse::{parse, OptionError, Setting};

@@ -1,0 +1,233 @@
+//! The one parser of `CMA_OPTIONS`: the engine, libcma and the `cma`
+//! command all read options through it.
+
+use core::fmt;
+
+use crate::check::level::CheckLevel;
+
+/// One option that `parse` understood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting<'a> {
+    /// `check=fast|default`: the check level.
+    Check(CheckLevel),
+    /// `huge_pages=0|1`: whether segments ask for transparent huge pages.
+    HugePages(bool),
+    /// `purge_thread=0|1`: whether a thread purges a quiet program's pages.
+    PurgeThread(bool),
+    /// `purge_delay_ms=N`: how long free pages stay committed.
+    PurgeDelayMs(u64),
+    /// `limit_request=SIZE`: the largest single request.
+    LimitRequest(usize),
+    /// `limit_total=SIZE`: the largest total of bytes in use.
+    LimitTotal(usize),
+    /// `report=FILE`: where libcma writes its heap report at exit.
+    Report(&'a [u8]),
+    /// `json=FILE`: where `cma run` writes its JSON report.
+    Json(&'a [u8]),
+    /// `stats=...`: accepted for the front ends.
+    Stats(&'a [u8]),
+}
+
+/// An option that `parse` could not honour as written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionError<'a> {
+    /// A key cma does not know; ignored.
+    UnknownKey { key: &'a [u8] },
+    /// A known key with a value it cannot take; ignored.
+    BadValue {
+        key: &'a [u8],
+        value: &'a [u8],
+        /// What the key takes.
+        expected: &'static str,
+    },
+    /// `check=strict`, which is not built yet: `default` is used instead.
+    StrictNotBuilt,
+}
+
+impl fmt::Display for OptionError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            OptionError::UnknownKey { key } => {
+                write!(f, "unknown option '{}' in CMA_OPTIONS ignored", Lossy(key))
+            }
+            OptionError::BadValue {
+                key,
+                value,
+                expected,
+            } => write!(
+                f,
+                "option '{}={}' in CMA_OPTIONS: expected {expected}; ignored",
+                Lossy(key),
+                Lossy(value)
+            ),
+            OptionError::StrictNotBuilt => write!(
+                f,
+                "option 'check=strict' in CMA_OPTIONS: 'strict' is not built yet; using 'default'"
+            ),
+        }
+    }
+}
+
+/// Reads a comma- (or space-) separated `key=value` list, calling `each`
+/// with every setting it understood and every error, in order. Allocates
+/// nothing. `check=strict` gives `StrictNotBuilt` and then
+/// `Setting::Check(CheckLevel::Default)`.
+///
+/// ```
+/// let mut settings = Vec::new();
+/// cma::options::parse(b"check=default,limit_total=64M,colour=red", |item| settings.push(item));
+/// assert_eq!(settings[0], Ok(cma::options::Setting::Check(cma::CheckLevel::Default)));
+/// assert_eq!(settings[1], Ok(cma::options::Setting::LimitTotal(64 << 20)));
+/// assert!(settings[2].is_err());
+/// ```
+pub fn parse<'a>(options: &'a [u8], mut each: impl FnMut(Result<Setting<'a>, OptionError<'a>>)) {
+    for item in options.split(|&b| b == b',' || b == b' ') {
+        if item.is_empty() {
+            continue;
+        }
+        let (key, value) = match item.iter().position(|&b| b == b'=') {
+            Some(i) => (&item[..i], &item[i + 1..]),
+            None => (item, &b""[..]),
+        };
+        const SIZE: &str = "a size like 4096, 64K or 1M";
+        // Err(Some(what the key takes)) for a bad value, Err(None) for an
+        // unknown key.
+        let parsed = match key {
+            b"check" => match value {
+                b"fast" => Ok(Setting::Check(CheckLevel::Fast)),
+                b"default" => Ok(Setting::Check(CheckLevel::Default)),
+                b"strict" => {
+                    each(Err(OptionError::StrictNotBuilt));
+                    Ok(Setting::Check(CheckLevel::Default))
+                }
+                _ => Err(Some("fast or default")),
+            },
+            b"huge_pages" => parse_bool(value)
+                .map(Setting::HugePages)
+                .ok_or(Some("0 or 1")),
+            b"purge_thread" => parse_bool(value)
+                .map(Setting::PurgeThread)
+                .ok_or(Some("0 or 1")),
+            b"purge_delay_ms" => parse_size(value)
+                .map(|ms| Setting::PurgeDelayMs(ms as u64))
+                .ok_or(Some("milliseconds")),
+            b"limit_request" => parse_size(value)
+                .map(Setting::LimitRequest)
+                .ok_or(Some(SIZE)),
+            b"limit_total" => parse_size(value).map(Setting::LimitTotal).ok_or(Some(SIZE)),
+            b"report" => Ok(Setting::Report(value)),
+            b"json" => Ok(Setting::Json(value)),
+            b"stats" => Ok(Setting::Stats(value)),
+            _ => Err(None),
+        };
+        each(parsed.map_err(|expected| match expected {
+            Some(expected) => OptionError::BadValue {
+                key,
+                value,
+                expected,
+            },
+            None => OptionError::UnknownKey { key },
+        }));
+    }
+}
+
+fn parse_bool(value: &[u8]) -> Option<bool> {
+    match value {
+        b"0" => Some(false),
+        b"1" => Some(true),
+        _ => None,
+    }
+}
+
+/// Parses `123`, `64K`, `1M`, `2G` (powers of 1024).
+fn parse_size(value: &[u8]) -> Option<usize> {
+    let (digits, shift) = match value.last()? {
+        b'k' | b'K' => (&value[..value.len() - 1], 10),
+        b'm' | b'M' => (&value[..value.len() - 1], 20),
+        b'g' | b'G' => (&value[..value.len() - 1], 30),
+        _ => (value, 0),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut n: usize = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add((d - b'0') as usize)?;
+    }
+    n.checked_mul(1 << shift)
+}
+
+/// Shows bytes as text without allocating (invalid UTF-8 as '?').
+struct Lossy<'a>(&'a [u8]);
+
+impl fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for &b in self.0 {
+            let c = if b.is_ascii_graphic() { b as char } else { '?' };
+            fmt::Write::write_char(f, c)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes_and_reject_garbage() {
+        assert_eq!(parse_size(b"4096"), Some(4096));
+        assert_eq!(parse_size(b"64K"), Some(64 << 10));
+        assert_eq!(parse_size(b"3m"), Some(3 << 20));
+        assert_eq!(parse_size(b"1G"), Some(1 << 30));
+        assert_eq!(parse_size(b""), None);
+        assert_eq!(parse_size(b"K"), None);
+        assert_eq!(parse_size(b"12x"), None);
+        assert_eq!(parse_size(b"-1"), None);
+        assert_eq!(parse_size(b"99999999999999999999"), None);
+        assert_eq!(parse_size(b"99999999999999G"), None);
+    }
+
+    fn all(options: &[u8]) -> Vec<Result<Setting<'_>, OptionError<'_>>> {
+        let mut out = Vec::new();
+        parse(options, |item| out.push(item));
+        out
+    }
+
+    #[test]
+    fn every_key_parses_and_errors_keep_their_words() {
+        assert_eq!(
+            all(b"check=fast huge_pages=0,purge_thread=1,purge_delay_ms=100,limit_request=1K,limit_total=2M,report=/r.%p,json=a.json,stats=1,,"),
+            vec![
+                Ok(Setting::Check(CheckLevel::Fast)),
+                Ok(Setting::HugePages(false)),
+                Ok(Setting::PurgeThread(true)),
+                Ok(Setting::PurgeDelayMs(100)),
+                Ok(Setting::LimitRequest(1024)),
+                Ok(Setting::LimitTotal(2 << 20)),
+                Ok(Setting::Report(b"/r.%p")),
+                Ok(Setting::Json(b"a.json")),
+                Ok(Setting::Stats(b"1")),
+            ]
+        );
+        let errors = all(b"x,huge_pages=2,check=strict");
+        assert_eq!(errors.len(), 4);
+        assert_eq!(
+            errors[0].unwrap_err().to_string(),
+            "unknown option 'x' in CMA_OPTIONS ignored"
+        );
+        assert_eq!(
+            errors[1].unwrap_err().to_string(),
+            "option 'huge_pages=2' in CMA_OPTIONS: expected 0 or 1; ignored"
+        );
+        assert_eq!(errors[2], Err(OptionError::StrictNotBuilt));
+        assert_eq!(errors[3], Ok(Setting::Check(CheckLevel::Default)));
+        assert_eq!(
+            all(b"limit_total=\xff")[0].unwrap_err().to_string(),
+            "option 'limit_total=?' in CMA_OPTIONS: expected a size like 4096, 64K or 1M; ignored"
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! The only layer that talks to the kernel or libc: memory mappings
+//! (`memory`), the clock (`clock`), threads (`thread`) and the process
+//! itself (`process`: stderr, errno, abort, the environment, entropy).
+//!
+//! Nothing here allocates, and nothing here knows about heaps or spans.
+
+pub(crate) mod clock;
+pub(crate) mod memory;
+pub(crate) mod process;
+pub(crate) mod thread;
+
+/// The OS page size cma assumes (x86_64 and aarch64 Linux with 4 KiB pages).
+pub(crate) const PAGE_SIZE: usize = 4096;
+pub(crate) const PAGE_SHIFT: u32 = 12;

@@ -1,0 +1,78 @@
+//! The process: raw writes to a file descriptor, errno, abort, the
+//! environment and entropy. No locks, no allocation, no `stdio`.
+
+/// Writes all of `bytes` to `fd` with write(2), retrying on EINTR and short
+/// writes. Returns false when the descriptor refuses.
+pub fn write_fd(fd: i32, bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        // SAFETY: `rest` is a valid readable buffer of `rest.len()` bytes.
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+        if n <= 0 {
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            return false;
+        }
+        rest = rest.get(n as usize..).unwrap_or(&[]);
+    }
+    true
+}
+
+/// Writes all of `bytes` to stderr (see `write_fd`).
+pub(crate) fn write_stderr(bytes: &[u8]) {
+    write_fd(2, bytes);
+}
+
+/// Reads the calling thread's `errno`.
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location always returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets the calling thread's `errno`.
+#[inline]
+pub fn set_errno(code: i32) {
+    // SAFETY: as for `errno`; the slot is always valid to write.
+    unsafe { *libc::__errno_location() = code };
+}
+
+/// Ends the process with SIGABRT, without running destructors or allocating.
+pub(crate) fn abort() -> ! {
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
+
+/// Writes `message` and a newline to stderr, then aborts: for internal
+/// failures (a stuck lock), not misuse, which `check::report` words.
+#[cold]
+#[inline(never)]
+pub(crate) fn die(message: &[u8]) -> ! {
+    write_stderr(message);
+    write_stderr(b"\n");
+    abort()
+}
+
+/// Reads an environment variable without allocating. Returns the bytes of its
+/// value, which live as long as the environment is not changed.
+pub(crate) fn getenv(name: &core::ffi::CStr) -> Option<&'static [u8]> {
+    // SAFETY: getenv reads the process environment and returns either null or
+    // a NUL-terminated string owned by the environment.
+    unsafe {
+        let p = libc::getenv(name.as_ptr());
+        if p.is_null() {
+            None
+        } else {
+            Some(core::ffi::CStr::from_ptr(p).to_bytes())
+        }
+    }
+}
+
+/// Eight bytes from the kernel's entropy pool, or `None` when it has none
+/// to give yet (very early boot) or refuses.
+pub(crate) fn random_u64() -> Option<u64> {
+    let mut value = 0u64;
+    // SAFETY: getrandom writes at most 8 bytes into `value`.
+    let n = unsafe { libc::getrandom((&mut value as *mut u64).cast(), 8, libc::GRND_NONBLOCK) };
+    (n == 8).then_some(value)
+}

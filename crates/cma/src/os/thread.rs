@@ -1,0 +1,70 @@
+//! Threads: yielding, the pthread key whose destructor tells cma that a
+//! thread ends, fork handlers, and the detached service threads cma starts.
+
+/// Yields the CPU to another runnable thread.
+pub(crate) fn yield_now() {
+    // SAFETY: sched_yield has no preconditions.
+    unsafe {
+        libc::sched_yield();
+    }
+}
+
+/// A pthread key with a destructor, created once. Keys below 32 need no
+/// allocation in glibc, so one can be made while cma initialises.
+pub(crate) struct ThreadKey(core::cell::UnsafeCell<libc::pthread_key_t>);
+
+// SAFETY: the key is written once, by `create`, before any thread reads it
+// (the caller publishes it with a release store of its own).
+unsafe impl Sync for ThreadKey {}
+
+impl ThreadKey {
+    pub(crate) const fn new() -> ThreadKey {
+        ThreadKey(core::cell::UnsafeCell::new(0))
+    }
+
+    /// Creates the key with `destructor`, which pthread calls at thread exit
+    /// with the thread's non-null value.
+    ///
+    /// # Safety
+    /// Called once, before any other method, with no other thread using
+    /// the key.
+    pub(crate) unsafe fn create(&self, destructor: extern "C" fn(*mut libc::c_void)) {
+        // SAFETY: the caller guarantees exclusive access.
+        unsafe {
+            libc::pthread_key_create(self.0.get(), Some(destructor));
+        }
+    }
+
+    /// Sets the calling thread's value.
+    pub(crate) fn set(&self, value: *mut libc::c_void) {
+        // SAFETY: the key was created before any thread could get here.
+        unsafe {
+            libc::pthread_setspecific(*self.0.get(), value);
+        }
+    }
+}
+
+/// Registers fork handlers (see `pthread_atfork`).
+pub(crate) fn at_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
+    // SAFETY: the handlers are plain functions with the expected signature.
+    unsafe {
+        libc::pthread_atfork(Some(prepare), Some(parent), Some(child));
+    }
+}
+
+/// Starts a detached thread running `body` on a small stack. Returns false
+/// when the thread could not be created.
+pub(crate) fn spawn_detached(body: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) -> bool {
+    // SAFETY: plain pthread calls on local, initialised values; the thread
+    // function has the signature pthread expects.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        libc::pthread_attr_setstacksize(&mut attr, 64 * 1024);
+        let mut thread: libc::pthread_t = 0;
+        let created = libc::pthread_create(&mut thread, &attr, body, core::ptr::null_mut()) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        created
+    }
+}

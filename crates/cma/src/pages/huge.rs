@@ -1,0 +1,222 @@
+//! Huge blocks: above `LARGE_MAX`, each block gets a mapping of its own.
+//! A freed mapping is kept in a small cache, decommitted after the purge
+//! delay: a second free of it is still recognised as a double free, and a
+//! new huge block reuses it (or moves its committed pages) instead of
+//! faulting fresh ones.
+
+use core::ptr::null_mut;
+use core::sync::atomic::Ordering;
+
+use super::spans::header_bytes;
+use super::Pages;
+use crate::meta::segment_map::{self, SEGMENT_SIZE, TAG_HUGE};
+use crate::meta::span::{Span, SpanKind};
+use crate::os::{clock, memory, PAGE_SIZE};
+
+/// Freed huge mappings kept (decommitted after the purge delay) for reuse and
+/// double-free checks.
+const HUGE_CACHE_MAX: usize = 16;
+const HUGE_CACHE_MAX_BYTES: usize = 1 << 30;
+
+impl Pages {
+    /// Maps a huge block of at least `bytes` aligned to `align`, with a
+    /// header-only descriptor. Returns null when the kernel refuses.
+    pub(crate) fn alloc_huge(&mut self, bytes: usize, align: usize) -> *mut Span {
+        let Some(bytes) = bytes
+            .checked_add(PAGE_SIZE - 1)
+            .map(|b| b & !(PAGE_SIZE - 1))
+        else {
+            return null_mut();
+        };
+        // Reuse the smallest cached mapping that is big enough.
+        let (mut best, mut best_prev) = (null_mut::<Span>(), null_mut::<Span>());
+        let mut prev: *mut Span = null_mut();
+        let mut cur = self.huge_cache;
+        while !cur.is_null() {
+            // SAFETY: cached huge descriptors are live.
+            let s = unsafe { &*cur };
+            let reserved = s.reserved.get();
+            // SAFETY: as above.
+            let smaller = best.is_null() || reserved < unsafe { (*best).reserved.get() };
+            if reserved >= bytes && s.start() % align == 0 && smaller {
+                (best, best_prev) = (cur, prev);
+            }
+            prev = cur;
+            cur = s.free_next.get();
+        }
+        if !best.is_null() {
+            // SAFETY: `best` and `best_prev` are cached descriptors.
+            let s = unsafe { &*best };
+            let next = s.free_next.get();
+            if best_prev.is_null() {
+                self.huge_cache = next;
+            } else {
+                // SAFETY: as above.
+                unsafe { (*best_prev).free_next.set(next) };
+            }
+            let reserved = s.reserved.get();
+            self.huge_cached -= 1;
+            self.huge_cached_bytes -= reserved;
+            s.bytes.store(bytes, Ordering::Relaxed);
+            s.zeroed.set(!s.dirty.get());
+            if s.dirty.get() {
+                // Keep at most as much again as the block needs committed
+                // (it may grow into it, and the next reuse of the mapping
+                // faults less); give back the rest of a far larger mapping.
+                if reserved > 2 * bytes + SEGMENT_SIZE {
+                    memory::decommit_tail(s.start() + 2 * bytes, s.start() + reserved);
+                }
+                self.dirty_bytes -= reserved;
+                s.dirty.set(false);
+            }
+            s.set_kind(SpanKind::Huge);
+            return best;
+        }
+        if !segment_map::init() {
+            return null_mut();
+        }
+        let Some(reserved) = bytes
+            .checked_add(SEGMENT_SIZE - 1)
+            .map(|b| b & !(SEGMENT_SIZE - 1))
+        else {
+            return null_mut();
+        };
+        let desc = self.meta.alloc(header_bytes()).cast::<Span>();
+        if desc.is_null() {
+            return null_mut();
+        }
+        let base = memory::map_aligned(reserved, align.max(SEGMENT_SIZE));
+        if base.is_null() || !segment_map::in_range(base as usize, reserved) {
+            if !base.is_null() {
+                memory::unmap(base, reserved);
+            }
+            // SAFETY: allocated above, never published.
+            unsafe { self.meta.free(desc.cast(), header_bytes()) };
+            return null_mut();
+        }
+        self.mapped += reserved;
+        if self.huge_pages {
+            memory::hint_huge_pages(base, reserved);
+            self.hint_first_segment();
+        }
+        // No cached mapping is big enough: move the committed pages of the
+        // largest freed one to the start of the new mapping, so the new block
+        // does not fault (and the kernel does not zero) all of them again.
+        let donor = self.take_largest_dirty_huge(reserved);
+        let zeroed = if donor.is_null() {
+            true
+        } else {
+            // SAFETY: a cached huge descriptor, now out of the cache.
+            let d = unsafe { &*donor };
+            let (from, len) = (d.start(), d.reserved.get());
+            segment_map::set_range(from, len, 0);
+            self.dirty_bytes -= len;
+            self.mapped -= len;
+            if !memory::move_pages(from, len, base as usize) {
+                // The kernel refused: forget the donor's pages instead.
+                memory::unmap(from as *mut u8, len);
+            }
+            // SAFETY: no map entry points at the donor any more.
+            unsafe { self.meta.free(donor.cast(), header_bytes()) };
+            false
+        };
+        // SAFETY: fresh zeroed descriptor.
+        let d = unsafe { &*desc };
+        d.start.store(base as usize, Ordering::Relaxed);
+        d.bytes.store(bytes, Ordering::Relaxed);
+        d.reserved.set(reserved);
+        d.zeroed.set(zeroed);
+        d.set_kind(SpanKind::Huge);
+        segment_map::set_range(base as usize, reserved, desc as usize | TAG_HUGE);
+        desc
+    }
+
+    /// Takes the committed (dirty) cached huge mapping with the most pages
+    /// below `limit` bytes out of the cache, or returns null.
+    fn take_largest_dirty_huge(&mut self, limit: usize) -> *mut Span {
+        let (mut best, mut best_prev, mut best_size) = (null_mut::<Span>(), null_mut::<Span>(), 0);
+        let mut prev: *mut Span = null_mut();
+        let mut cur = self.huge_cache;
+        while !cur.is_null() {
+            // SAFETY: cached huge descriptors are live.
+            let s = unsafe { &*cur };
+            let r = s.reserved.get();
+            if s.dirty.get() && r < limit && r > best_size {
+                (best, best_prev, best_size) = (cur, prev, r);
+            }
+            prev = cur;
+            cur = s.free_next.get();
+        }
+        if best.is_null() {
+            return best;
+        }
+        // SAFETY: `best` and `best_prev` are cached descriptors.
+        unsafe {
+            let next = (*best).free_next.get();
+            if best_prev.is_null() {
+                self.huge_cache = next;
+            } else {
+                (*best_prev).free_next.set(next);
+            }
+        }
+        self.huge_cached -= 1;
+        self.huge_cached_bytes -= best_size;
+        best
+    }
+
+    /// Bytes a huge block may grow to in place.
+    pub(crate) fn huge_reserved(span: &Span) -> usize {
+        span.reserved.get()
+    }
+
+    /// Frees a huge block: the mapping is kept (so that a second free of it is
+    /// recognised, and a new huge block can reuse it without page faults) and
+    /// decommitted after the purge delay like any free span.
+    ///
+    /// # Safety
+    /// `span` is a live huge block of ours.
+    pub(crate) unsafe fn free_huge(&mut self, span: *mut Span) {
+        // SAFETY: the caller guarantees `span` is a live huge descriptor.
+        let s = unsafe { &*span };
+        let reserved = Self::huge_reserved(s);
+        s.set_kind(SpanKind::HugeFree);
+        s.dirty.set(true);
+        s.freed_at_ms.set(clock::now_ms());
+        self.dirty_bytes += reserved;
+        s.free_next.set(self.huge_cache);
+        self.huge_cache = span;
+        self.huge_cached += 1;
+        self.huge_cached_bytes += reserved;
+        while self.huge_cached > HUGE_CACHE_MAX || self.huge_cached_bytes > HUGE_CACHE_MAX_BYTES {
+            self.release_oldest_huge();
+        }
+    }
+
+    fn release_oldest_huge(&mut self) {
+        let mut prev: *mut Span = null_mut();
+        let mut cur = self.huge_cache;
+        // SAFETY: cached huge descriptors are live; the list is non-empty.
+        unsafe {
+            while !(*cur).free_next.get().is_null() {
+                prev = cur;
+                cur = (*cur).free_next.get();
+            }
+            if prev.is_null() {
+                self.huge_cache = null_mut();
+            } else {
+                (*prev).free_next.set(null_mut());
+            }
+            let s = &*cur;
+            let reserved = Self::huge_reserved(s);
+            if s.dirty.get() {
+                self.dirty_bytes -= reserved;
+            }
+            segment_map::set_range(s.start(), reserved, 0);
+            memory::unmap(s.start() as *mut u8, reserved);
+            self.mapped -= reserved;
+            self.huge_cached -= 1;
+            self.huge_cached_bytes -= reserved;
+            self.meta.free(cur.cast(), header_bytes());
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Size classes and slab geometry.
+//!
+//! Classes are multiples of 8 up to 64 bytes, then eight classes per power of
+//! two, so above 64 bytes no class is more than 12.5% larger than the request
+//! it serves. Requests above `MAX_SMALL` are served by whole pages (spans).
+//!
+//! Every class also fixes the geometry of its slabs: how many pages a slab
+//! spans and how many slots it holds (at most `MAX_SLOTS`, so one slab's
+//! bitmaps fit in `MAX_SLOT_WORDS` words).
+
+use crate::os::PAGE_SIZE;
+
+/// The largest request served from a size class.
+pub const MAX_SMALL: usize = 128 * 1024;
+/// The number of size classes.
+pub const NUM_CLASSES: usize = 8 + 8 * 11;
+/// The most slots a slab holds.
+pub(crate) const MAX_SLOTS: usize = 4096;
+
+/// An index into the size-class table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct SizeClass(u8);
+
+impl SizeClass {
+    pub(crate) fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The size of every block of this class.
+    pub(crate) fn block_size(self) -> usize {
+        CLASSES[self.index()].block_size as usize
+    }
+
+    pub(crate) fn geometry(self) -> &'static ClassGeometry {
+        &CLASSES[self.index()]
+    }
+
+    pub(crate) fn from_index(i: usize) -> SizeClass {
+        debug_assert!(i < NUM_CLASSES);
+        SizeClass(i as u8)
+    }
+}
+
+/// What a slab of one class looks like.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClassGeometry {
+    pub(crate) block_size: u32,
+    /// Pages in one slab of this class.
+    pub(crate) slab_pages: u32,
+    /// Slots in one slab of this class.
+    pub(crate) capacity: u32,
+    /// ceil(2^64 / block_size): turns a byte offset into a slot index with
+    /// one multiplication (exact for every offset inside a slab).
+    pub(crate) reciprocal: u64,
+}
+
+const fn block_size_of(index: usize) -> usize {
+    if index < 8 {
+        (index + 1) * 8
+    } else {
+        let group = (index - 8) / 8; // power of two 2^(6+group)
+        let step_in_group = (index - 8) % 8 + 1;
+        let base = 64usize << group;
+        base + step_in_group * (base / 8)
+    }
+}
+
+const fn geometry_of(index: usize) -> ClassGeometry {
+    let bs = block_size_of(index);
+    let slab_bytes = if bs <= 1024 {
+        let by_slots = MAX_SLOTS * bs;
+        if by_slots < 64 * 1024 {
+            by_slots
+        } else {
+            64 * 1024
+        }
+    } else {
+        let mut n = 64 * 1024 / bs;
+        if n < 8 {
+            n = 8;
+        }
+        (n * bs).div_ceil(PAGE_SIZE) * PAGE_SIZE
+    };
+    let capacity = slab_bytes / bs;
+    ClassGeometry {
+        block_size: bs as u32,
+        slab_pages: (slab_bytes / PAGE_SIZE) as u32,
+        capacity: capacity as u32,
+        reciprocal: (u64::MAX / bs as u64) + 1,
+    }
+}
+
+const fn build_classes() -> [ClassGeometry; NUM_CLASSES] {
+    let mut table = [ClassGeometry {
+        block_size: 0,
+        slab_pages: 0,
+        capacity: 0,
+        reciprocal: 0,
+    }; NUM_CLASSES];
+    let mut i = 0;
+    while i < NUM_CLASSES {
+        table[i] = geometry_of(i);
+        i += 1;
+    }
+    table
+}
+
+static CLASSES: [ClassGeometry; NUM_CLASSES] = build_classes();
+
+/// The class serving a request of `size` bytes with no alignment beyond 8.
+/// `size` must be at most `MAX_SMALL`.
+#[inline(always)]
+pub(crate) fn class_of(size: usize) -> SizeClass {
+    debug_assert!(size <= MAX_SMALL);
+    if size <= SMALL_TABLE_MAX {
+        return SizeClass(SMALL_TABLE[(size + 7) >> 3]);
+    }
+    class_of_computed(size)
+}
+
+/// Sizes up to this are classified by table lookup.
+const SMALL_TABLE_MAX: usize = 1024;
+/// Class of every multiple of 8 up to `SMALL_TABLE_MAX` (class boundaries
+/// are multiples of 8, so rounding a size up to 8 never changes its class).
+static SMALL_TABLE: [u8; SMALL_TABLE_MAX / 8 + 1] = build_small_table();
+
+const fn build_small_table() -> [u8; SMALL_TABLE_MAX / 8 + 1] {
+    let mut table = [0u8; SMALL_TABLE_MAX / 8 + 1];
+    let mut i = 0;
+    while i < table.len() {
+        table[i] = class_of_computed(i * 8).0;
+        i += 1;
+    }
+    table
+}
+
+#[inline(always)]
+const fn class_of_computed(size: usize) -> SizeClass {
+    if size <= 64 {
+        return SizeClass((size.saturating_sub(1) >> 3) as u8);
+    }
+    // size in (2^k, 2^(k+1)], k >= 6
+    let k = (usize::BITS - 1 - (size - 1).leading_zeros()) as usize;
+    let step_shift = k - 3;
+    let j = (size - (1 << k) + (1 << step_shift) - 1) >> step_shift; // 1..=8
+    SizeClass((8 + (k - 6) * 8 + j - 1) as u8)
+}
+
+/// The class serving `size` bytes at `align` (a power of two), or `None` when
+/// the request must be served by whole pages instead.
+#[inline]
+pub(crate) fn class_for(size: usize, align: usize) -> Option<SizeClass> {
+    if size > MAX_SMALL {
+        return None;
+    }
+    let mut class = class_of(size);
+    if align <= 8 {
+        return Some(class);
+    }
+    if align > PAGE_SIZE {
+        return None;
+    }
+    let unaligned = class.block_size();
+    // Slabs start on a page, so a slot is aligned to every power of two that
+    // divides the block size.
+    loop {
+        let bs = class.block_size();
+        if bs % align == 0 {
+            return if bs - unaligned <= align {
+                Some(class)
+            } else {
+                None
+            };
+        }
+        if class.index() + 1 == NUM_CLASSES {
+            return None;
+        }
+        class = SizeClass(class.0 + 1);
+    }
+}
+
+/// Block sizes of all classes, smallest first.
+pub fn class_block_sizes() -> [usize; NUM_CLASSES] {
+    let mut out = [0; NUM_CLASSES];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = CLASSES[i].block_size as usize;
+    }
+    out
+}
+
+/// Slot index of byte `offset` inside a slab of `capacity` blocks of
+/// `block_size` bytes (`reciprocal` is its `ClassGeometry::reciprocal`), or
+/// `None` when the offset is not the start of a slot.
+#[inline(always)]
+pub(crate) fn slot_of_offset(
+    offset: usize,
+    reciprocal: u64,
+    block_size: usize,
+    capacity: usize,
+) -> Option<usize> {
+    let index = slot_containing(offset, reciprocal);
+    if index * block_size == offset && index < capacity {
+        Some(index)
+    } else {
+        None
+    }
+}
+
+/// Like `slot_of_offset`, but for any offset inside the slab: the slot that
+/// contains it.
+#[inline(always)]
+pub(crate) fn slot_containing(offset: usize, reciprocal: u64) -> usize {
+    ((offset as u128 * reciprocal as u128) >> 64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_grow_and_waste_at_most_an_eighth_above_64_bytes() {
+        let sizes = class_block_sizes();
+        assert_eq!(sizes[0], 8);
+        assert_eq!(sizes[NUM_CLASSES - 1], MAX_SMALL);
+        for pair in sizes.windows(2) {
+            assert!(pair[0] < pair[1]);
+        }
+        for size in 1..=MAX_SMALL {
+            let class = class_of(size);
+            let bs = class.block_size();
+            assert!(bs >= size, "size {size} got class {bs}");
+            if class.index() > 0 {
+                assert!(
+                    sizes[class.index() - 1] < size,
+                    "size {size} not in the smallest class"
+                );
+            }
+            if size > 64 {
+                assert!(
+                    (bs - size) * 8 <= size,
+                    "size {size} wastes too much in {bs}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn slot_division_is_exact_for_every_offset_of_every_class() {
+        for i in 0..NUM_CLASSES {
+            let g = SizeClass::from_index(i).geometry();
+            assert!(g.capacity as usize <= MAX_SLOTS);
+            assert!(g.capacity >= 8);
+            let slab_bytes = g.slab_pages as usize * PAGE_SIZE;
+            assert!(g.capacity as usize * g.block_size as usize <= slab_bytes);
+            let step = if g.block_size > 4096 { 61 } else { 1 };
+            let mut off = 0;
+            while off < slab_bytes {
+                let expect = off / g.block_size as usize;
+                assert_eq!(slot_containing(off, g.reciprocal), expect);
+                let exact = off % g.block_size as usize == 0 && expect < g.capacity as usize;
+                let found = slot_of_offset(
+                    off,
+                    g.reciprocal,
+                    g.block_size as usize,
+                    g.capacity as usize,
+                );
+                assert_eq!(found.is_some(), exact, "class {i} offset {off}");
+                off += step;
+            }
+        }
+    }
+
+    #[test]
+    fn aligned_classes_are_aligned_and_waste_at_most_the_alignment() {
+        let mut align = 16;
+        while align <= PAGE_SIZE {
+            for size in (1..=MAX_SMALL).step_by(7) {
+                if let Some(c) = class_for(size, align) {
+                    assert_eq!(c.block_size() % align, 0);
+                    assert!(c.block_size() >= size);
+                    assert!(c.block_size() - class_of(size).block_size() <= align);
+                }
+            }
+            align *= 2;
+        }
+        assert!(class_for(100, 8192).is_none());
+        assert!(class_for(MAX_SMALL + 1, 8).is_none());
+    }
+}

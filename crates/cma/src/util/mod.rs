@@ -1,0 +1,5 @@
+//! Building blocks with no allocator knowledge: the spin lock with a bounded
+//! wait, and formatting into a fixed buffer.
+
+pub(crate) mod spin_lock;
+pub(crate) mod stack_buf;
