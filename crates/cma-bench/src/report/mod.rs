@@ -7,9 +7,9 @@ mod svg;
 mod table;
 
 use crate::alloc::{self, Spec, BASELINE};
+use crate::suite::Outcome;
 use crate::util::{geomean, median};
 use crate::workloads::Workload;
-use crate::Outcome;
 
 pub struct Setup {
     pub quick: bool,
