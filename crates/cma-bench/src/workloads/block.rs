@@ -75,18 +75,6 @@ impl Block {
             a.dealloc(self.ptr(), layout(self.size));
         }
     }
-
-    /// `put` on a slot's block, if the slot holds one; returns how many (0 or
-    /// 1), for the checksum.
-    #[inline]
-    pub fn put_live<A: GlobalAlloc + ?Sized>(self, a: &A) -> u64 {
-        if self.addr != 0 {
-            self.put(a);
-            1
-        } else {
-            0
-        }
-    }
 }
 
 /// `put` on every block, in order; returns how many, for the checksum.

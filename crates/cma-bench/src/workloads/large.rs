@@ -16,7 +16,11 @@ pub fn large<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
     let mut ring = [EMPTY; LIVE];
     let mut n = 0;
     for i in 0..ops {
-        n += ring[i % LIVE].put_live(a);
+        let b = ring[i % LIVE];
+        if b.addr != 0 {
+            b.put(a);
+            n += 1;
+        }
         let size = rng.log_range(64 * 1024, 32 * 1024 * 1024);
         ring[i % LIVE] = Block::get(a, size);
     }
@@ -32,7 +36,11 @@ pub fn calloc<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
     let mut n = 0;
     for _ in 0..ops {
         let s = rng.below(RING);
-        n += ring[s].put_live(a);
+        let b = ring[s];
+        if b.addr != 0 {
+            b.put(a);
+            n += 1;
+        }
         let size = if rng.below(10) < 9 {
             rng.range(16, 4096)
         } else {

@@ -34,7 +34,11 @@ pub fn larson<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
                             let mut arr = arrays[(id + r) % t].lock().unwrap();
                             for _ in 0..per_round {
                                 let s = rng.below(SLOTS);
-                                n += arr[s].put_live(a);
+                                let b = arr[s];
+                                if b.addr != 0 {
+                                    b.put(a);
+                                    n += 1;
+                                }
                                 let size = rng.range(16, 1024);
                                 arr[s] = Block::get(a, size);
                             }
