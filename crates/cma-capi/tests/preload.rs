@@ -372,3 +372,46 @@ fn thread_local_state_survives_many_dlopened_tls_modules() {
     assert!(o.status.success(), "{}\n{out}\n{err}", o.status);
     assert!(out.contains("tls_dlopen: ok (40 modules)"), "{out}");
 }
+
+/// Whether the mask `/proc` shows for a thread blocks every signal a program
+/// can block.
+fn blocks_every_signal(sigblk_hex: &str) -> bool {
+    let mask = u64::from_str_radix(sigblk_hex.trim(), 16).unwrap_or(0);
+    // Bit n-1 is signal n: the kernel never blocks SIGKILL (9) and SIGSTOP
+    // (19); glibc keeps 32 and 33 (cancellation, setxid) for itself.
+    let wanted = !((1u64 << 8) | (1u64 << 18) | (1u64 << 31) | (1u64 << 32));
+    mask & wanted == wanted
+}
+
+#[test]
+fn signals_the_program_waits_for_never_reach_cmas_thread() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    let dir = scratch("own_thread_signals");
+    let prog = compile("cc", "own_thread_signals.c", &dir, false, &[]);
+    let (o, out, err) = output(preloaded(&mut Command::new(&prog)));
+    assert!(
+        o.status.success(),
+        "the program lost signals to another thread: {:?}\n{out}{err}",
+        o.status
+    );
+    assert!(out.contains("received 200 of 200"), "{out}{err}");
+    let threads: Vec<(&str, &str)> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("thread "))
+        .filter_map(|l| l.rsplit_once(' '))
+        .collect();
+    let purge: Vec<_> = threads
+        .iter()
+        .filter(|(name, _)| *name == "cma-purge")
+        .collect();
+    assert_eq!(purge.len(), 1, "expected one cma-purge thread: {out}");
+    assert!(
+        blocks_every_signal(purge[0].1),
+        "cma-purge blocks only {}",
+        purge[0].1
+    );
+    // Every other thread is the program's own: here, only its main thread.
+    assert_eq!(threads.len(), 2, "{out}");
+}

@@ -52,12 +52,23 @@ pub(crate) fn at_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: 
     }
 }
 
-/// Starts a detached thread running `body` on a small stack. Returns false
+/// Starts a detached thread running `body` on a small stack, with every
+/// signal blocked for its whole life: the mask is set on the creating thread
+/// around `pthread_create`, so the new thread inherits it and there is no
+/// window in which a process-directed signal (one the program blocks in its
+/// own threads to `sigwait` for it) could be delivered to it. Returns false
 /// when the thread could not be created.
-pub(crate) fn spawn_detached(body: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) -> bool {
-    // SAFETY: plain pthread calls on local, initialised values; the thread
-    // function has the signature pthread expects.
+pub(crate) fn spawn_service_thread(
+    body: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+) -> bool {
+    // SAFETY: plain pthread and signal-mask calls on local, initialised
+    // values; the thread function has the signature pthread expects. The
+    // caller's own mask is restored before returning.
     unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut caller: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut caller);
         let mut attr: libc::pthread_attr_t = core::mem::zeroed();
         libc::pthread_attr_init(&mut attr);
         libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
@@ -65,6 +76,18 @@ pub(crate) fn spawn_detached(body: extern "C" fn(*mut libc::c_void) -> *mut libc
         let mut thread: libc::pthread_t = 0;
         let created = libc::pthread_create(&mut thread, &attr, body, core::ptr::null_mut()) == 0;
         libc::pthread_attr_destroy(&mut attr);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &caller, core::ptr::null_mut());
         created
+    }
+}
+
+/// Names the calling thread (at most 15 bytes show), as `top`, `gdb` and
+/// `/proc/PID/task/TID/comm` see it. `prctl` is one system call: nothing
+/// allocated, no file opened.
+pub(crate) fn set_current_name(name: &core::ffi::CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of which the kernel
+    // keeps at most 16 bytes.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0);
     }
 }

@@ -8,7 +8,9 @@
 //! purge delay and purges what has been idle long enough. It never allocates
 //! and holds the page allocator's lock only while purging. `purge_thread=0`
 //! in `CMA_OPTIONS` turns it off. After `fork` the child starts its own when
-//! it needs one.
+//! it needs one. The thread is named `cma-purge` and blocks every signal
+//! (`os::thread::spawn_service_thread`): it must not receive a signal the
+//! program meant for its own threads.
 //!
 //! The thread is started outside any allocator call: `pthread_create`
 //! allocates through us, so a heap that frees pages only asks for the start
@@ -74,13 +76,17 @@ pub(crate) fn start() {
     {
         return;
     }
-    if !thread::spawn_detached(purge_loop) {
+    if !thread::spawn_service_thread(purge_loop) {
         // No thread: purging still happens on allocator calls.
         STATE.store(DISABLED, Ordering::Relaxed);
     }
 }
 
+/// The name the purge thread carries (`/proc/PID/task/TID/comm`).
+const THREAD_NAME: &core::ffi::CStr = c"cma-purge";
+
 extern "C" fn purge_loop(_: *mut libc::c_void) -> *mut libc::c_void {
+    thread::set_current_name(THREAD_NAME);
     loop {
         let (delay, dirty) = {
             let mut pages = PAGES.lock();
