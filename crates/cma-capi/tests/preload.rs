@@ -202,6 +202,18 @@ fn cxx_operators_go_through_cma() {
     let (o, _, err) = output(preloaded(Command::new(&exe).arg("oom")));
     assert!(!o.status.success());
     assert!(err.contains("cma: operator new: out of memory"), "{err}");
+
+    // A size that passes every size check but that the kernel refuses: the
+    // mapping is charged against the commit limit, so operator new fails at
+    // the call instead of succeeding and meeting the OOM killer later.
+    if overcommit_refuses_impossible_requests() {
+        let (o, out, err) = output(preloaded(Command::new(&exe).arg("oom-kernel")));
+        assert!(!o.status.success(), "64 TiB were allocated: {out}");
+        assert!(
+            err.contains("cma: operator new: out of memory (70368744177664 bytes)"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -38,6 +38,14 @@ int main(int argc, char **argv) {
         std::printf("%p\n", (void *)p);
         return 0;
     }
+    if (argc > 1 && std::strcmp(argv[1], "oom-kernel") == 0) {
+        /* 64 TiB: a size the kernel refuses (unless overcommit is on). */
+        volatile size_t impossible = (size_t)1 << 46;
+        char *p = new char[impossible];
+        p[0] = 1;
+        std::printf("allocated %p\n", (void *)p);
+        return 0;
+    }
     int *i = new int(7);
     CHECK(ours(i));
     delete i;

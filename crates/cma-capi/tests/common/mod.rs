@@ -131,3 +131,15 @@ pub fn report_field(report: &str, key: &str) -> Option<u64> {
         (k == key).then(|| v.trim().parse().ok()).flatten()
     })
 }
+
+/// Whether the kernel refuses a request far beyond memory and swap: true
+/// under `vm.overcommit_memory` 0 (the default heuristic) and 2 (strict),
+/// false under 1 (always overcommit), where no allocator can fail it.
+pub fn overcommit_refuses_impossible_requests() -> bool {
+    let mode = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
+    if mode.trim() == "1" {
+        eprintln!("note: vm.overcommit_memory=1: the kernel grants any request; skipping");
+        return false;
+    }
+    true
+}

@@ -8,7 +8,7 @@
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-use crate::os::memory;
+use crate::os::memory::{self, Charge};
 
 pub(crate) const SEGMENT_SHIFT: u32 = 22;
 pub(crate) const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
@@ -27,7 +27,7 @@ pub(crate) fn init() -> bool {
     if !MAP.load(Ordering::Acquire).is_null() {
         return true;
     }
-    let p = memory::map(ENTRIES * core::mem::size_of::<usize>());
+    let p = memory::map(ENTRIES * core::mem::size_of::<usize>(), Charge::Sparse);
     if p.is_null() {
         return false;
     }

@@ -5,16 +5,30 @@ use core::ptr::null_mut;
 
 use super::PAGE_SIZE;
 
+/// How a mapping is charged against the kernel's commit limit.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Charge {
+    /// Memory that is handed out (blocks, metadata): the kernel's overcommit
+    /// policy applies, so a request it would refuse (`malloc` of 16 TiB
+    /// under the default `vm.overcommit_memory=0`, anything past the limit
+    /// under `2`) fails here, at the call, as it does on glibc, instead of
+    /// succeeding and meeting the OOM killer later.
+    Accounted,
+    /// A sparse index that is never touched in full (the segment map): no
+    /// swap reserved (`MAP_NORESERVE`), pages cost nothing until touched.
+    Sparse,
+}
+
 /// Maps `bytes` of fresh, zeroed, read-write anonymous memory whose start is a
-/// multiple of `align` (a power of two, at least a page). Returns null when
-/// the kernel refuses.
+/// multiple of `align` (a power of two, at least a page), charged as
+/// `Charge::Accounted`. Returns null when the kernel refuses.
 pub(crate) fn map_aligned(bytes: usize, align: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two() && align >= PAGE_SIZE);
     debug_assert!(bytes % PAGE_SIZE == 0);
     let Some(over) = bytes.checked_add(align - PAGE_SIZE) else {
         return null_mut();
     };
-    let raw = map(over);
+    let raw = map(over, Charge::Accounted);
     if raw.is_null() {
         return raw;
     }
@@ -31,9 +45,13 @@ pub(crate) fn map_aligned(bytes: usize, align: usize) -> *mut u8 {
     aligned as *mut u8
 }
 
-/// Maps `bytes` of zeroed read-write memory without reserving swap for it:
-/// pages cost nothing until they are touched.
-pub(crate) fn map(bytes: usize) -> *mut u8 {
+/// Maps `bytes` of zeroed read-write memory, charged as `charge` says.
+/// Returns null when the kernel refuses.
+pub(crate) fn map(bytes: usize, charge: Charge) -> *mut u8 {
+    let flags = match charge {
+        Charge::Accounted => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+        Charge::Sparse => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+    };
     // SAFETY: an anonymous private mapping at a kernel-chosen address touches
     // no existing memory; failure is reported as MAP_FAILED and checked.
     let p = unsafe {
@@ -41,7 +59,7 @@ pub(crate) fn map(bytes: usize) -> *mut u8 {
             null_mut(),
             bytes,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            flags,
             -1,
             0,
         )
