@@ -151,6 +151,11 @@ pub(crate) fn for_each_heap(mut f: impl FnMut(&Heap)) {
     }
 }
 
+/// Whether any thread has had a heap (and so may hold blocks).
+pub(crate) fn heaps_exist() -> bool {
+    !ALL_HEAPS.load(Ordering::Acquire).is_null()
+}
+
 /// Heaps created so far.
 pub(crate) fn heaps_created() -> usize {
     POOL.lock().heaps_created
