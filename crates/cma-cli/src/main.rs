@@ -4,6 +4,7 @@
 //! planned: add a variant to `Command` and a module.)
 
 mod bench;
+mod forward;
 mod json;
 mod report;
 mod run;

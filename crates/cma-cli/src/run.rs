@@ -11,7 +11,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -249,14 +249,18 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     }
 
     let program = &args.command[0];
+    // Before the program and any thread start: see `forward`.
+    crate::forward::block();
     let started = Instant::now();
-    let mut child = match Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(&args.command[1..])
         .env("LD_PRELOAD", &preload)
         .env("CMA_OPTIONS", options.join(","))
-        .stderr(Stdio::piped())
-        .spawn()
-    {
+        .stderr(Stdio::piped());
+    // SAFETY: the hook only calls sigprocmask, which is async-signal-safe.
+    unsafe { command.pre_exec(crate::forward::unblock_in_child) };
+    let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
             let _ = fs::remove_dir_all(&dir);
@@ -269,13 +273,8 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             return Ok(ExitCode::from(code));
         }
     };
-    // Like a shell: ^C and ^\ are for the program; cma waits and reports.
-    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions;
-    // the child already has its own dispositions.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
-    }
+    // Signals sent to cma are for the program; cma waits and reports.
+    crate::forward::start(child.id());
     let lines = Arc::new(Mutex::new(CmaLines::default()));
     let tee = child.stderr.take().map(|err| {
         let lines = Arc::clone(&lines);

@@ -184,3 +184,91 @@ fn bench_without_the_suite_binary_says_how_to_build_it() {
         "{err}"
     );
 }
+
+/// Waits up to 20 s for `path` to exist.
+fn wait_for_file(path: &std::path::Path) -> bool {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
+/// Waits up to 30 s for `child` to end; kills it (and fails) past that.
+fn wait_bounded(mut child: std::process::Child) -> std::process::Output {
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("cma run did not end within 30 s of the signal");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn signals_sent_to_cma_reach_the_program_and_its_status_passes_through() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let dir = scratch("forward-signals");
+    for (sig, name) in [
+        (libc::SIGTERM, "TERM"),
+        (libc::SIGHUP, "HUP"),
+        (libc::SIGUSR1, "USR1"),
+    ] {
+        // The program traps the signal, says so and exits 7.
+        let ready = dir.join(format!("ready-{name}"));
+        let script = format!(
+            "trap 'echo got-{name}; exit 7' {name}; touch {}; while :; do sleep 0.05; done",
+            ready.display()
+        );
+        let child = cma()
+            .args(["run", "--", "sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cma");
+        assert!(wait_for_file(&ready), "the program did not start");
+        // SAFETY: kill has no memory preconditions.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let o = wait_bounded(child);
+        let out = String::from_utf8_lossy(&o.stdout);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            o.status.code(),
+            Some(7),
+            "SIG{name}: {:?}\n{out}\n{err}",
+            o.status
+        );
+        assert!(out.contains(&format!("got-{name}")), "SIG{name}: {out}");
+        assert!(err.contains("cma: heap report for"), "SIG{name}: {err}");
+    }
+    // A program that does not trap SIGTERM dies of it: cma reports that,
+    // exits 128 + 15, and leaves no orphan behind.
+    let pidfile = dir.join("pid");
+    let script = format!("echo $$ > {}; exec sleep 30", pidfile.display());
+    let child = cma()
+        .args(["run", "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cma");
+    assert!(wait_for_file(&pidfile), "the program did not start");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = wait_bounded(child);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(143), "{:?}\n{err}", o.status.signal());
+    assert!(err.contains("killed by SIGTERM"), "{err}");
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", pid.trim())).exists(),
+        "the program (pid {}) outlived cma",
+        pid.trim()
+    );
+}
