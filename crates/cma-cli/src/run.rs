@@ -112,6 +112,25 @@ fn json_option(options: &str) -> Option<String> {
     path
 }
 
+/// The command as a shell would take it back: words made only of safe
+/// characters as they are, every other word in single quotes (a quote
+/// inside as `'\''`), so that the report's header cannot be misread.
+fn shell_words(command: &[OsString]) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+    command
+        .iter()
+        .map(|a| {
+            let word = a.to_string_lossy();
+            if !word.is_empty() && word.chars().all(safe) {
+                word.into_owned()
+            } else {
+                format!("'{}'", word.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// What the child wrote on stderr that came from cma.
 #[derive(Default)]
 struct CmaLines {
@@ -298,12 +317,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         (None, Some(s)) => (128 + s).clamp(0, 255) as u8,
         _ => 1,
     };
-    let shown = args
-        .command
-        .iter()
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let shown = shell_words(&args.command);
 
     if !args.quiet {
         let mut out = String::new();
@@ -405,6 +419,23 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_is_quoted_as_a_shell_would() {
+        let words = |w: &[&str]| w.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            shell_words(&words(&["sh", "-c", "ls -R /usr/share/doc >/dev/null"])),
+            "sh -c 'ls -R /usr/share/doc >/dev/null'"
+        );
+        assert_eq!(
+            shell_words(&words(&["echo", "it's", ""])),
+            r"echo 'it'\''s' ''"
+        );
+        assert_eq!(
+            shell_words(&words(&["/bin/true", "a=b,c"])),
+            "/bin/true a=b,c"
+        );
+    }
 
     #[test]
     fn options_are_found() {
