@@ -75,6 +75,19 @@ impl Block {
             a.dealloc(self.ptr(), layout(self.size));
         }
     }
+
+    /// `put` on a slot's block, if the slot holds one; whether it did.
+    /// Callers count with `if ... { n += 1 }`: adding the answer as a number
+    /// made the compiler drop the branch and cost two instructions more per
+    /// slot (churn, measured with callgrind).
+    #[inline]
+    pub fn put_if_live<A: GlobalAlloc + ?Sized>(self, a: &A) -> bool {
+        if self.addr == 0 {
+            return false;
+        }
+        self.put(a);
+        true
+    }
 }
 
 /// `put` on every block, in order; returns how many, for the checksum.

@@ -16,9 +16,7 @@ pub fn large<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
     let mut ring = [EMPTY; LIVE];
     let mut n = 0;
     for i in 0..ops {
-        let b = ring[i % LIVE];
-        if b.addr != 0 {
-            b.put(a);
+        if ring[i % LIVE].put_if_live(a) {
             n += 1;
         }
         let size = rng.log_range(64 * 1024, 32 * 1024 * 1024);
@@ -36,9 +34,7 @@ pub fn calloc<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
     let mut n = 0;
     for _ in 0..ops {
         let s = rng.below(RING);
-        let b = ring[s];
-        if b.addr != 0 {
-            b.put(a);
+        if ring[s].put_if_live(a) {
             n += 1;
         }
         let size = if rng.below(10) < 9 {

@@ -20,9 +20,7 @@ pub fn churn<A: GlobalAlloc + ?Sized>(a: &A, p: &Params) -> u64 {
     let mut n = 0;
     for _ in 0..ops {
         let s = rng.below(RING);
-        let b = ring[s];
-        if b.addr != 0 {
-            b.put(a);
+        if ring[s].put_if_live(a) {
             n += 1;
         }
         let size = small_size(&mut rng);

@@ -34,9 +34,7 @@ pub fn larson<A: GlobalAlloc + Sync + ?Sized>(a: &A, p: &Params) -> u64 {
                             let mut arr = arrays[(id + r) % t].lock().unwrap();
                             for _ in 0..per_round {
                                 let s = rng.below(SLOTS);
-                                let b = arr[s];
-                                if b.addr != 0 {
-                                    b.put(a);
+                                if arr[s].put_if_live(a) {
                                     n += 1;
                                 }
                                 let size = rng.range(16, 1024);
