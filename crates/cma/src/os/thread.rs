@@ -1,5 +1,8 @@
 //! Threads: yielding, the pthread key whose destructor tells cma that a
 //! thread ends, fork handlers, and the detached service threads cma starts.
+//! Every thread cma starts goes through `spawn_service_thread`, so that it
+//! blocks every signal, and names itself with `set_current_name` (`cma-...`):
+//! the program must never receive its signals on a thread it did not make.
 
 /// Yields the CPU to another runnable thread.
 pub(crate) fn yield_now() {
