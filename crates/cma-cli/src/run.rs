@@ -53,6 +53,11 @@ pub struct RunArgs {
     #[arg(long, short)]
     quiet: bool,
 
+    /// Exit with 134 when cma stopped any process of the tree for misuse,
+    /// even if the program itself exited 0 (for CI jobs)
+    #[arg(long)]
+    fail_on_misuse: bool,
+
     /// The program to run, and its arguments (after `--`)
     #[arg(
         required = true,
@@ -312,11 +317,17 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     let lines = std::mem::take(&mut *lines.lock().unwrap_or_else(|e| e.into_inner()));
 
     let (exit_code, signal) = (status.code(), status.signal());
-    let code: u8 = match (exit_code, signal) {
+    let mut code: u8 = match (exit_code, signal) {
         (Some(c), _) => (c & 0xff) as u8,
         (None, Some(s)) => (128 + s).clamp(0, 255) as u8,
         _ => 1,
     };
+    // A child's misuse abort may hide behind a parent that exits 0 (a shell
+    // that goes on): the status of the process cma stopped, 128 + SIGABRT.
+    let failed_for_misuse = args.fail_on_misuse && code == 0 && !lines.misuse.is_empty();
+    if failed_for_misuse {
+        code = 128 + libc::SIGABRT as u8;
+    }
     let shown = shell_words(&args.command);
 
     if !args.quiet {
@@ -361,6 +372,11 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             ),
             _ => format!("  exit status        {code:>16}\n"),
         });
+        if failed_for_misuse {
+            out.push_str(&format!(
+                "  cma exits with     {code:>16}  (--fail-on-misuse: a process was stopped for misuse)\n"
+            ));
+        }
         let _ = std::io::stderr().write_all(out.as_bytes());
     }
 

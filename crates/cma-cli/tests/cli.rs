@@ -272,3 +272,32 @@ fn signals_sent_to_cma_reach_the_program_and_its_status_passes_through() {
         pid.trim()
     );
 }
+
+#[test]
+fn misuse_in_a_child_process_fails_the_run_with_fail_on_misuse() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    let dir = scratch("cli-misuse-child");
+    let exe = compile("cc", "misuse.c", &dir, false, &[]);
+    // The shell goes on after its child's abort and exits 0.
+    let script = format!("{} double-free; echo after", exe.display());
+    let (o, out, err) = output(cma().args(["run", "--", "sh", "-c", &script]));
+    assert_eq!(o.status.code(), Some(0), "without the flag: {err}");
+    assert!(out.contains("after"), "{out}");
+    // Every misuse line names the process that was stopped.
+    let misuse = err
+        .lines()
+        .find(|l| l.trim_start().starts_with("cma: double free of 0x"))
+        .unwrap_or_else(|| panic!("no misuse line: {err}"));
+    assert!(
+        misuse.contains("[in free] [pid ") && misuse.contains("misuse double-free]"),
+        "{misuse}"
+    );
+    let (o, _, err) = output(cma().args(["run", "--fail-on-misuse", "--", "sh", "-c", &script]));
+    assert_eq!(o.status.code(), Some(134), "{err}");
+    assert!(err.contains("--fail-on-misuse"), "{err}");
+    // A clean run still exits 0 with the flag.
+    let (o, _, err) = output(cma().args(["run", "--fail-on-misuse", "--"]).arg(&exe));
+    assert_eq!(o.status.code(), Some(0), "{err}");
+}

@@ -197,6 +197,7 @@ fn death_child() {
 // ----- the parent side -----
 
 struct Death {
+    pid: u32,
     stderr: String,
 }
 
@@ -222,11 +223,15 @@ impl Death {
 
 fn die(case: &str) -> Death {
     let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
+    let child = Command::new(exe)
         .args(["--exact", "death_child", "--nocapture", "--test-threads=1"])
         .env(CASE_VAR, case)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         !stderr.contains("DEATH-SURVIVED"),
@@ -243,7 +248,7 @@ fn die(case: &str) -> Death {
         diagnostics, 1,
         "{case}: exactly one diagnostic line; stderr:\n{stderr}"
     );
-    Death { stderr }
+    Death { pid, stderr }
 }
 
 fn expect(case: &str, prefix: &str, operation: &str) -> Death {
@@ -255,9 +260,11 @@ fn expect(case: &str, prefix: &str, operation: &str) -> Death {
         line.starts_with(&want),
         "{case}: diagnostic {line:?} should start with {want:?}"
     );
+    // The operation, then the process: its pid and command line.
+    let process = format!("[in {operation}] [pid {}: ", d.pid);
     assert!(
-        line.ends_with(&format!("[in {operation}]")),
-        "{case}: diagnostic {line:?} should name {operation}"
+        line.contains(&process) && line.ends_with(']') && line.contains("death_child"),
+        "{case}: diagnostic {line:?} should name {operation} and the process ({process}...)"
     );
     d
 }

@@ -8,16 +8,34 @@ use super::error::CmaError;
 use crate::os::process;
 use crate::util::stack_buf::StackBuf;
 
-/// Reports misuse found in `operation` and aborts.
+/// Reports misuse found in `operation` and aborts. The line names the
+/// process (pid and command line), so that in a tree of processes sharing a
+/// stderr each report says whose it is.
 #[cold]
 #[inline(never)]
 pub(crate) fn fatal(operation: &str, error: CmaError) -> ! {
-    let mut line = StackBuf::<320>::new();
-    let _ = write!(line, "cma: {error} [in {operation}]");
-    line.truncate(319);
+    let mut line = StackBuf::<512>::new();
+    let mut command = [0u8; 160];
+    let command = process::command_line(&mut command);
+    let _ = write!(
+        line,
+        "cma: {error} [in {operation}] [pid {}: {}]",
+        process::pid(),
+        utf8_prefix(command)
+    );
+    line.truncate(511);
     let _ = line.write_str("\n");
     process::write_stderr(line.as_bytes());
     process::abort()
+}
+
+/// The longest valid UTF-8 start of `bytes` (a command line cut in the
+/// middle of a character, or not UTF-8 at all, still shows what it can).
+fn utf8_prefix(bytes: &[u8]) -> &str {
+    match core::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
+    }
 }
 
 /// Prints a one-line warning (options, for example) and goes on.

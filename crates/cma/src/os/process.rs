@@ -76,3 +76,49 @@ pub(crate) fn random_u64() -> Option<u64> {
     let n = unsafe { libc::getrandom((&mut value as *mut u64).cast(), 8, libc::GRND_NONBLOCK) };
     (n == 8).then_some(value)
 }
+
+/// The calling process's id.
+pub(crate) fn pid() -> i32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() }
+}
+
+/// The process's command line (from `/proc/self/cmdline`, the arguments
+/// separated by spaces) in `buf`, cut to its length; empty when /proc cannot
+/// be read. Plain open/read/close: usable while cma reports misuse.
+pub(crate) fn command_line(buf: &mut [u8]) -> &[u8] {
+    // SAFETY: a NUL-terminated path and valid flags.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/cmdline".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return &[];
+    }
+    let mut len = 0;
+    while len < buf.len() {
+        // SAFETY: the rest of `buf` is valid for writes of its length.
+        let n = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
+        if n <= 0 {
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            break;
+        }
+        len += n as usize;
+    }
+    // SAFETY: `fd` is ours and open.
+    unsafe { libc::close(fd) };
+    let mut end = len;
+    while end > 0 && buf[end - 1] == 0 {
+        end -= 1;
+    }
+    for b in &mut buf[..end] {
+        if *b == 0 {
+            *b = b' ';
+        }
+    }
+    &buf[..end]
+}
