@@ -48,6 +48,9 @@ def main():
     ap.add_argument("--allocators", default="cma-fast")
     ap.add_argument("--only", default=",".join(WORKLOADS))
     ap.add_argument("--timeout", type=int, default=300)
+    ap.add_argument("--stat", choices=["median", "min"], default="median",
+                    help="how the children's figures are summarised: min compares the fastest runs "
+                         "of each, steadier where a workload is bimodal on a shared machine")
     a = ap.parse_args()
     allocators = a.allocators.split(",")
     workloads = a.only.split(",")
@@ -66,7 +69,8 @@ def main():
     for w in workloads:
         for al in allocators:
             old, new = runs[(w, al, "old")], runs[(w, al, "new")]
-            med = lambda rs, k: statistics.median(r[k] for r in rs)
+            summary = statistics.median if a.stat == "median" else min
+            med = lambda rs, k: summary(r[k] for r in rs)
             rt = med(new, "median_ns") / med(old, "median_ns")
             rc = med(new, "median_cpu_ns") / med(old, "median_cpu_ns")
             rr = med(new, "peak_rss_kib") / med(old, "peak_rss_kib")
@@ -75,7 +79,7 @@ def main():
             print(f"{w:18} {al:12} {med(old, 'median_ns') / 1e6:9.2f} {med(new, 'median_ns') / 1e6:9.2f}"
                   f" {rt:7.3f} {rc:7.3f} {rr:7.3f}")
     geo = {k: math.exp(sum(map(math.log, v)) / len(v)) for k, v in ratios.items()}
-    print(f"geomean new/old ({a.reps} repetitions): time {geo['time']:.3f}, cpu {geo['cpu']:.3f}, peak rss {geo['rss']:.3f}")
+    print(f"geomean new/old ({a.reps} repetitions, {a.stat} of each): time {geo['time']:.3f}, cpu {geo['cpu']:.3f}, peak rss {geo['rss']:.3f}")
 
 
 if __name__ == "__main__":
