@@ -49,17 +49,40 @@ unsafe impl Sync for ReportPath {}
 
 static REPORT_PATH: ReportPath = ReportPath(UnsafeCell::new([0; PATH_MAX]));
 
-/// The last `report=` value in a `CMA_OPTIONS` list, read with the engine's
-/// parser (which warns about nothing here: the engine itself reports bad
-/// options once, when it initialises).
-fn report_option(options: &[u8]) -> Option<&[u8]> {
-    let mut path = None;
-    engine::options::parse(options, |item| {
-        if let Ok(engine::options::Setting::Report(p)) = item {
-            path = Some(p);
-        }
+/// The last `report=` and `loaded=` values in a `CMA_OPTIONS` list, read
+/// with the engine's parser (which warns about nothing here: the engine
+/// itself reports bad options once, when it initialises).
+fn front_end_options(options: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
+    let (mut report, mut loaded) = (None, None);
+    engine::options::parse(options, |item| match item {
+        Ok(engine::options::Setting::Report(p)) => report = Some(p),
+        Ok(engine::options::Setting::Loaded(p)) => loaded = Some(p),
+        _ => {}
     });
-    path
+    (report, loaded)
+}
+
+/// Creates the (empty) file `loaded=` names, with `%p` expanded: the sign
+/// for `cma run` that this process ran on cma.
+fn mark_loaded(template: &[u8]) {
+    let mut path = [0u8; PATH_MAX];
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    if template.is_empty() || !expand_path(template, pid, &mut path) {
+        return;
+    }
+    // SAFETY: `path` is NUL-terminated; the flags and mode are valid.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr().cast::<c_char>(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644 as libc::c_uint,
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: `fd` is ours and open.
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// The library's constructor: installs the panic hook, then reads the
@@ -82,7 +105,11 @@ fn read_options() {
         }
         core::ffi::CStr::from_ptr(p).to_bytes()
     };
-    let Some(path) = report_option(options) else {
+    let (report, loaded) = front_end_options(options);
+    if let Some(loaded) = loaded {
+        mark_loaded(loaded);
+    }
+    let Some(path) = report else {
         return;
     };
     if path.is_empty() || path.len() >= PATH_MAX {

@@ -1,9 +1,11 @@
 //! `cma run`: runs a program with libcma preloaded and reports its heap.
 //!
 //! How it works: the program gets `LD_PRELOAD=<libcma.so>` and
-//! `CMA_OPTIONS=<yours>,report=<tmp>/report.%p`; libcma writes its heap
-//! report to that file when the process exits (`%p` is the pid, so processes
-//! the program forks write their own). The program's stderr passes through
+//! `CMA_OPTIONS=<yours>,report=<tmp>/report.%p,loaded=<tmp>/loaded.%p`;
+//! libcma creates the `loaded` file when it loads and writes its heap report
+//! to the `report` file when the process exits (`%p` is the pid, so
+//! processes the program forks write their own). No `loaded` file means the
+//! program never ran on cma, and the report says so. The program's stderr passes through
 //! `cma` line by line, and lines where libcma reported misuse (`cma: ...`)
 //! are kept for the report. The program's exit status is `cma`'s; death by a
 //! signal becomes 128 + the signal number, as in a shell.
@@ -266,6 +268,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         options.push(o.clone());
     }
     options.push(format!("report={}", dir.join("report.%p").display()));
+    options.push(format!("loaded={}", dir.join("loaded.%p").display()));
     let mut preload = lib.clone().into_os_string();
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
         preload.push(":");
@@ -313,6 +316,10 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     let elapsed = started.elapsed();
     let pid = child.id();
     let (report, others) = read_reports(&dir, pid);
+    // libcma creates loaded.<pid> from its constructor: without it the
+    // program never ran on cma (statically linked, or the loader refused
+    // the library), and there is nothing to report, misuse included.
+    let on_cma = report.is_some() || dir.join(format!("loaded.{pid}")).exists();
     let _ = fs::remove_dir_all(&dir);
     let lines = std::mem::take(&mut *lines.lock().unwrap_or_else(|e| e.into_inner()));
 
@@ -338,13 +345,18 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         ));
         match &report {
             Some(r) => out.push_str(&format_text(r, args.top)),
+            None if !on_cma => out.push_str(&format!(
+                "  not run on cma: the program did not load {} (a statically linked program \
+                 ignores LD_PRELOAD; or the dynamic loader refused the library: see its message above)\n",
+                lib.display()
+            )),
             None => out.push_str(&match signal {
                 Some(s) => format!(
                     "  no heap report: the program was killed by {} ({s}) before it could exit\n",
                     signal_name(s)
                 ),
                 None => "  no heap report: the program did not run its exit handlers \
-                         (it called _exit, or it is statically linked and did not load libcma)\n"
+                         (it left with _exit)\n"
                     .to_string(),
             }),
         }
@@ -356,7 +368,9 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
                 grouped(total)
             ));
         }
-        if lines.misuse.is_empty() {
+        if lines.misuse.is_empty() && !on_cma && others.is_empty() {
+            out.push_str("  misuse detected    n/a (not run on cma)\n");
+        } else if lines.misuse.is_empty() {
             out.push_str("  misuse detected    none\n");
         } else {
             out.push_str("  misuse detected:\n");
@@ -395,6 +409,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             ("exit_code", exit_code.map(i64::from).into()),
             ("signal", signal.map(i64::from).into()),
             ("status", u64::from(code).into()),
+            ("on_cma", Json::Bool(on_cma)),
             ("wall_seconds", Json::Float(elapsed.as_secs_f64())),
             (
                 "report",

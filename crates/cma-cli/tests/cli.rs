@@ -301,3 +301,39 @@ fn misuse_in_a_child_process_fails_the_run_with_fail_on_misuse() {
     let (o, _, err) = output(cma().args(["run", "--fail-on-misuse", "--"]).arg(&exe));
     assert_eq!(o.status.code(), Some(0), "{err}");
 }
+
+#[test]
+fn a_program_that_did_not_load_libcma_is_reported_as_not_on_cma() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    let dir = scratch("cli-not-on-cma");
+    // A library the dynamic loader refuses: it runs the program without it.
+    let not_a_library = dir.join("libcma.so");
+    std::fs::write(&not_a_library, "not an ELF file\n").unwrap();
+    let exe = compile("cc", "misuse.c", &dir, false, &[]);
+    let (o, out, err) = output(
+        cma()
+            .arg("run")
+            .arg("--lib")
+            .arg(&not_a_library)
+            .arg("--")
+            .arg(&exe),
+    );
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(out.contains("no misuse"), "{out}");
+    assert!(
+        err.contains("not run on cma: the program did not load"),
+        "{err}"
+    );
+    assert!(
+        err.contains("misuse detected    n/a (not run on cma)"),
+        "{err}"
+    );
+    assert!(!err.contains("misuse detected    none"), "{err}");
+    assert!(!err.contains("_exit"), "{err}");
+    // A program that ran on cma and left with _exit is told apart.
+    let (_, _, err) = output(cma().args(["run", "--", "sh", "-c", "exit 3"]));
+    assert!(err.contains("misuse detected    none"), "{err}");
+    assert!(!err.contains("not run on cma"), "{err}");
+}

@@ -53,7 +53,7 @@ pub(crate) fn apply(options: &[u8]) {
             alloc_limits.max_bytes_in_use = Some(n);
             limits_changed = true;
         }
-        Ok(Setting::Report(_) | Setting::Json(_) | Setting::Stats(_)) => {}
+        Ok(Setting::Report(_) | Setting::Json(_) | Setting::Loaded(_) | Setting::Stats(_)) => {}
         Err(e) => report::warn(format_args!("{e}")),
     });
     if limits_changed {

@@ -14,7 +14,8 @@
 //! | `limit_request` | size (`K`, `M`, `G` suffixes) | largest single request |
 //! | `limit_total` | size | largest total of bytes in use |
 //!
-//! The front ends' keys (`report`, `json`, `stats`) parse as settings too;
+//! The front ends' keys (`report`, `json`, `loaded`, `stats`) parse as
+//! settings too;
 //! the engine leaves them to libcma and the `cma` command.
 
 mod apply;

@@ -24,6 +24,9 @@ pub enum Setting<'a> {
     Report(&'a [u8]),
     /// `json=FILE`: where `cma run` writes its JSON report.
     Json(&'a [u8]),
+    /// `loaded=FILE`: a file libcma creates when it loads (`%p` becomes the
+    /// pid); `cma run` tells from it whether the program ran on cma at all.
+    Loaded(&'a [u8]),
     /// `stats=...`: accepted for the front ends.
     Stats(&'a [u8]),
 }
@@ -117,6 +120,7 @@ pub fn parse<'a>(options: &'a [u8], mut each: impl FnMut(Result<Setting<'a>, Opt
             b"limit_total" => parse_size(value).map(Setting::LimitTotal).ok_or(Some(SIZE)),
             b"report" => Ok(Setting::Report(value)),
             b"json" => Ok(Setting::Json(value)),
+            b"loaded" => Ok(Setting::Loaded(value)),
             b"stats" => Ok(Setting::Stats(value)),
             _ => Err(None),
         };
