@@ -233,6 +233,16 @@ extern "C" fn write_report_at_exit() {
         )
     };
     if fd < 0 {
+        // Said, not swallowed: a report the user asked for is missing.
+        let errno = crate::util::errno();
+        let mut w = FdWriter::new(2);
+        let len = path.iter().position(|&b| b == 0).unwrap_or(0);
+        let shown = core::str::from_utf8(path.get(..len).unwrap_or(&[])).unwrap_or("?");
+        let _ = writeln!(
+            w,
+            "cma: warning: cannot write the heap report to {shown} (errno {errno})"
+        );
+        w.flush();
         return;
     }
     write_report(fd);

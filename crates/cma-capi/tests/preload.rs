@@ -427,3 +427,15 @@ fn signals_the_program_waits_for_never_reach_cmas_thread() {
     // Every other thread is the program's own: here, only its main thread.
     assert_eq!(threads.len(), 2, "{out}");
 }
+
+#[test]
+fn a_report_path_that_cannot_be_written_is_said() {
+    let (o, _, err) = output(
+        preloaded(&mut Command::new("true")).env("CMA_OPTIONS", "report=/nonexistent-dir/heap.%p"),
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("cma: warning: cannot write the heap report to /nonexistent-dir/heap."),
+        "{err}"
+    );
+}

@@ -13,6 +13,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -138,6 +139,54 @@ fn shell_words(command: &[OsString]) -> String {
         .join(" ")
 }
 
+/// The user's options (CMA_OPTIONS, then --options), checked once, here,
+/// with the engine's parser: an item it cannot honour is reported once on
+/// cma's stderr and left out of what the program's processes get, so none
+/// of them warns again (a tree of 35 processes used to print 35 copies).
+/// Bytes, not UTF-8: a CMA_OPTIONS that is not UTF-8 is checked like any
+/// other instead of dropped.
+fn checked_options(parts: &[&[u8]]) -> Vec<u8> {
+    let mut kept = Vec::new();
+    for part in parts {
+        for item in part
+            .split(|&b| b == b',' || b == b' ')
+            .filter(|i| !i.is_empty())
+        {
+            let mut keep: Option<&[u8]> = Some(item);
+            engine::options::parse(item, |parsed| {
+                if let Err(e) = parsed {
+                    eprintln!("cma: warning: {e}");
+                    keep = match e {
+                        engine::options::OptionError::StrictNotBuilt => Some(b"check=default"),
+                        _ => None,
+                    };
+                }
+            });
+            if let Some(item) = keep {
+                if !kept.is_empty() {
+                    kept.push(b',');
+                }
+                kept.extend_from_slice(item);
+            }
+        }
+    }
+    kept
+}
+
+/// Whether the JSON report can be written at `path`, found out before the
+/// program runs (a long run's data would otherwise be lost at its end).
+fn check_writable(path: &Path) -> std::io::Result<()> {
+    let existed = path.exists();
+    fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?;
+    if !existed {
+        let _ = fs::remove_file(path);
+    }
+    Ok(())
+}
+
 /// What the child wrote on stderr that came from cma.
 #[derive(Default)]
 struct CmaLines {
@@ -254,21 +303,33 @@ pub fn main(args: RunArgs) -> ExitCode {
 
 fn run(args: RunArgs) -> Result<ExitCode, String> {
     let lib = find_lib(args.lib.as_deref())?;
-    let user_options = std::env::var("CMA_OPTIONS").unwrap_or_default();
+    let user_options = std::env::var_os("CMA_OPTIONS").unwrap_or_default();
+    let extra = args.options.clone().unwrap_or_default();
+    let checked = checked_options(&[user_options.as_bytes(), extra.as_bytes()]);
     let json_path = args
         .json
         .clone()
-        .or_else(|| json_option(&user_options).map(PathBuf::from));
+        .or_else(|| json_option(&String::from_utf8_lossy(&checked)).map(PathBuf::from));
+    if let Some(path) = &json_path {
+        if let Err(e) = check_writable(path) {
+            eprintln!(
+                "cma: cannot write the JSON report to {}: {e}; nothing run",
+                path.display()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
     let dir = scratch_dir().map_err(|e| format!("cannot create a scratch directory: {e}"))?;
-    let mut options: Vec<String> = Vec::new();
-    if !user_options.is_empty() {
-        options.push(user_options.clone());
+    let mut options = checked;
+    for own in [
+        format!("report={}", dir.join("report.%p").display()),
+        format!("loaded={}", dir.join("loaded.%p").display()),
+    ] {
+        if !options.is_empty() {
+            options.push(b',');
+        }
+        options.extend_from_slice(own.as_bytes());
     }
-    if let Some(o) = &args.options {
-        options.push(o.clone());
-    }
-    options.push(format!("report={}", dir.join("report.%p").display()));
-    options.push(format!("loaded={}", dir.join("loaded.%p").display()));
     let mut preload = lib.clone().into_os_string();
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
         preload.push(":");
@@ -283,7 +344,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     command
         .args(&args.command[1..])
         .env("LD_PRELOAD", &preload)
-        .env("CMA_OPTIONS", options.join(","))
+        .env("CMA_OPTIONS", OsString::from_vec(options))
         .stderr(Stdio::piped());
     // SAFETY: the hook only calls sigprocmask, which is async-signal-safe.
     unsafe { command.pre_exec(crate::forward::unblock_in_child) };

@@ -337,3 +337,64 @@ fn a_program_that_did_not_load_libcma_is_reported_as_not_on_cma() {
     assert!(err.contains("misuse detected    none"), "{err}");
     assert!(!err.contains("not run on cma"), "{err}");
 }
+
+#[test]
+fn options_are_checked_once_before_the_program_runs() {
+    use std::os::unix::ffi::OsStrExt;
+    // A malformed option is reported once, by cma, not by every process of
+    // the tree (here the shell and its two children).
+    let (o, _, err) = output(
+        cma()
+            .args(["run", "--", "sh", "-c", "sh -c true; sh -c true"])
+            .env("CMA_OPTIONS", "bogus=1,check=fast"),
+    );
+    assert!(o.status.success(), "{err}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("unknown option 'bogus'"))
+        .collect();
+    assert_eq!(
+        warnings,
+        ["cma: warning: unknown option 'bogus' in CMA_OPTIONS ignored"],
+        "{err}"
+    );
+    // A CMA_OPTIONS that is not UTF-8 is checked too, not dropped.
+    let (o, _, err) = output(cma().args(["run", "-q", "--", "true"]).env(
+        "CMA_OPTIONS",
+        std::ffi::OsStr::from_bytes(b"limit_total=\xff"),
+    ));
+    assert!(o.status.success(), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("cma: warning:")).collect::<Vec<_>>(),
+        ["cma: warning: option 'limit_total=?' in CMA_OPTIONS: expected a size like 4096, 64K or 1M; ignored"],
+        "{err}"
+    );
+    // An output path that cannot be written is an error before anything runs.
+    let dir = scratch("cli-options-checked");
+    let marker = dir.join("ran");
+    let (o, _, err) = output(
+        cma()
+            .args([
+                "run",
+                "--json",
+                "/nonexistent-dir/report.json",
+                "--",
+                "touch",
+            ])
+            .arg(&marker),
+    );
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot write the JSON report to /nonexistent-dir/report.json"),
+        "{err}"
+    );
+    assert!(!marker.exists(), "the program ran");
+    let (o, _, err) = output(
+        cma()
+            .args(["run", "--", "touch"])
+            .arg(&marker)
+            .env("CMA_OPTIONS", "json=/nonexistent-dir/report.json"),
+    );
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(!marker.exists(), "the program ran");
+}
