@@ -14,11 +14,14 @@
 //! with `open`/`write`/`close`: no allocation, no `stdio`.
 //!
 //! The format is line based, one `key value` pair a line, then one line per
-//! size class that was used:
+//! size class that was used. Version 2 added the `command` line (the
+//! process's command line, arguments separated by spaces, at most 512
+//! bytes):
 //!
 //! ```text
-//! cma-report 1
+//! cma-report 2
 //! pid 4242
+//! command ./prog --flag
 //! allocations 1234
 //! frees 1200
 //! bytes_in_use 5678
@@ -175,9 +178,15 @@ pub fn write_report(fd: i32) -> bool {
     let mut w = FdWriter::new(fd);
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
+    let _ = write!(w, "cma-report 2\npid {pid}\ncommand ");
+    let mut command = [0u8; 512];
+    for &b in engine::faces::command_line(&mut command) {
+        // One line: a newline inside an argument becomes a space.
+        w.write_byte(if b == b'\n' { b' ' } else { b });
+    }
     let _ = write!(
         w,
-        "cma-report 1\npid {pid}\nallocations {}\nfrees {}\nbytes_in_use {}\npeak_bytes_in_use {}\n\
+        "\nallocations {}\nfrees {}\nbytes_in_use {}\npeak_bytes_in_use {}\n\
          large_allocations {}\nlarge_frees {}\nheaps {}\nmapped_bytes {}\nmetadata_bytes {}\n",
         s.allocations,
         s.frees,

@@ -26,6 +26,17 @@ impl FdWriter {
         }
     }
 
+    /// Appends one raw byte (text that may not be UTF-8).
+    pub(crate) fn write_byte(&mut self, b: u8) {
+        if self.len == self.buf.len() {
+            self.flush();
+        }
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
     pub(crate) fn flush(&mut self) {
         let pending = self.buf.get(..self.len).unwrap_or(&[]);
         if !write_fd(self.fd, pending) {

@@ -313,7 +313,7 @@ fn exit_report_is_written_per_process() {
     assert_eq!(reports.len(), 1, "one report per process");
     let text = std::fs::read_to_string(reports[0].path()).unwrap();
     assert!(
-        text.starts_with("cma-report 1\n") && text.ends_with("end\n"),
+        text.starts_with("cma-report 2\npid ") && text.ends_with("end\n"),
         "{text}"
     );
     assert_eq!(
@@ -335,7 +335,7 @@ fn exit_report_is_written_per_process() {
     let (o, _, err) =
         output(preloaded(Command::new(&exe).arg("leak")).env("CMA_OPTIONS", "report=stderr"));
     assert!(o.status.success());
-    assert!(err.contains("cma-report 1"), "{err}");
+    assert!(err.contains("cma-report 2"), "{err}");
 }
 
 #[test]

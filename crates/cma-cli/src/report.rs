@@ -21,6 +21,8 @@ pub struct ClassLine {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HeapReport {
     pub pid: u64,
+    /// The process's command line (format 2 on; `None` from format 1).
+    pub command: Option<String>,
     pub allocations: u64,
     pub frees: u64,
     pub bytes_in_use: u64,
@@ -37,12 +39,16 @@ impl HeapReport {
     /// Parses a report file; `None` when it is not one (or was cut short).
     pub fn parse(text: &str) -> Option<HeapReport> {
         let mut lines = text.lines();
-        if lines.next()? != "cma-report 1" {
+        if !matches!(lines.next()?, "cma-report 1" | "cma-report 2") {
             return None;
         }
         let mut r = HeapReport::default();
         let mut ended = false;
         for line in lines {
+            if let Some(command) = line.strip_prefix("command ") {
+                r.command = Some(command.to_string());
+                continue;
+            }
             let mut words = line.split_ascii_whitespace();
             let key = words.next().unwrap_or("");
             let mut num = || words.next().and_then(|w| w.parse::<u64>().ok());
@@ -109,10 +115,20 @@ impl HeapReport {
                 ("frees", c.frees.into()),
                 ("blocks_in_use", c.blocks_in_use.into()),
                 ("peak_blocks_in_use", c.peak_blocks_in_use.into()),
+                ("bytes_allocated", (c.allocations * c.block_size).into()),
+                ("bytes_in_use", (c.blocks_in_use * c.block_size).into()),
+                (
+                    "peak_bytes_in_use",
+                    (c.peak_blocks_in_use * c.block_size).into(),
+                ),
             ])
         };
         Json::object(vec![
             ("pid", self.pid.into()),
+            (
+                "command",
+                self.command.as_deref().map_or(Json::Null, Json::from),
+            ),
             ("allocations", self.allocations.into()),
             ("frees", self.frees.into()),
             ("blocks_in_use_at_exit", self.blocks_in_use().into()),

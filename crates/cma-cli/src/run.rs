@@ -108,6 +108,10 @@ fn check_lib(p: &Path) -> Result<PathBuf, String> {
     fs::canonicalize(p).map_err(|e| format!("libcma.so at {}: {e}", p.display()))
 }
 
+/// The version of `--json`'s layout (README, "The JSON report of cma
+/// run"); it changes when a field changes meaning or goes away.
+const JSON_SCHEMA: &str = "cma-run/1";
+
 /// The last `json=` value in a `CMA_OPTIONS` list, read with the engine's
 /// parser.
 fn json_option(options: &str) -> Option<String> {
@@ -457,6 +461,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
 
     if let Some(path) = json_path {
         let j = Json::object(vec![
+            ("schema", Json::from(JSON_SCHEMA)),
             (
                 "command",
                 Json::Array(

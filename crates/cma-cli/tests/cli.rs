@@ -398,3 +398,33 @@ fn options_are_checked_once_before_the_program_runs() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(!marker.exists(), "the program ran");
 }
+
+#[test]
+fn json_has_a_schema_version_commands_and_bytes_per_class() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    let dir = scratch("cli-json-schema");
+    let exe = compile("cc", "misuse.c", &dir, false, &[]);
+    let json = dir.join("tree.json");
+    // bash, not dash: it runs its exit handlers, so its own report exists too.
+    let script = format!("{} leak; {} leak; true", exe.display(), exe.display());
+    let (o, _, err) = output(
+        cma()
+            .args(["run", "-q", "--json"])
+            .arg(&json)
+            .args(["--", "bash", "-c", &script]),
+    );
+    assert!(o.status.success(), "{err}");
+    let j = std::fs::read_to_string(&json).unwrap();
+    assert!(j.starts_with("{\"schema\":\"cma-run/1\""), "{j}");
+    assert!(j.contains("\"on_cma\":true"), "{j}");
+    // Each child's report carries its command line.
+    let leak_command = format!("\"command\":\"{} leak\"", exe.display());
+    assert_eq!(j.matches(&leak_command).count(), 2, "{j}");
+    // Per-class entries carry bytes as well as blocks: 100 leaked 100-byte
+    // requests sit in 112-byte slots.
+    assert!(j.contains("\"block_size\":112,"), "{j}");
+    assert!(j.contains("\"bytes_in_use\":11200"), "{j}");
+    assert!(j.contains("\"bytes_allocated\":"), "{j}");
+}

@@ -63,7 +63,7 @@ pub use slab::size_class::{class_block_sizes, MAX_SMALL, NUM_CLASSES};
 /// change in any release.
 #[doc(hidden)]
 pub mod faces {
-    pub use crate::os::process::{errno, set_errno, write_fd};
+    pub use crate::os::process::{command_line, errno, set_errno, write_fd};
 
     /// Starts the purge thread now, and never later from inside an
     /// allocator call: for a face where cma replaces the C allocator, from

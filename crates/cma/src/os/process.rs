@@ -86,7 +86,7 @@ pub(crate) fn pid() -> i32 {
 /// The process's command line (from `/proc/self/cmdline`, the arguments
 /// separated by spaces) in `buf`, cut to its length; empty when /proc cannot
 /// be read. Plain open/read/close: usable while cma reports misuse.
-pub(crate) fn command_line(buf: &mut [u8]) -> &[u8] {
+pub fn command_line(buf: &mut [u8]) -> &[u8] {
     // SAFETY: a NUL-terminated path and valid flags.
     let fd = unsafe {
         libc::open(
