@@ -69,22 +69,33 @@ fn front_end_options(options: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
 /// for `cma run` that this process ran on cma.
 fn mark_loaded(template: &[u8]) {
     let mut path = [0u8; PATH_MAX];
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
-    if template.is_empty() || !expand_path(template, pid, &mut path) {
+    if template.is_empty() {
         return;
     }
+    let fd = create_for_pid(template, &mut path);
+    if fd >= 0 {
+        // SAFETY: `fd` is ours and open.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Creates (or truncates) the file `template` names with `%p` expanded to
+/// this process's id, for writing; the expanded path is left in `path`.
+/// Returns the descriptor, or -1 (errno set) when the file cannot be made.
+fn create_for_pid(template: &[u8], path: &mut [u8; PATH_MAX]) -> i32 {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    if !expand_path(template, pid, path) {
+        crate::util::set_errno(libc::ENAMETOOLONG);
+        return -1;
+    }
     // SAFETY: `path` is NUL-terminated; the flags and mode are valid.
-    let fd = unsafe {
+    unsafe {
         libc::open(
             path.as_ptr().cast::<c_char>(),
             libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
             0o644 as libc::c_uint,
         )
-    };
-    if fd >= 0 {
-        // SAFETY: `fd` is ours and open.
-        unsafe { libc::close(fd) };
     }
 }
 
@@ -228,19 +239,7 @@ extern "C" fn write_report_at_exit() {
         return;
     }
     let mut path = [0u8; PATH_MAX];
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
-    if !expand_path(template, pid, &mut path) {
-        return;
-    }
-    // SAFETY: `path` is NUL-terminated; the flags and mode are valid.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr().cast::<c_char>(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-            0o644 as libc::c_uint,
-        )
-    };
+    let fd = create_for_pid(template, &mut path);
     if fd < 0 {
         // Said, not swallowed: a report the user asked for is missing.
         let errno = crate::util::errno();

@@ -197,6 +197,16 @@ fn wait_for_file(path: &std::path::Path) -> bool {
     true
 }
 
+/// `cma run -- sh -c SCRIPT`, started with its output captured.
+fn spawn_run_sh(script: &str) -> std::process::Child {
+    cma()
+        .args(["run", "--", "sh", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn cma")
+}
+
 /// Waits up to 30 s for `child` to end; kills it (and fails) past that.
 fn wait_bounded(mut child: std::process::Child) -> std::process::Output {
     let start = std::time::Instant::now();
@@ -213,7 +223,6 @@ fn wait_bounded(mut child: std::process::Child) -> std::process::Output {
 #[test]
 fn signals_sent_to_cma_reach_the_program_and_its_status_passes_through() {
     use std::os::unix::process::ExitStatusExt;
-    use std::process::Stdio;
     let dir = scratch("forward-signals");
     for (sig, name) in [
         (libc::SIGTERM, "TERM"),
@@ -226,12 +235,7 @@ fn signals_sent_to_cma_reach_the_program_and_its_status_passes_through() {
             "trap 'echo got-{name}; exit 7' {name}; touch {}; while :; do sleep 0.05; done",
             ready.display()
         );
-        let child = cma()
-            .args(["run", "--", "sh", "-c", &script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn cma");
+        let child = spawn_run_sh(&script);
         assert!(wait_for_file(&ready), "the program did not start");
         // SAFETY: kill has no memory preconditions.
         unsafe { libc::kill(child.id() as i32, sig) };
@@ -251,12 +255,7 @@ fn signals_sent_to_cma_reach_the_program_and_its_status_passes_through() {
     // exits 128 + 15, and leaves no orphan behind.
     let pidfile = dir.join("pid");
     let script = format!("echo $$ > {}; exec sleep 30", pidfile.display());
-    let child = cma()
-        .args(["run", "--", "sh", "-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn cma");
+    let child = spawn_run_sh(&script);
     assert!(wait_for_file(&pidfile), "the program did not start");
     std::thread::sleep(std::time::Duration::from_millis(100));
     // SAFETY: as above.
