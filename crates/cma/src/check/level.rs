@@ -20,12 +20,20 @@ pub enum CheckLevel {
     Default,
 }
 
-static LEVEL: AtomicU8 = AtomicU8::new(0);
-
 static MODE: AtomicU8 = AtomicU8::new(MODE_FAST);
 pub(crate) const MODE_FAST: u8 = 0;
 pub(crate) const MODE_TRAILERS: u8 = 1;
 pub(crate) const MODE_LIMITS: u8 = 2;
+
+impl CheckLevel {
+    /// The level's name in `CMA_OPTIONS` (`check=NAME`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            CheckLevel::Fast => "fast",
+            CheckLevel::Default => "default",
+        }
+    }
+}
 
 /// The mode byte; see the module docs.
 #[inline(always)]
@@ -53,14 +61,14 @@ pub(crate) fn level() -> CheckLevel {
 
 pub(crate) fn set_level(level: CheckLevel) {
     trailer::ensure_secret();
-    LEVEL.store(level as u8, Ordering::Relaxed);
     set_mode_bit(MODE_TRAILERS, level == CheckLevel::Default);
 }
 
-/// Whether blocks carry trailers (the `default` level).
+/// Whether blocks carry trailers (the `default` level): the mode byte's
+/// trailer bit is the one record of the level.
 #[inline(always)]
 pub(crate) fn trailers_enabled() -> bool {
-    LEVEL.load(Ordering::Relaxed) != 0
+    mode() & MODE_TRAILERS != 0
 }
 
 /// The bytes every small block gives to its trailer at the level in force.

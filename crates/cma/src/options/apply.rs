@@ -21,23 +21,20 @@ pub(crate) fn apply(options: &[u8]) {
     let mut alloc_limits = limits::alloc_limits();
     let mut limits_changed = false;
     parse(options, |item| match item {
-        Ok(Setting::Check(l)) => {
-            if l == level::level() {
-            } else if pool::heaps_exist() {
+        Ok(Setting::Check(l)) if l != level::level() => {
+            if pool::heaps_exist() {
                 // Blocks handed out at the old level were not armed for the
                 // new one (or were armed for checks it drops): switching now
                 // would report valid blocks as damaged.
                 report::warn(format_args!(
                     "option 'check={}': the check level is chosen before the first allocation (set it in CMA_OPTIONS); ignored",
-                    match l {
-                        level::CheckLevel::Fast => "fast",
-                        level::CheckLevel::Default => "default",
-                    }
+                    l.name()
                 ));
             } else {
                 level::set_level(l);
             }
         }
+        Ok(Setting::Check(_)) => {}
         Ok(Setting::HugePages(on)) => PAGES.lock().huge_pages = on,
         Ok(Setting::PurgeThread(on)) => {
             if !on {
