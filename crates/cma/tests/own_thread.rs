@@ -42,9 +42,12 @@ fn child() {
             cma::free(p);
         }
     }
+    // The thread names itself as it starts: wait (5 s at most, on a loaded
+    // machine) until it has, so the listing shows its name, not the one it
+    // inherited.
     let mut listed = threads();
-    for _ in 0..100 {
-        if listed.len() > 1 {
+    for _ in 0..500 {
+        if listed.iter().any(|(name, _)| name == "cma-purge") {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));

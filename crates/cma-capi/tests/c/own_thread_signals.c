@@ -21,6 +21,28 @@
 
 #define ROUNDS 200
 
+static int has_thread_named(const char *wanted) {
+    DIR *tasks = opendir("/proc/self/task");
+    int found = 0;
+    struct dirent *e;
+    while (tasks && !found && (e = readdir(tasks)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[128], name[64] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (fgets(name, sizeof name, f))
+                name[strcspn(name, "\n")] = 0;
+            fclose(f);
+        }
+        found = strcmp(name, wanted) == 0;
+    }
+    if (tasks)
+        closedir(tasks);
+    return found;
+}
+
 static void list_threads(void) {
     DIR *tasks = opendir("/proc/self/task");
     if (!tasks) {
@@ -61,9 +83,12 @@ int main(void) {
         free(p);
     }
     /* A lazily started purge thread starts when the freeing thread leaves
-     * the allocator; give it a moment to exist. */
-    struct timespec nap = {0, 50 * 1000 * 1000};
-    nanosleep(&nap, NULL);
+     * the allocator, and names itself as it starts: wait (5 s at most, on a
+     * loaded machine) until a thread carries its name. */
+    for (int i = 0; i < 500 && !has_thread_named("cma-purge"); i++) {
+        struct timespec nap = {0, 10 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
     list_threads();
     fflush(stdout);
 
