@@ -34,7 +34,7 @@ fn enomem_if_null(p: *mut u8) -> *mut c_void {
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
     assert_not_reentered("malloc");
-    enomem_if_null(engine::malloc(size))
+    engine::faces::c_malloc(size).cast()
 }
 
 /// `void free(void *p)`: null is accepted; anything that is not a live cma
@@ -55,11 +55,11 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 #[no_mangle]
 pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     assert_not_reentered("calloc");
-    if n.checked_mul(size).is_none() {
+    let Some(total) = n.checked_mul(size) else {
         set_errno(libc::ENOMEM);
         return null_mut();
-    }
-    enomem_if_null(engine::calloc(n, size))
+    };
+    engine::faces::c_calloc(total).cast()
 }
 
 /// `void *realloc(void *p, size_t size)`, glibc's contract: `realloc(NULL, n)`

@@ -65,6 +65,19 @@ pub use slab::size_class::{class_block_sizes, MAX_SMALL, NUM_CLASSES};
 pub mod faces {
     pub use crate::os::process::{command_line, errno, set_errno, write_fd};
 
+    /// C's `malloc`: null with `errno` set to `ENOMEM` on failure.
+    #[inline(always)]
+    pub fn c_malloc(size: usize) -> *mut u8 {
+        crate::api::alloc::c_malloc(size)
+    }
+
+    /// C's `calloc` of `size` bytes (the product of its arguments, already
+    /// checked for overflow): null with `errno` set to `ENOMEM` on failure.
+    #[inline(always)]
+    pub fn c_calloc(size: usize) -> *mut u8 {
+        crate::api::alloc::c_calloc(size)
+    }
+
     /// Starts the purge thread now, and never later from inside an
     /// allocator call: for a face where cma replaces the C allocator, from
     /// its library constructor (see `pages::purge_thread`).

@@ -1,6 +1,7 @@
 //! The allocation entry points: the fast path (a cached slot, inline, for
-//! the `fast` level), the `default` level's fast path with its trailer, and
-//! the generic path (limits, large blocks, big alignments, errors).
+//! the `fast` level), and past it the path that gives the thread a heap,
+//! refills, arms the `default` level's trailer, checks limits, and serves
+//! large blocks and big alignments.
 //!
 //! C conventions hold: allocation returns null when memory (or an
 //! allocation limit) runs out, and blocks are aligned to 16 bytes when they
@@ -9,16 +10,16 @@
 use core::ptr::{null_mut, NonNull};
 
 use super::init::thread_heap;
-use super::small_slot;
+use super::{c_align, small_slot};
 use crate::check::error::CmaError;
-use crate::check::level::{self, MODE_FAST, MODE_TRAILERS};
+use crate::check::level::{self, fast_size_limit, MODE_FAST, MODE_TRAILERS};
 use crate::check::trailer::{self, TRAILER};
-use crate::heap::guard::AllocatorGuard;
+use crate::heap::guard::{fast_heap, AllocatorGuard};
 use crate::heap::Heap;
 use crate::observe::limits;
-use crate::os::PAGE_SIZE;
+use crate::os::{process, PAGE_SIZE};
 use crate::pages::pages_for;
-use crate::slab::size_class::{class_for, class_of, MAX_SMALL};
+use crate::slab::size_class::{c_class_of_small, class_for, class_of, class_of_small, MAX_SMALL};
 
 /// The engine's allocation entry: `size` bytes at `align` (a power of two).
 ///
@@ -27,50 +28,101 @@ use crate::slab::size_class::{class_for, class_of, MAX_SMALL};
 /// registers.
 #[inline(always)]
 pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
-    let guard = AllocatorGuard::enter();
-    let heap = guard.current_heap();
-    if !heap.is_null() && align <= 16 && size <= MAX_SMALL - TRAILER {
-        let mode = level::mode();
-        if mode == MODE_FAST {
-            // SAFETY: the guard's heap belongs to this thread.
-            if let Some(p) = unsafe { (*heap).alloc_from_cache(class_of(small_slot(size, align))) }
-            {
-                return p.as_ptr();
-            }
-        } else if mode == MODE_TRAILERS {
-            guard.hand_over();
-            return alloc_with_trailer(size, align);
-        }
-    }
-    guard.hand_over();
-    alloc_generic(size, align)
-}
-
-/// The allocation fast path at the `default` level: a cached slot with room
-/// for the trailer, armed; the generic path when the cache is empty.
-#[inline(never)]
-fn alloc_with_trailer(size: usize, align: usize) -> *mut u8 {
-    let guard = AllocatorGuard::enter();
-    let heap = guard.current_heap();
-    if !heap.is_null() {
-        let class = class_of(small_slot(size + TRAILER, align));
-        // SAFETY: the guard's heap belongs to this thread.
-        if let Some(p) = unsafe { (*heap).alloc_from_cache(class) } {
-            // SAFETY: a fresh slot of the class's size, which holds
-            // size + TRAILER bytes.
-            unsafe { trailer::arm(p.as_ptr(), class.block_size(), size) };
+    if align <= 8 && size < fast_size_limit() {
+        if let Some(p) = fast_heap().alloc_from_cache(class_of_small(size)) {
             return p.as_ptr();
         }
     }
-    drop(guard);
-    alloc_generic(size, align)
+    alloc_other(size, align)
 }
 
-#[cold]
+/// C's `malloc`: `alloc(size, c_align(size))`, with the alignment folded
+/// into the size-class table.
+#[inline(always)]
+pub(crate) fn malloc(size: usize) -> *mut u8 {
+    if size < fast_size_limit() {
+        if let Some(p) = fast_heap().alloc_from_cache(c_class_of_small(size)) {
+            return p.as_ptr();
+        }
+    }
+    alloc_other(size, c_align(size))
+}
+
+/// `malloc` for the C library: null with `errno` set to `ENOMEM` on
+/// failure, set on the slow path only, so the fast path stays as short as
+/// `malloc`'s and its miss is a tail call.
+#[inline(always)]
+pub(crate) fn c_malloc(size: usize) -> *mut u8 {
+    if size < fast_size_limit() {
+        if let Some(p) = fast_heap().alloc_from_cache(c_class_of_small(size)) {
+            return p.as_ptr();
+        }
+    }
+    c_alloc_other(size)
+}
+
 #[inline(never)]
-fn alloc_generic(size: usize, align: usize) -> *mut u8 {
+extern "C" fn c_alloc_other(size: usize) -> *mut u8 {
+    enomem_if_null(alloc_other(size, c_align(size)))
+}
+
+/// `calloc` of `size` bytes (the product, already checked) for the C
+/// library: null with `errno` set to `ENOMEM` on failure.
+#[inline(always)]
+pub(crate) fn c_calloc(size: usize) -> *mut u8 {
+    if size < fast_size_limit() {
+        if let Some(p) = fast_heap().alloc_from_cache(c_class_of_small(size)) {
+            // SAFETY: a fresh block of at least `size` bytes.
+            unsafe { core::ptr::write_bytes(p.as_ptr(), 0, size) };
+            return p.as_ptr();
+        }
+    }
+    c_calloc_other(size)
+}
+
+#[inline(never)]
+extern "C" fn c_calloc_other(size: usize) -> *mut u8 {
+    enomem_if_null(alloc_zeroed_slow(size, c_align(size)))
+}
+
+fn enomem_if_null(p: *mut u8) -> *mut u8 {
+    if p.is_null() {
+        process::set_errno(libc::ENOMEM);
+    }
+    p
+}
+
+/// Everything the fast path does not serve: a thread's first allocation, a
+/// refill, the `default` level's trailer, limits, large blocks, big
+/// alignments. Null when memory (or a limit) runs out.
+//
+// `extern "C"`: cannot unwind, so libcma's `extern "C"` entry points need no
+// landing pad around the call and make it a tail call.
+#[inline(never)]
+pub(crate) extern "C" fn alloc_other(size: usize, align: usize) -> *mut u8 {
     let mut guard = AllocatorGuard::enter();
     let heap = thread_heap(&mut guard);
+    if heap.is_null() {
+        return null_mut();
+    }
+    // SAFETY: the guard's heap belongs to this thread.
+    let h = unsafe { &*heap };
+    if align <= 16 {
+        let mode = level::mode();
+        if mode == MODE_FAST && size <= MAX_SMALL {
+            return h.alloc_small(class_of(small_slot(size, align)));
+        }
+        if mode == MODE_TRAILERS && size <= MAX_SMALL - TRAILER {
+            let class = class_of(small_slot(size + TRAILER, align));
+            let p = h.alloc_small(class);
+            if !p.is_null() {
+                // SAFETY: a fresh slot of the class's size, which holds
+                // size + TRAILER bytes.
+                unsafe { trailer::arm(p, class.block_size(), size) };
+            }
+            return p;
+        }
+    }
     match alloc_slow(heap, size, align, false) {
         Ok(p) => p.as_ptr(),
         Err(_) => null_mut(),
@@ -128,10 +180,38 @@ pub(super) fn alloc_slow(
     NonNull::new(p).ok_or(CmaError::OutOfMemory { size })
 }
 
-/// Allocates zeroed memory.
+/// Allocates zeroed memory: the fast path and a clear of the bytes asked
+/// for when a cached slot serves it, the slow path (which knows when fresh
+/// pages are zero already) otherwise.
 #[inline]
 pub(crate) fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    if align <= 8 && size < fast_size_limit() {
+        if let Some(p) = fast_heap().alloc_from_cache(class_of_small(size)) {
+            // SAFETY: a fresh block of at least `size` bytes.
+            unsafe { core::ptr::write_bytes(p.as_ptr(), 0, size) };
+            return p.as_ptr();
+        }
+    }
+    alloc_zeroed_slow(size, align)
+}
+
+// `extern "C"`: see `alloc_other`.
+#[inline(never)]
+extern "C" fn alloc_zeroed_slow(size: usize, align: usize) -> *mut u8 {
     let mut guard = AllocatorGuard::enter();
     let heap = thread_heap(&mut guard);
     alloc_slow(heap, size, align, true).map_or(null_mut(), NonNull::as_ptr)
+}
+
+/// C's `calloc` of `size` bytes (the product, already checked).
+#[inline]
+pub(crate) fn calloc(size: usize) -> *mut u8 {
+    if size < fast_size_limit() {
+        if let Some(p) = fast_heap().alloc_from_cache(c_class_of_small(size)) {
+            // SAFETY: a fresh block of at least `size` bytes.
+            unsafe { core::ptr::write_bytes(p.as_ptr(), 0, size) };
+            return p.as_ptr();
+        }
+    }
+    alloc_zeroed_slow(size, c_align(size))
 }

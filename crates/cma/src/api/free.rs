@@ -1,7 +1,7 @@
 //! The free entry points: the fast path (an allocated slot of this thread's
-//! slab at the `fast` level, inline), the rest of the fast path out of line
-//! (a trailer to check, a remote free), and the generic path, which finds
-//! the block from scratch and reports what is wrong with the pointer.
+//! own slab at the `fast` level, inline), and the path that validates the
+//! pointer from scratch and frees anything valid (a remote free, a trailer
+//! to check, a large block) or reports what is wrong with it.
 //!
 //! Null is accepted; misuse is reported and aborts, or returned as an error
 //! by `try_free` for the checked API.
@@ -12,44 +12,28 @@ use crate::check::level;
 use crate::check::lookup::{self, Found};
 use crate::check::report;
 use crate::check::trailer;
-use crate::heap::guard::AllocatorGuard;
-use crate::heap::{FastFree, Heap};
-use crate::meta::span::Span;
+use crate::heap::guard::{fast_heap, AllocatorGuard};
+use crate::heap::Heap;
 
 /// The engine's free entry. Null is accepted; misuse is reported and aborts.
 #[inline(always)]
-pub(crate) fn free_with(p: *mut u8, operation: &str) {
-    let guard = AllocatorGuard::enter();
-    let heap = guard.current_heap();
-    if !heap.is_null() {
-        if let Some(slab) = lookup::slab_of(p as usize) {
-            // SAFETY: the guard's heap belongs to this thread.
-            match unsafe { (*heap).free_fast(slab, p as usize) } {
-                FastFree::Done => return,
-                FastFree::Other(index) => {
-                    return free_checked_or_remote(heap, slab, p, index, operation)
-                }
-                FastFree::Invalid => {}
-            }
+pub(crate) fn free_with(p: *mut u8, operation: &'static str) {
+    if let Some(span) = lookup::span_fast(p as usize) {
+        if fast_heap().free_local_fast(span, p as usize) {
+            return;
         }
     }
-    guard.hand_over();
-    free_generic(p, operation)
+    free_other(p, operation)
 }
 
-/// The rest of the free fast path (a trailer to check, a remote free), out
-/// of line; anything it cannot free goes to the full path.
+/// Everything the fast path does not free: null, another thread's block, a
+/// slab with remote frees pending, a trailer to check, a large block, or
+/// misuse, which is reported.
+// `extern "C"`: cannot unwind, so libcma's `extern "C"` entry points need no
+// landing pad around the call and make it a tail call.
+#[allow(improper_ctypes_definitions)]
 #[inline(never)]
-fn free_checked_or_remote(heap: *mut Heap, slab: &Span, p: *mut u8, index: usize, operation: &str) {
-    // SAFETY: the caller's guard heap belongs to this thread.
-    if !unsafe { (*heap).free_allocated_slot(slab, p as usize, index) } {
-        free_generic(p, operation);
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn free_generic(p: *mut u8, operation: &str) {
+extern "C" fn free_other(p: *mut u8, operation: &'static str) {
     if let Err(e) = try_free(p) {
         report::fatal(operation, e);
     }
@@ -69,12 +53,11 @@ pub(super) fn try_free(p: *mut u8) -> Result<(), CmaError> {
     }
     // SAFETY: the guard's heap belongs to this thread.
     let heap = unsafe { &*heap };
-    // The full lookup (not `slab_of`): a stale page-table entry must read as
-    // freed pages, not as some other slab's interior.
+    // The full lookup (not `span_fast`): a stale page-table entry must read
+    // as freed pages, not as some other slab's interior.
     free_slow(heap, p as usize)
 }
 
-#[cold]
 #[inline(never)]
 fn free_slow(heap: &Heap, addr: usize) -> Result<(), CmaError> {
     let found = lookup::find_block(addr)?;

@@ -9,7 +9,7 @@
 
 use core::ptr::{null_mut, NonNull};
 
-use super::alloc::{alloc, alloc_slow, alloc_zeroed};
+use super::alloc::{alloc, alloc_slow};
 use super::c_align;
 use super::free::{free_with, try_free};
 use super::init::{ensure_init, thread_heap};
@@ -26,7 +26,7 @@ use crate::pages::PAGES;
 /// allocation limit runs out. `malloc(0)` returns a unique minimal block.
 #[inline]
 pub fn malloc(size: usize) -> *mut u8 {
-    alloc(size, c_align(size))
+    super::alloc::malloc(size)
 }
 
 /// Allocates `count * size` zeroed bytes (C `calloc`). Returns null on
@@ -34,7 +34,7 @@ pub fn malloc(size: usize) -> *mut u8 {
 #[inline]
 pub fn calloc(count: usize, size: usize) -> *mut u8 {
     match count.checked_mul(size) {
-        Some(total) => alloc_zeroed(total, c_align(total)),
+        Some(total) => super::alloc::calloc(total),
         None => null_mut(),
     }
 }

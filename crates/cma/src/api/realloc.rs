@@ -88,6 +88,10 @@ fn realloc_fast(p: *mut u8, new_size: usize, align: usize) -> Option<*mut u8> {
     // SAFETY: `p` holds `old_size` bytes of the caller's data, `q` at least
     // `new_size`; distinct blocks.
     unsafe { core::ptr::copy_nonoverlapping(p, q, old_size.min(new_size)) };
+    if trailer != 0 {
+        // SAFETY: the old slot is live, `bs` bytes, and being freed.
+        unsafe { trailer::junk(p, bs) };
+    }
     let freed = heap.try_free_fast(slab, p as usize);
     debug_assert!(freed, "a slot validated as live could not be freed");
     Some(q)

@@ -6,9 +6,10 @@
 //!
 //! The level is chosen once, when cma starts (`CMA_OPTIONS=check=default`).
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use super::trailer;
+use crate::slab::size_class::SMALL_TABLE_MAX;
 
 /// How much checking cma does; see README for what each level costs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,12 +42,39 @@ pub(crate) fn mode() -> u8 {
     MODE.load(Ordering::Relaxed)
 }
 
+/// The allocation fast paths serve requests below this: `SMALL_TABLE_MAX +
+/// 1` while the mode is `MODE_FAST`, 0 otherwise (every request, `malloc(0)`
+/// too, then takes the path that the mode asks for). One compare against
+/// it tells the fast path both that the size is small and that nothing else
+/// is on.
+static FAST_SIZE_LIMIT: AtomicUsize = AtomicUsize::new(SMALL_TABLE_MAX + 1);
+
+/// See `FAST_SIZE_LIMIT`.
+#[inline(always)]
+pub(crate) fn fast_size_limit() -> usize {
+    FAST_SIZE_LIMIT.load(Ordering::Relaxed)
+}
+
 /// Turns one `MODE_*` bit on or off.
 pub(crate) fn set_mode_bit(bit: u8, on: bool) {
     if on {
-        MODE.fetch_or(bit, Ordering::Release);
+        MODE.fetch_or(bit, Ordering::AcqRel);
     } else {
-        MODE.fetch_and(!bit, Ordering::Release);
+        MODE.fetch_and(!bit, Ordering::AcqRel);
+    }
+    // Another thread may change another bit meanwhile: store the limit for
+    // the mode as it is after the store, whoever stores last.
+    loop {
+        let mode = MODE.load(Ordering::Acquire);
+        let limit = if mode == MODE_FAST {
+            SMALL_TABLE_MAX + 1
+        } else {
+            0
+        };
+        FAST_SIZE_LIMIT.store(limit, Ordering::Release);
+        if MODE.load(Ordering::Acquire) == mode {
+            break;
+        }
     }
 }
 

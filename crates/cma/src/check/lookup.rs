@@ -22,31 +22,30 @@ pub(crate) enum Found<'a> {
     Large(&'a Span),
 }
 
-/// The slab descriptor that the page table names for `addr`, on the fast
-/// path. It may be stale (the page's slab was retired): the free path
-/// validates the address against it. `None` sends the caller to
-/// `find_block` for the full answer. Only for a thread that holds a heap
-/// (see `segment_map::lookup_with_heap`).
+/// The descriptor that the page table names for `addr`, on the fast path:
+/// never null, but it may be stale (the page's slab was retired) or
+/// `NO_SPAN`, so the caller validates the address against it. `None` when
+/// the segment map names no segment (not ours, or a huge block), for
+/// `find_block` to answer.
+#[inline(always)]
+pub(crate) fn span_fast(addr: usize) -> Option<&'static Span> {
+    let seg = segment_map::segment_fast(addr)?;
+    // SAFETY: positive map entries point at live segment tables.
+    let seg = unsafe { &*(seg as *const Segment) };
+    let span = seg.span_at_fast(seg.page_index(addr));
+    // SAFETY: page-table entries point at descriptors in the metadata
+    // region, which stays mapped, or at `NO_SPAN`: never null.
+    unsafe {
+        core::hint::assert_unchecked(!span.is_null());
+        Some(&*span)
+    }
+}
+
+/// The slab that the page table names for `addr`: like `span_fast`, but
+/// only a slab (which the caller still validates the address against).
 #[inline(always)]
 pub(crate) fn slab_of(addr: usize) -> Option<&'static Span> {
-    let entry = segment_map::lookup_with_heap(addr);
-    if entry == 0 || entry & TAG_HUGE != 0 {
-        return None;
-    }
-    // SAFETY: untagged map entries point at live segment tables.
-    let seg = unsafe { &*(entry as *const Segment) };
-    let span = seg.span_at(seg.page_index(addr));
-    if span.is_null() {
-        return None;
-    }
-    // SAFETY: page-table entries point at descriptors in the metadata region,
-    // which stays mapped; the slot lookup rejects a stale one.
-    let s = unsafe { &*span };
-    if s.kind() == SpanKind::Slab {
-        Some(s)
-    } else {
-        None
-    }
+    span_fast(addr).filter(|s| s.kind() == SpanKind::Slab)
 }
 
 /// Slot `index` of `slab`: its address, its size, and its kind for a report.
@@ -128,10 +127,7 @@ pub(crate) fn find_block(addr: usize) -> Result<Found<'static>, CmaError> {
     }
     match s.kind() {
         SpanKind::Slab => match slot_at(s, addr) {
-            Some(slot) => Ok(Found::Slot {
-                span: s,
-                index: slot.index,
-            }),
+            Some(index) => Ok(Found::Slot { span: s, index }),
             None => Err(interior(s, addr)),
         },
         SpanKind::Large if addr == s.start() => Ok(Found::Large(s)),

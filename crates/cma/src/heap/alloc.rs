@@ -1,13 +1,14 @@
 //! The allocation fast path and its refill.
 //!
 //! Allocating pops the lowest bit of the class's cached word (free slots of
-//! one bitmap word of the current slab). When the cache is dry, the slots
-//! freed since it was loaded (`freed`) become the cache; past that the
+//! one bitmap word of the current slab), sets that slot's bit in the slab's
+//! allocated bitmap and counts one allocation. When the cache is dry the
 //! refill collects remote frees, reloads the cache from the slab's bitmap,
-//! or takes a partial or a new slab.
+//! or takes a partial or a new slab; it also brings the class's bytes and
+//! peaks up to date (`counters`).
 
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::counters::sample_peaks;
 use super::{ClassState, Heap};
@@ -15,7 +16,8 @@ use crate::meta::span::{SlabList, Span};
 use crate::slab::size_class::SizeClass;
 
 impl Heap {
-    /// Allocates a block of `class`, or null when memory runs out.
+    /// Allocates a block of `class`, or null when memory runs out. The
+    /// caller holds a guard and a real heap (not the empty one).
     #[inline(always)]
     pub(crate) fn alloc_small(&self, class: SizeClass) -> *mut u8 {
         match self.alloc_from_cache(class) {
@@ -25,62 +27,59 @@ impl Heap {
     }
 
     /// The allocation fast path: pops a slot from the class's cache, or
-    /// `None` when the cache is empty.
+    /// `None` when the cache is empty (always, on the empty heap).
     #[inline(always)]
     pub(crate) fn alloc_from_cache(&self, class: SizeClass) -> Option<NonNull<u8>> {
         let st = self.class_state(class.index());
-        let mut cache = st.cache.get();
+        let cache = st.cache.get();
         if cache == 0 {
-            cache = st.freed.get();
-            if cache == 0 {
-                return None;
-            }
-            st.freed.set(0);
+            return None;
         }
+        let rest = cache & (cache - 1);
+        let lowest = cache ^ rest;
+        st.cache.set(rest);
+        // SAFETY: a non-empty cache came from a word of the current slab,
+        // which this heap owns; only the owner writes the allocated bitmap.
+        let word = unsafe { &*st.cache_word.get() };
+        word.store(word.load(Ordering::Relaxed) | lowest, Ordering::Relaxed);
+        st.allocs.add(1);
         let bit = cache.trailing_zeros() as usize;
-        st.cache.set(cache & (cache - 1));
-        // SAFETY: a non-empty cache always belongs to the current slab,
-        // which this heap owns.
-        let slab = unsafe { &*st.slab.get() };
-        let word = slab.allocated_word(st.word.get() as usize);
-        word.store(word.load(Ordering::Relaxed) | (1 << bit), Ordering::Relaxed);
-        let bs = st.block_size.get() as usize;
-        self.count_alloc(st, bs);
         // SAFETY: slot addresses lie inside a mapped segment, never at 0.
-        Some(unsafe { NonNull::new_unchecked((st.cache_base.get() + bit * bs) as *mut u8) })
+        Some(unsafe {
+            NonNull::new_unchecked((st.cache_base.get() + bit * st.block_size.get()) as *mut u8)
+        })
     }
 
+    /// The cache of `class` is dry: refill it and allocate. The caller holds
+    /// a guard and a real heap.
     #[cold]
     #[inline(never)]
-    fn alloc_small_refill(&self, class: SizeClass) -> *mut u8 {
+    pub(crate) fn alloc_small_refill(&self, class: SizeClass) -> *mut u8 {
+        debug_assert!(!self.is_empty_heap());
         if !self.delayed.load(Ordering::Relaxed).is_null() {
             self.collect_delayed();
-            // Collected slots of the cached word land in `freed`; take them
-            // before the bitmap is read again (it shows them free too).
-            if let Some(p) = self.alloc_from_cache(class) {
-                return p.as_ptr();
-            }
         }
         let st = &self.classes[class.index()];
+        self.sample_class(st, class);
         let current = st.slab.get();
         if !current.is_null() {
             if self.load_cache(st, current) {
                 return self.alloc_small(class);
             }
             // SAFETY: the current slab is ours.
-            unsafe { (*current).list.set(SlabList::Full) };
+            unsafe { (*current).set_list(SlabList::Full) };
             st.slab.set(null_mut());
         }
         while let Some(partial) = self.take_partial(class.index()) {
             // SAFETY: slabs on our partial list are ours.
-            unsafe { (*partial).list.set(SlabList::Current) };
+            unsafe { (*partial).set_list(SlabList::Current) };
             st.slab.set(partial);
             st.word.set(0);
             if self.load_cache(st, partial) {
                 return self.alloc_small(class);
             }
             // SAFETY: as above.
-            unsafe { (*partial).list.set(SlabList::Full) };
+            unsafe { (*partial).set_list(SlabList::Full) };
             st.slab.set(null_mut());
         }
         let slab = self.new_slab(class);
@@ -97,27 +96,28 @@ impl Heap {
         }
     }
 
-    /// Fills the cache from the first bitmap word of `slab` with free slots,
-    /// starting at the current word. Returns false when the slab is full.
+    /// Fills the empty cache from the first bitmap word of `slab` with free
+    /// slots, starting at the current word. Returns false when the slab is
+    /// full.
     fn load_cache(&self, st: &ClassState, slab: *mut Span) -> bool {
         // SAFETY: `slab` is owned by this heap.
         let s = unsafe { &*slab };
-        // The bitmap shows these slots free as well: reloading over them
-        // would hand them out twice.
-        debug_assert!(st.cache.get() == 0 && st.freed.get() == 0);
+        debug_assert!(st.cache.get() == 0);
         let class = SizeClass::from_index(s.class.load(Ordering::Relaxed) as usize);
         let g = class.geometry();
-        if s.used.get() >= g.capacity {
+        if s.used_count() >= g.capacity {
             return false;
         }
         let words = s.words.get() as usize;
         let start = (st.word.get() as usize).min(words - 1);
         for w in (start..words).chain(0..start) {
-            let free = !s.allocated_word(w).load(Ordering::Relaxed) & valid_mask(g.capacity, w);
+            let word: &AtomicU64 = s.allocated_word(w);
+            let free = !word.load(Ordering::Relaxed) & valid_mask(g.capacity, w);
             if free != 0 {
                 // The cached slots count as used until they come back.
                 s.used.set(s.used.get() + free.count_ones());
                 st.cache.set(free);
+                st.cache_word.set(word);
                 st.word.set(w as u32);
                 st.cache_base
                     .set(s.start() + w * 64 * g.block_size as usize);

@@ -1,127 +1,137 @@
 //! The free path of a small block, from the hottest case down:
 //!
-//! - `free_fast`: the owner frees an allocated slot at the `fast` level;
-//! - `free_allocated_slot`: any allocated slot, the trailer checked at the
-//!   `default` level, then a local or a remote free;
+//! - `free_local_fast`: the owner frees an allocated slot of its own slab
+//!   at the `fast` level; anything else is left untouched for the rest;
+//! - `free_allocated_slot`: any allocated slot, local or remote;
 //! - `free_slot_local`: the owner's free, once the slot is known allocated
 //!   (`free_slot_remote`, in `remote`, is another thread's);
 //! - `free_slot_checked`: the full path, which turns a slot that is not
 //!   allocated into its error (`check::lookup::slot_error`).
 //!
-//! Every path asks `slab::slot` whether the slot is allocated, and changes
-//! nothing when it is not.
+//! Every path asks whether the slot is allocated, and changes nothing when
+//! it is not.
 
 use core::sync::atomic::Ordering;
 
+use super::guard::AllocatorGuard;
 use super::Heap;
 use crate::check::error::CmaError;
-use crate::check::level::{self, MODE_TRAILERS};
 use crate::check::lookup::{slot_error, Found};
-use crate::check::trailer;
-use crate::meta::span::{SlabList, Span};
-use crate::slab::slot::{slot_at, slot_state, Slot, SlotState};
-
-/// What `Heap::free_fast` did.
-pub(crate) enum FastFree {
-    /// The slot is free.
-    Done,
-    /// A valid slot (its index) that needs the rest of the free path;
-    /// nothing changed.
-    Other(usize),
-    /// Not an allocated slot of this slab; nothing changed.
-    Invalid,
-}
+use crate::meta::span::Span;
+use crate::slab::size_class::slot_of_offset;
+use crate::slab::slot::{slot_at, slot_state, SlotState};
 
 impl Heap {
+    /// The hottest free: this heap's thread frees an allocated slot of one
+    /// of its own slabs, at the `fast` level, with no remote free pending on
+    /// the slab. Returns false, having changed nothing, for anything else:
+    /// another heap's slab or no slab (`span` may be stale or `NO_SPAN`),
+    /// a pointer that is not an allocated slot, a slab whose owner token
+    /// asks for the checked path (`owner_token`), or the empty heap (which
+    /// owns nothing).
+    #[inline(always)]
+    pub(crate) fn free_local_fast(&self, span: &Span, addr: usize) -> bool {
+        // The plain address, not `owner_token`: a tagged token makes this
+        // comparison fail, which is how a checked level keeps its slabs off
+        // this path.
+        if span.owner.load(Ordering::Relaxed) != self as *const Heap as usize {
+            return false;
+        }
+        let Some(index) = slot_of_offset(
+            addr.wrapping_sub(span.start()),
+            span.reciprocal.load(Ordering::Relaxed),
+            span.capacity.load(Ordering::Relaxed) as usize,
+        ) else {
+            return false;
+        };
+        let word = span.allocated_word(index / 64);
+        let bits = word.load(Ordering::Relaxed);
+        // Clear first, compare after: one bit-reset instruction both tests
+        // that the slot is allocated and frees it.
+        let cleared = bits & !(1u64 << (index % 64));
+        if cleared == bits || span.remote_summary.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        word.store(cleared, Ordering::Relaxed);
+        self.count_local_free(span);
+        true
+    }
+
+    /// Counts a slot the owner just cleared from `slab`'s bitmap, and moves
+    /// the slab between lists when this free made it empty or it was full
+    /// (both show as `used` at or below zero, see `USED_FULL_BIT`).
+    #[inline(always)]
+    fn count_local_free(&self, slab: &Span) {
+        let used = slab.used.get().wrapping_sub(1);
+        slab.used.set(used);
+        let class = slab.class.load(Ordering::Relaxed) as usize;
+        // SAFETY: a slab's class is below NUM_CLASSES (`new_slab`).
+        unsafe { self.frees.get_unchecked(class) }.add(1);
+        if used as i32 <= 0 {
+            self.slab_gained_space_guarded(slab);
+        }
+    }
+
+    // `extern "C"`: cannot unwind, so a caller that is itself `extern "C"`
+    // (libcma's `free`) needs no landing pad and tail-calls it.
+    #[cold]
+    #[inline(never)]
+    extern "C" fn slab_gained_space_guarded(&self, slab: &Span) {
+        // Giving an empty slab back takes the page lock and may defer work.
+        let _guard = AllocatorGuard::enter();
+        self.slab_gained_space(slab as *const Span as *mut Span);
+    }
+
     /// The allocated slot of `slab` that starts at `addr`, with the value of
     /// its bitmap word; `None` for anything else (an interior pointer, a
     /// free slot, one freed by another thread already).
     #[inline(always)]
-    fn allocated_slot(slab: &Span, addr: usize) -> Option<(Slot, u64)> {
-        let slot = slot_at(slab, addr)?;
-        match slot_state(slab, slot.index) {
-            SlotState::Allocated { word } => Some((slot, word)),
+    fn allocated_slot(slab: &Span, addr: usize) -> Option<(usize, u64)> {
+        let index = slot_at(slab, addr)?;
+        match slot_state(slab, index) {
+            SlotState::Allocated { word } => Some((index, word)),
             _ => None,
         }
     }
 
-    /// The hottest free: the owner frees an allocated slot at the `fast`
-    /// level. It makes no call that needs anything afterwards, so the caller
-    /// stays free of register saves. `Other(index)` (nothing changed) sends a
-    /// valid slot that needs more (a trailer check, a remote free) to
-    /// `free_allocated_slot`; `Invalid` (nothing changed) sends the pointer
-    /// to the full path to be reported.
-    #[inline(always)]
-    pub(crate) fn free_fast(&self, slab: &Span, addr: usize) -> FastFree {
-        let Some((slot, word)) = Self::allocated_slot(slab, addr) else {
-            return FastFree::Invalid;
-        };
-        if level::mode() & MODE_TRAILERS != 0 || !self.owns(slab) {
-            return FastFree::Other(slot.index);
-        }
-        self.free_slot_local(slab, slot.index, slot.block_size, word);
-        FastFree::Done
-    }
-
-    /// Frees `addr` when it is an allocated slot of `slab` (see
-    /// `free_allocated_slot`). Returns false, having changed nothing, for
-    /// anything else, which the caller then takes to the full path to be
-    /// reported.
+    /// Frees `addr` when it is an allocated slot of `slab`, this heap's or
+    /// another's. Returns false, having changed nothing, for anything else,
+    /// which the caller then takes to the full path to be reported. No
+    /// trailer check: for the `fast` level.
     #[inline]
     pub(crate) fn try_free_fast(&self, slab: &Span, addr: usize) -> bool {
         match Self::allocated_slot(slab, addr) {
-            Some((slot, _)) => self.free_allocated_slot(slab, addr, slot.index),
+            Some((index, word)) => self.free_allocated_slot(slab, index, word),
             None => false,
         }
     }
 
-    /// Frees slot `index` (at `addr`), found allocated: the trailer check at
-    /// the `default` level, then a local or remote free. False, nothing
-    /// changed, when the trailer is damaged or another thread freed the slot
-    /// meanwhile.
-    #[inline(always)]
-    pub(crate) fn free_allocated_slot(&self, slab: &Span, addr: usize, index: usize) -> bool {
-        let bs = slab.block_size.load(Ordering::Relaxed) as usize;
-        if level::mode() & MODE_TRAILERS != 0 && !verify_and_junk(addr, bs) {
-            return false;
-        }
+    /// Frees allocated slot `index` of `slab` (`word` is its bitmap word's
+    /// value): a local or remote free. False, nothing changed, when another
+    /// thread freed the slot meanwhile.
+    #[inline]
+    fn free_allocated_slot(&self, slab: &Span, index: usize, word: u64) -> bool {
         if !self.owns(slab) {
-            return self.free_slot_remote(slab, index, bs);
+            return self.free_slot_remote(slab, index);
         }
-        let word = slab.allocated_word(index / 64).load(Ordering::Relaxed);
-        self.free_slot_local(slab, index, bs, word);
+        self.free_slot_local(slab, index, word);
         true
     }
 
     /// The owner frees allocated slot `index` of its own slab (`word` is the
-    /// value of its bitmap word): into `freed` when it is in the cached word,
-    /// else the slab's count goes down and the slab may move lists.
+    /// value of its bitmap word).
     #[inline(always)]
-    fn free_slot_local(&self, slab: &Span, index: usize, bs: usize, word: u64) {
+    fn free_slot_local(&self, slab: &Span, index: usize, word: u64) {
         let (w, bit) = (index / 64, 1u64 << (index % 64));
         slab.allocated_word(w).store(word & !bit, Ordering::Relaxed);
-        let st = self.state_of(slab);
-        self.count_free(st, bs);
-        let is_current = core::ptr::eq(st.slab.get(), slab);
-        // Whether the slot goes back into the cache decides nothing else, and
-        // with random frees it is a coin toss: arithmetic, not a branch.
-        let cached = is_current & (st.word.get() as usize == w);
-        st.freed
-            .set(st.freed.get() | (bit & (cached as u64).wrapping_neg()));
-        // Cached slots count as used; only a slot that leaves for the bitmap
-        // lowers the count.
-        let used = slab.used.get() - u32::from(!cached);
-        slab.used.set(used);
-        if !is_current && (used == 0 || slab.list.get() == SlabList::Full) {
-            self.slab_gained_space(slab as *const Span as *mut Span);
-        }
+        self.count_local_free(slab);
     }
 
     /// The block size of `addr` when it is an allocated slot of `slab` (and
     /// not freed by another thread); `None` otherwise. Changes nothing.
     #[inline(always)]
     pub(crate) fn live_slot_size(&self, slab: &Span, addr: usize) -> Option<usize> {
-        Self::allocated_slot(slab, addr).map(|(slot, _)| slot.block_size)
+        Self::allocated_slot(slab, addr).map(|_| slab.slot_size())
     }
 
     /// Frees slot `index` of `slab`, whoever owns it, or returns why it is
@@ -131,13 +141,11 @@ impl Heap {
             SlotState::Allocated { word } => word,
             state => return Err(slot_error(slab, index, state)),
         };
-        let bs = slab.block_size.load(Ordering::Relaxed) as usize;
-        if self.owns(slab) {
-            self.free_slot_local(slab, index, bs, word);
-        } else if !self.free_slot_remote(slab, index, bs) {
-            return Err(slot_error(slab, index, SlotState::FreedByOtherThread));
+        if self.free_allocated_slot(slab, index, word) {
+            Ok(())
+        } else {
+            Err(slot_error(slab, index, SlotState::FreedByOtherThread))
         }
-        Ok(())
     }
 
     /// Frees a block that `check::lookup::find_block` found, whatever its
@@ -151,19 +159,4 @@ impl Heap {
             }
         }
     }
-}
-
-/// The `default` level's part of the free fast path, out of line: checks
-/// the trailer of an allocated slot and junks the slot. False (the slot
-/// untouched) when the trailer was overwritten, for the full path to report.
-#[inline(never)]
-fn verify_and_junk(addr: usize, bs: usize) -> bool {
-    // SAFETY: the caller found the slot allocated, so it was armed when
-    // handed out.
-    if unsafe { trailer::verify(addr as *const u8, bs) }.is_none() {
-        return false;
-    }
-    // SAFETY: the slot is being freed; nobody may use it any more.
-    unsafe { trailer::junk(addr as *mut u8, bs) };
-    true
 }

@@ -1,54 +1,67 @@
 //! The allocator guard and the thread's allocator state.
 //!
-//! Every entry point of cma creates an `AllocatorGuard` before it touches
+//! Every entry point of cma that can leave cma's own code (take a lock, map
+//! memory, call libc, report) creates an `AllocatorGuard` before it touches
 //! metadata and holds it until it is done (the original system's guard, as a
-//! Rust RAII value). Its depth counter is per thread; `Drop` brings it back on
-//! every path out, early returns and error values included, so the depth is
-//! zero whenever no cma call is running on the thread. Misuse reports abort
-//! the process while a guard is alive, which leaves nothing to rebalance.
+//! Rust RAII value). Its depth counter is per thread; `Drop` brings it back
+//! on every path out, early returns and error values included, so the depth
+//! is zero whenever no cma call is running on the thread. Misuse reports
+//! abort the process while a guard is alive, which leaves nothing to
+//! rebalance.
 //!
-//! The thread state is a `thread_local!` with a `const` initialiser and no
-//! `Drop`: plain ELF TLS, no lazy registration, no allocation.
+//! The fast paths (a cached slot handed out, an allocated slot of the
+//! thread's own slab freed) take no guard: they call nothing, so nothing can
+//! re-enter cma or observe a half-done call, and they write only the
+//! thread's own slab bitmap and counters, which are writable at every level
+//! that has fast paths (the levels that protect metadata send every call
+//! through a guard). Anything rarer they meet (a refill, a slab that becomes
+//! empty, any error) goes to a path that takes the guard.
+//!
+//! The thread's state is two words of static TLS (`os::tls`): its heap, as
+//! an offset from the empty heap (so a thread without a heap reads the empty
+//! heap, and the fast paths need no null check), and the guard's depth.
 
-use core::cell::Cell;
 use core::ptr::null_mut;
 
-use super::Heap;
+use super::{empty_heap, Heap};
+use crate::os::tls::{self, ThreadWords};
 use crate::pages::purge_thread;
 
-pub(crate) struct ThreadState {
-    heap: Cell<*mut Heap>,
-    /// Guard depth times two; bit 0 flags work that must run outside cma (it
-    /// may call malloc), done when the outermost guard is dropped. One word,
-    /// so leaving cma costs one decrement and one compare.
-    depth: Cell<u32>,
+/// Depth steps of the second word; bit 0 flags work that must run outside
+/// cma (it may call malloc), done when the outermost guard is dropped. One
+/// word, so leaving cma costs one decrement and one compare.
+const DEPTH_STEP: usize = 2;
+const DEFERRED: usize = 1;
+
+/// The calling thread's heap for the fast paths: the empty heap when the
+/// thread has none yet (see `heap::empty_heap`).
+#[inline(always)]
+pub(crate) fn fast_heap() -> &'static Heap {
+    let base = empty_heap() as *const Heap as usize;
+    // SAFETY: the first word is 0 or the offset of a live heap from the
+    // empty heap (`set_thread_heap`); heaps are never freed.
+    unsafe { &*(base.wrapping_add(tls::first_word()) as *const Heap) }
 }
 
-const DEPTH_STEP: u32 = 2;
-const DEFERRED: u32 = 1;
-
-thread_local! {
-    static THREAD: ThreadState = const {
-        ThreadState { heap: Cell::new(null_mut()), depth: Cell::new(0) }
-    };
-}
-
-/// Held by every cma entry point while it works; see the module docs.
+/// Held by every cma entry point that can leave cma's code; see the module
+/// docs.
 pub(crate) struct AllocatorGuard {
     heap: *mut Heap,
-    /// This thread's state, found once per call (in a shared library every
-    /// thread-local access is a call to `__tls_get_addr`).
-    thread: *const ThreadState,
+    /// This thread's words, found once per call.
+    thread: &'static ThreadWords,
 }
 
 impl AllocatorGuard {
     /// Enters cma on this thread.
     #[inline(always)]
     pub(crate) fn enter() -> AllocatorGuard {
-        let (heap, thread) = THREAD.with(|t| {
-            t.depth.set(t.depth.get() + DEPTH_STEP);
-            (t.heap.get(), t as *const ThreadState)
-        });
+        let thread = tls::words();
+        thread.second.set(thread.second.get() + DEPTH_STEP);
+        let heap = if thread.first.get() == 0 {
+            null_mut()
+        } else {
+            fast_heap() as *const Heap as *mut Heap
+        };
         AllocatorGuard { heap, thread }
     }
 
@@ -66,27 +79,11 @@ impl AllocatorGuard {
     }
 }
 
-impl AllocatorGuard {
-    /// Leaves cma for a slower path that enters it again at once: the depth
-    /// comes down, and deferred work is left to the next guard's exit, so
-    /// the hot path makes no call here and saves no registers.
-    #[inline(always)]
-    pub(crate) fn hand_over(self) {
-        // SAFETY: as in `drop`.
-        let t = unsafe { &*self.thread };
-        t.depth.set(t.depth.get() - DEPTH_STEP);
-        core::mem::forget(self);
-    }
-}
-
 impl Drop for AllocatorGuard {
     #[inline(always)]
     fn drop(&mut self) {
-        // SAFETY: the thread state outlives every guard of its thread, and
-        // guards never leave the thread that made them (not Send: raw pointers).
-        let t = unsafe { &*self.thread };
-        let depth = t.depth.get() - DEPTH_STEP;
-        t.depth.set(depth);
+        let depth = self.thread.second.get() - DEPTH_STEP;
+        self.thread.second.set(depth);
         if depth == DEFERRED {
             run_deferred();
         }
@@ -97,21 +94,29 @@ impl Drop for AllocatorGuard {
 /// `pthread_create`, which calls `calloc`) to run when this thread leaves
 /// cma, so that cma never re-enters itself while a call is half done.
 pub(crate) fn defer_purge_start() {
-    THREAD.with(|t| t.depth.set(t.depth.get() | DEFERRED));
+    let t = tls::words();
+    t.second.set(t.second.get() | DEFERRED);
 }
 
 #[cold]
 #[inline(never)]
 fn run_deferred() {
-    THREAD.with(|t| t.depth.set(t.depth.get() & !DEFERRED));
+    let t = tls::words();
+    t.second.set(t.second.get() & !DEFERRED);
     purge_thread::start();
 }
 
 /// The guard depth of the calling thread: zero outside cma calls.
 pub fn guard_depth() -> u32 {
-    THREAD.with(|t| t.depth.get() / DEPTH_STEP)
+    (tls::words().second.get() / DEPTH_STEP) as u32
 }
 
+/// Makes `heap` the calling thread's heap (null: none).
 pub(crate) fn set_thread_heap(heap: *mut Heap) {
-    THREAD.with(|t| t.heap.set(heap));
+    let offset = if heap.is_null() {
+        0
+    } else {
+        (heap as usize).wrapping_sub(empty_heap() as *const Heap as usize)
+    };
+    tls::words().first.set(offset);
 }

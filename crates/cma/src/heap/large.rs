@@ -44,6 +44,7 @@ impl Heap {
             unsafe { core::ptr::write_bytes(s.start() as *mut u8, 0, s.bytes()) };
         }
         self.large_allocs.add(1);
+        self.large_live_bytes.add(s.bytes() as u64);
         self.add_live_bytes(s.bytes() as u64);
         sample_peaks(SizeClass::from_index(0));
         s.start() as *mut u8
@@ -53,6 +54,7 @@ impl Heap {
         // SAFETY: the caller validated `span` as a live large or huge block.
         let s = unsafe { &*span };
         self.large_frees.add(1);
+        self.large_live_bytes.add((s.bytes() as u64).wrapping_neg());
         self.live_bytes.add((s.bytes() as u64).wrapping_neg());
         let dirty = {
             let mut pages = PAGES.lock();
@@ -82,8 +84,7 @@ impl Heap {
                     memory::decommit_tail(s.start() + new_bytes, s.start() + old);
                 }
                 s.bytes.store(new_bytes, Ordering::Relaxed);
-                self.live_bytes
-                    .add((new_bytes as u64).wrapping_sub(old as u64));
+                self.large_bytes_changed(new_bytes, old);
                 return true;
             }
             return false;
@@ -104,9 +105,15 @@ impl Heap {
             unsafe { pages.grow_large(span, new_bytes / PAGE_SIZE) }
         };
         if done {
-            self.live_bytes
-                .add((s.bytes() as u64).wrapping_sub(old as u64));
+            self.large_bytes_changed(s.bytes(), old);
         }
         done
+    }
+
+    /// A large block went from `old` to `new` bytes in place.
+    fn large_bytes_changed(&self, new: usize, old: usize) {
+        let delta = (new as u64).wrapping_sub(old as u64);
+        self.large_live_bytes.add(delta);
+        self.add_live_bytes(delta);
     }
 }

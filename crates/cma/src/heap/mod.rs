@@ -21,8 +21,9 @@
 //! lock-free list remote threads push slabs onto.
 
 use core::cell::Cell;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
+use crate::check::level::{self, MODE_TRAILERS};
 use crate::meta::span::Span;
 use crate::slab::size_class::{class_block_sizes, NUM_CLASSES};
 
@@ -35,42 +36,68 @@ pub(crate) mod pool;
 mod remote;
 mod slabs;
 
-pub(crate) use free::FastFree;
-
 use counters::Counter;
 
-/// Per size class state of one heap (one cache line).
+/// The owner-token tag of slabs whose frees must take the checked path.
+const CHECKED_OWNER: usize = 1;
+
+/// Per size class state of one heap: what the allocation fast path reads,
+/// in one cache line. Owner thread only (the counters are read by anyone).
 #[repr(C, align(64))]
 pub(crate) struct ClassState {
-    /// Free slots of word `word` of `slab`, ready to hand out.
+    /// Free slots of bitmap word `word` of `slab`, ready to hand out. The
+    /// bitmap shows them free until they are handed out.
     cache: Cell<u64>,
     /// Address of slot `word * 64` of `slab`.
     cache_base: Cell<usize>,
+    /// The allocated-bitmap word the cache came from: handing a slot out
+    /// sets its bit there.
+    cache_word: Cell<*const AtomicU64>,
+    block_size: Cell<usize>,
+    pub(crate) allocs: Counter,
     slab: Cell<*mut Span>,
     word: Cell<u32>,
-    block_size: Cell<u32>,
-    /// Slots of the cached word freed since the cache was loaded. Frees go
-    /// here rather than into `cache`, so the next allocation does not wait
-    /// on the free before it (the free's whole validation chain would
-    /// otherwise sit between the two); allocation takes them when the cache
-    /// runs dry. Like the cache, they count as used.
-    freed: Cell<u64>,
-    pub(crate) allocs: Counter,
-    pub(crate) frees: Counter,
-    /// Most blocks of this class this heap has had live at once.
-    pub(crate) peak_live: Counter,
+    /// Blocks of this class live at the last refill, as counted into
+    /// `Heap::live_bytes` (see `counters::sample_class`).
+    accounted_live: Cell<i64>,
+}
+
+impl ClassState {
+    const fn empty() -> ClassState {
+        ClassState {
+            cache: Cell::new(0),
+            cache_base: Cell::new(0),
+            cache_word: Cell::new(core::ptr::null()),
+            block_size: Cell::new(0),
+            allocs: Counter::new(),
+            slab: Cell::new(core::ptr::null_mut()),
+            word: Cell::new(0),
+            accounted_live: Cell::new(0),
+        }
+    }
 }
 
 pub(crate) struct Heap {
     classes: [ClassState; NUM_CLASSES],
+    /// Per class: blocks freed through this heap (by its thread, of any
+    /// heap's slabs). Apart from `classes` so that the free path finds its
+    /// counter with one indexed add.
+    pub(crate) frees: [Counter; NUM_CLASSES],
     /// Per class: slabs with free slots, other than the current one.
     partial: [Cell<*mut Span>; NUM_CLASSES],
+    /// Per class: most blocks this heap has had live at once, sampled at
+    /// each refill.
+    pub(crate) peak_live: [Counter; NUM_CLASSES],
     /// Slabs with remote frees to collect (Treiber stack, see `remote`).
     delayed: AtomicPtr<Span>,
     pub(crate) large_allocs: Counter,
     pub(crate) large_frees: Counter,
-    /// Bytes allocated minus bytes freed through this heap (may wrap below
-    /// zero when other threads free this heap's blocks).
+    /// Bytes of large and huge blocks allocated minus freed through this
+    /// heap (exact).
+    pub(crate) large_live_bytes: Counter,
+    /// Bytes live through this heap as of the last refill of each class,
+    /// plus large blocks (may wrap below zero when other threads free this
+    /// heap's blocks); see `counters`.
     pub(crate) live_bytes: Counter,
     pub(crate) peak_live_bytes: Counter,
     /// Next heap ever created (append-only list for statistics).
@@ -80,11 +107,29 @@ pub(crate) struct Heap {
 }
 
 impl Heap {
+    /// A heap with every field zero (every cache empty).
+    const fn empty() -> Heap {
+        Heap {
+            classes: [const { ClassState::empty() }; NUM_CLASSES],
+            frees: [const { Counter::new() }; NUM_CLASSES],
+            partial: [const { Cell::new(core::ptr::null_mut()) }; NUM_CLASSES],
+            peak_live: [const { Counter::new() }; NUM_CLASSES],
+            delayed: AtomicPtr::new(core::ptr::null_mut()),
+            large_allocs: Counter::new(),
+            large_frees: Counter::new(),
+            large_live_bytes: Counter::new(),
+            live_bytes: Counter::new(),
+            peak_live_bytes: Counter::new(),
+            next_all: AtomicPtr::new(core::ptr::null_mut()),
+            next_free: Cell::new(core::ptr::null_mut()),
+        }
+    }
+
     /// Initialises a zeroed heap in place.
     fn init(&self) {
         let sizes = class_block_sizes();
         for (st, bs) in self.classes.iter().zip(sizes) {
-            st.block_size.set(bs as u32);
+            st.block_size.set(bs);
         }
     }
 
@@ -101,10 +146,24 @@ impl Heap {
         unsafe { self.classes.get_unchecked(class) }
     }
 
-    /// The token that marks this heap's slabs (`Span::owner`).
+    /// The token that marks this heap's slabs (`Span::owner`): the heap's
+    /// address, tagged with `CHECKED_OWNER` at a level whose frees need the
+    /// checked path (the free fast path compares the plain address, so a
+    /// tagged slab never takes it).
     #[inline(always)]
     fn owner_token(&self) -> usize {
-        self as *const Heap as usize
+        let tag = if level::mode() & MODE_TRAILERS != 0 {
+            CHECKED_OWNER
+        } else {
+            0
+        };
+        self as *const Heap as usize | tag
+    }
+
+    /// The heap an owner token names.
+    #[inline(always)]
+    fn from_owner_token(token: usize) -> *const Heap {
+        (token & !CHECKED_OWNER) as *const Heap
     }
 
     /// Whether this heap owns `slab`.
@@ -113,9 +172,26 @@ impl Heap {
         slab.owner.load(Ordering::Relaxed) == self.owner_token()
     }
 
-    /// The class state of `slab`'s class.
+    /// Whether this is the placeholder of a thread without a heap.
     #[inline(always)]
-    fn state_of(&self, slab: &Span) -> &ClassState {
-        self.class_state(slab.class.load(Ordering::Relaxed) as usize)
+    pub(crate) fn is_empty_heap(&self) -> bool {
+        core::ptr::eq(self, empty_heap())
     }
+}
+
+/// The heap of every thread that has none yet: all caches empty, so its
+/// allocation fast path always falls through to the refill, which gives
+/// the thread a real heap; it owns no slab, so its free fast path always
+/// falls through too. Never written.
+struct EmptyHeap(Heap);
+
+// SAFETY: nothing writes the empty heap (see `Heap::is_empty_heap` and
+// `api::init::thread_heap`): its fast paths stop before any write.
+unsafe impl Sync for EmptyHeap {}
+
+static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap::empty());
+
+#[inline(always)]
+pub(crate) fn empty_heap() -> &'static Heap {
+    &EMPTY_HEAP.0
 }

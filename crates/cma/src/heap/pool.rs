@@ -126,12 +126,10 @@ impl Heap {
             }
             // SAFETY: the current slab is ours.
             let s = unsafe { &*slab };
-            let cached = st.cache.get() | st.freed.get();
-            s.used.set(s.used.get() - cached.count_ones());
+            s.used.set(s.used.get() - st.cache.get().count_ones());
             st.cache.set(0);
-            st.freed.set(0);
             st.slab.set(null_mut());
-            if s.used.get() == 0 {
+            if s.used_count() == 0 {
                 self.retire_slab(slab);
             } else {
                 self.push_partial(class, slab);

@@ -10,28 +10,27 @@ use core::sync::atomic::Ordering;
 use super::Heap;
 use crate::check::lookup::slot_error;
 use crate::check::report;
-use crate::meta::span::Span;
+use crate::meta::span::{SlabList, Span};
 use crate::slab::remote_free::{self, RemoteFree};
 use crate::slab::slot::SlotState;
 
 impl Heap {
-    /// Another thread than the owner frees allocated slot `index` (of `bs`
-    /// bytes) of `slab`. False (nothing changed) when another thread freed
-    /// it already.
+    /// Another thread than the owner frees allocated slot `index` of
+    /// `slab`. False (nothing changed) when another thread freed it already.
     #[inline(never)]
-    pub(super) fn free_slot_remote(&self, slab: &Span, index: usize, bs: usize) -> bool {
+    pub(super) fn free_slot_remote(&self, slab: &Span, index: usize) -> bool {
         let (w, bit) = (index / 64, 1u64 << (index % 64));
         match remote_free::mark_freed(slab.remote_word(w), &slab.remote_summary, w, bit) {
             RemoteFree::AlreadyFreed => return false,
             RemoteFree::NotifyOwner => {
-                let owner = slab.owner.load(Ordering::Relaxed) as *const Heap;
+                let owner = Heap::from_owner_token(slab.owner.load(Ordering::Relaxed));
                 // SAFETY: a slab with an allocated slot has a live owner heap
                 // (heaps are never freed, only pooled).
                 unsafe { (*owner).push_delayed(slab as *const Span as *mut Span) };
             }
             RemoteFree::Recorded => {}
         }
-        self.count_free(self.state_of(slab), bs);
+        self.frees[slab.class.load(Ordering::Relaxed) as usize].add(1);
         true
     }
 
@@ -62,8 +61,7 @@ impl Heap {
             // uncollected frees has used > 0 and is never retired).
             let s = unsafe { &*cur };
             let next = s.next_delayed.load(Ordering::Relaxed);
-            let st = self.state_of(s);
-            let is_current = core::ptr::eq(st.slab.get(), s);
+            let is_current = s.list.get() == SlabList::Current;
             remote_free::take_pending(
                 &s.remote_summary,
                 |w| s.remote_word(w),
@@ -76,11 +74,7 @@ impl Heap {
                         report::fatal("free", slot_error(s, index, SlotState::FreedByOtherThread));
                     }
                     word.store(a & !bits, Ordering::Relaxed);
-                    if is_current && st.word.get() as usize == w {
-                        st.freed.set(st.freed.get() | bits);
-                    } else {
-                        s.used.set(s.used.get() - bits.count_ones());
-                    }
+                    s.used.set(s.used.get() - bits.count_ones());
                 },
             );
             if !is_current {

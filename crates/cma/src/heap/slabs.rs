@@ -42,7 +42,7 @@ impl Heap {
         s.reciprocal.store(g.reciprocal, Ordering::Relaxed);
         s.owner.store(self.owner_token(), Ordering::Relaxed);
         s.used.set(0);
-        s.list.set(SlabList::Current);
+        s.set_list(SlabList::Current);
         slab
     }
 
@@ -61,7 +61,7 @@ impl Heap {
         let s = unsafe { &*slab };
         let list = &self.partial[class];
         let head = list.get();
-        s.list.set(SlabList::Partial);
+        s.set_list(SlabList::Partial);
         s.prev.set(null_mut());
         s.next.set(head);
         if !head.is_null() {
@@ -97,14 +97,14 @@ impl Heap {
         match s.list.get() {
             SlabList::Current => {}
             SlabList::Full => {
-                if s.used.get() == 0 {
+                if s.used_count() == 0 {
                     self.retire_slab(slab);
                 } else {
                     self.push_partial(class, slab);
                 }
             }
             SlabList::Partial => {
-                if s.used.get() == 0 {
+                if s.used_count() == 0 {
                     self.unlink_partial(class, slab);
                     self.retire_slab(slab);
                 }

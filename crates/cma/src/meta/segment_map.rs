@@ -3,9 +3,15 @@
 //!
 //! One word per 4 MiB granule of the 47-bit user address space, in a reserved
 //! mapping that the kernel fills lazily (256 MiB of address space, a few
-//! pages of memory). Writers hold the page allocator's lock; readers are lock-free.
+//! pages of memory). Writers hold the page allocator's lock; readers are
+//! lock-free.
+//!
+//! Until the map exists, `MAP` points at one zero word and `INDEX_MASK` is
+//! 0, so a lookup from any thread at any time reads a valid word without a
+//! null check: the free fast path runs before cma has initialised too (a
+//! thread that has no heap yet may free a foreign pointer).
 
-use core::ptr::null_mut;
+use core::ptr::addr_of;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use crate::os::memory::{self, Charge};
@@ -15,16 +21,21 @@ pub(crate) const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
 const ADDRESS_BITS: u32 = 47;
 const ENTRIES: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT);
 
-/// An entry is 0 (not ours), a `*mut Segment` (tag 0) or a `*mut Span` of a
-/// huge block (tag 1).
-pub(crate) const TAG_HUGE: usize = 1;
+/// An entry is 0 (not ours), a `*mut Segment` (positive), or a huge block's
+/// `*mut Span` with the top bit set (`TAG_HUGE`): one signed comparison
+/// tells the fast path that an entry is a segment.
+pub(crate) const TAG_HUGE: usize = 1 << 63;
 
-static MAP: AtomicPtr<AtomicUsize> = AtomicPtr::new(null_mut());
+/// The map before it exists: one entry, 0.
+static NO_MAP: AtomicUsize = AtomicUsize::new(0);
+static MAP: AtomicPtr<AtomicUsize> = AtomicPtr::new(addr_of!(NO_MAP) as *mut AtomicUsize);
+/// `ENTRIES - 1` once the map exists, 0 before. Published after `MAP`.
+static INDEX_MASK: AtomicUsize = AtomicUsize::new(0);
 
 /// Reserves the map. Called under the page allocator's lock, before any segment
 /// exists. Returns false when the kernel refuses.
 pub(crate) fn init() -> bool {
-    if !MAP.load(Ordering::Acquire).is_null() {
+    if INDEX_MASK.load(Ordering::Acquire) != 0 {
         return true;
     }
     let p = memory::map(ENTRIES * core::mem::size_of::<usize>(), Charge::Sparse);
@@ -32,41 +43,52 @@ pub(crate) fn init() -> bool {
         return false;
     }
     MAP.store(p.cast(), Ordering::Release);
+    INDEX_MASK.store(ENTRIES - 1, Ordering::Release);
     true
 }
 
+/// The map entry for `addr`. Addresses at or above 2^47 wrap onto the
+/// entry of a lower address: the caller validates the address against
+/// what the entry names (a span covers it, or it is reported).
 #[inline(always)]
-pub(crate) fn lookup(addr: usize) -> usize {
+fn entry(addr: usize) -> usize {
+    // The mask first: once it is non-zero, the map it was published after
+    // is the real one.
+    let mask = INDEX_MASK.load(Ordering::Acquire);
     let map = MAP.load(Ordering::Relaxed);
-    let index = addr >> SEGMENT_SHIFT;
-    if index >= ENTRIES || map.is_null() {
-        return 0;
-    }
-    // SAFETY: index < ENTRIES, inside the reserved map.
-    unsafe { (*map.add(index)).load(Ordering::Acquire) }
+    // SAFETY: the index is at most `mask`, and `MAP` has `mask + 1` entries.
+    unsafe { (*map.add((addr >> SEGMENT_SHIFT) & mask)).load(Ordering::Acquire) }
 }
 
-/// `lookup` for a thread that holds a heap: heaps are handed out only once
-/// the map exists (`heap::pool::acquire_heap` makes sure of it under the page
-/// allocator's lock, which also orders the map's publication before the heap's use), so
-/// the map needs no null check here.
+/// The entry for `addr`: 0 for an address that is not ours, including
+/// every address at or above 2^47.
 #[inline(always)]
-pub(crate) fn lookup_with_heap(addr: usize) -> usize {
-    let map = MAP.load(Ordering::Relaxed);
-    debug_assert!(!map.is_null(), "a heap exists before the segment map");
-    let index = addr >> SEGMENT_SHIFT;
-    if index >= ENTRIES {
+pub(crate) fn lookup(addr: usize) -> usize {
+    if addr >> ADDRESS_BITS != 0 {
         return 0;
     }
-    // SAFETY: index < ENTRIES, inside the reserved map, which exists (above).
-    unsafe { (*map.add(index)).load(Ordering::Acquire) }
+    entry(addr)
+}
+
+/// The segment table that the map names for `addr`, on the fast path:
+/// `None` for anything but a segment (not ours, a huge block). For an
+/// address at or above 2^47 it may name the segment of a lower address; the
+/// caller's slot check rejects it (see `entry`).
+#[inline(always)]
+pub(crate) fn segment_fast(addr: usize) -> Option<usize> {
+    let e = entry(addr);
+    if (e as isize) <= 0 {
+        None
+    } else {
+        Some(e)
+    }
 }
 
 /// Points every granule of `[base, base+bytes)` at `entry` (0 to forget).
-/// Caller holds the page allocator's lock.
+/// Caller holds the page allocator's lock, and the map exists.
 pub(crate) fn set_range(base: usize, bytes: usize, entry: usize) {
     let map = MAP.load(Ordering::Relaxed);
-    debug_assert!(!map.is_null());
+    debug_assert!(INDEX_MASK.load(Ordering::Relaxed) != 0);
     let first = base >> SEGMENT_SHIFT;
     let last = (base + bytes - 1) >> SEGMENT_SHIFT;
     for index in first..=last.min(ENTRIES - 1) {

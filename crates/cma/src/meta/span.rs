@@ -8,7 +8,9 @@
 //! 1024 pages to the descriptor of the span that holds it. Every page of a
 //! live span points to its descriptor; pages of free spans may hold stale
 //! pointers, so readers always check that the descriptor really covers the
-//! address (`Span::contains`).
+//! address (`Span::contains`). A page that never held a span points to
+//! `NO_SPAN`, a descriptor that owns nothing and covers nothing, so that the
+//! free fast path can read any entry's fields without a null check.
 
 use core::cell::Cell;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -65,7 +67,8 @@ pub(crate) struct Span {
     // published (hot)
     pub(crate) block_size: AtomicU32,
     pub(crate) capacity: AtomicU32,
-    // owner (hot): allocated slots plus the slots in the owner's cache.
+    // owner (hot): allocated slots plus the slots in the owner's cache, and
+    // `USED_FULL_BIT` while the slab is `Full` (see `used_count`, `set_list`).
     pub(crate) used: Cell<u32>,
     pub(crate) kind: AtomicU8,
     pub(crate) class: AtomicU8,
@@ -90,7 +93,29 @@ pub(crate) struct Span {
     pub(crate) reserved: Cell<usize>,
 }
 
+/// The top bit of `Span::used`: set while the slab is `Full` (on no list of
+/// its owner), so that the owner's free finds both events that need its
+/// cold path, the slab became empty or a full slab gained a free slot, with
+/// one signed test of `used` after its decrement. Counts never reach it.
+pub(crate) const USED_FULL_BIT: u32 = 1 << 31;
+
 impl Span {
+    /// Slab only: allocated slots plus the slots in the owner's cache.
+    #[inline(always)]
+    pub(crate) fn used_count(&self) -> u32 {
+        self.used.get() & !USED_FULL_BIT
+    }
+    /// Slab only: moves the slab to `list` in its owner's bookkeeping.
+    #[inline(always)]
+    pub(crate) fn set_list(&self, list: SlabList) {
+        self.list.set(list);
+        let full = if list == SlabList::Full {
+            USED_FULL_BIT
+        } else {
+            0
+        };
+        self.used.set(self.used_count() | full);
+    }
     #[inline(always)]
     pub(crate) fn start(&self) -> usize {
         self.start.load(Ordering::Relaxed)
@@ -157,6 +182,53 @@ impl Span {
     }
 }
 
+impl Span {
+    /// A descriptor with every field zero: the free-span state, owner 0.
+    const fn zeroed() -> Span {
+        Span {
+            start: AtomicUsize::new(0),
+            owner: AtomicUsize::new(0),
+            reciprocal: AtomicU64::new(0),
+            remote_summary: AtomicU64::new(0),
+            block_size: AtomicU32::new(0),
+            capacity: AtomicU32::new(0),
+            used: Cell::new(0),
+            kind: AtomicU8::new(0),
+            class: AtomicU8::new(0),
+            list: Cell::new(SlabList::Current),
+            bytes: AtomicUsize::new(0),
+            words: Cell::new(0),
+            next_delayed: AtomicPtr::new(core::ptr::null_mut()),
+            prev: Cell::new(core::ptr::null_mut()),
+            next: Cell::new(core::ptr::null_mut()),
+            segment: Cell::new(core::ptr::null_mut()),
+            free_prev: Cell::new(core::ptr::null_mut()),
+            free_next: Cell::new(core::ptr::null_mut()),
+            dirty: Cell::new(false),
+            zeroed: Cell::new(false),
+            freed_at_ms: Cell::new(0),
+            reserved: Cell::new(0),
+        }
+    }
+}
+
+/// The descriptor that page-table entries of pages without a span point to:
+/// owner 0 (no heap), capacity 0, zero bytes. Never written.
+pub(crate) struct NoSpan(Span);
+
+// SAFETY: nobody writes `NO_SPAN` (every writer first finds a span through
+// a page-table entry and checks that it owns it, or that it covers the
+// address, which `NO_SPAN` never does).
+unsafe impl Sync for NoSpan {}
+
+pub(crate) static NO_SPAN: NoSpan = NoSpan(Span::zeroed());
+
+/// The address of `NO_SPAN`.
+#[inline(always)]
+pub(crate) fn no_span() -> *mut Span {
+    &NO_SPAN.0 as *const Span as *mut Span
+}
+
 /// A segment's page table. Lives in the metadata region.
 #[repr(C)]
 pub(crate) struct Segment {
@@ -170,16 +242,35 @@ impl Segment {
     #[inline(always)]
     pub(crate) fn page_index(&self, addr: usize) -> usize {
         // Segments are aligned to their size, so the index needs no load of
-        // `base`: one dependent load less on every free.
-        debug_assert!(self.base % SEGMENT_SIZE == 0 && addr - self.base < SEGMENT_SIZE);
+        // `base`: one dependent load less on every free. (An address at or
+        // above 2^47 may reach here through the map's wrap; its index is
+        // still in range, and the slot check rejects it.)
+        debug_assert!(self.base % SEGMENT_SIZE == 0);
         (addr & (SEGMENT_SIZE - 1)) >> PAGE_SHIFT
     }
+    /// The descriptor page `page` points to, null for none.
     #[inline(always)]
     pub(crate) fn span_at(&self, page: usize) -> *mut Span {
+        let span = self.span_at_fast(page);
+        if span == no_span() {
+            core::ptr::null_mut()
+        } else {
+            span
+        }
+    }
+    /// The descriptor page `page` points to, `NO_SPAN` for none: never null.
+    #[inline(always)]
+    pub(crate) fn span_at_fast(&self, page: usize) -> *mut Span {
         debug_assert!(page < PAGES_PER_SEGMENT);
         // SAFETY: callers pass the page index of an address inside this
         // segment, which is below PAGES_PER_SEGMENT.
         unsafe { self.pages.get_unchecked(page) }.load(Ordering::Acquire)
+    }
+    /// Points every page at `NO_SPAN`: a new table, before it is published.
+    pub(crate) fn clear_pages(&self) {
+        for page in &self.pages {
+            page.store(no_span(), Ordering::Relaxed);
+        }
     }
     /// Points pages `[first, first+count)` at `span`. Page allocator's lock held.
     pub(crate) fn set_pages(&self, first: usize, count: usize, span: *mut Span) {

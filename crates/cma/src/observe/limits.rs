@@ -4,14 +4,14 @@
 //!
 //! While no limit is set, the fast path pays one relaxed load of `ACTIVE`.
 //! With a limit set, every allocation takes the slow path, which sums the
-//! live bytes of all heaps: exact when one thread allocates, approximate while
-//! several threads race on it.
+//! counters of all heaps (`heap::counters::bytes_in_use`): exact when one
+//! thread allocates, approximate while several threads race on it.
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::check::error::CmaError;
 use crate::check::level::{set_mode_bit, MODE_LIMITS};
-use crate::heap::pool::for_each_heap;
+use crate::heap::counters::bytes_in_use;
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static MAX_REQUEST: AtomicUsize = AtomicUsize::new(usize::MAX);
@@ -64,9 +64,7 @@ pub(crate) fn check(size: usize, added: usize) -> Result<(), CmaError> {
     }
     let max_total = MAX_TOTAL.load(Ordering::Relaxed);
     if max_total != usize::MAX {
-        let mut in_use = 0u64;
-        for_each_heap(|h| in_use = in_use.wrapping_add(h.live_bytes.get()));
-        let in_use = (in_use as i64).max(0) as usize;
+        let in_use = bytes_in_use() as usize;
         if in_use.saturating_add(added) > max_total {
             return Err(CmaError::TotalLimitExceeded {
                 size,

@@ -1,11 +1,14 @@
 //! Heap statistics, merged from the per-thread counters when read.
 //!
 //! Counts (allocations, frees, blocks and bytes in use) are exact when read
-//! from a quiet program. Peaks are exact while the process has had a single
-//! heap (one allocating thread); with several threads they are sampled
-//! whenever a heap takes a new slab or a large block, so a short spike can be
-//! missed by up to a slab per thread and class. Bytes are usable sizes (the
-//! size class, or whole pages for large blocks), not requested sizes.
+//! from a quiet program. Peaks are sampled: a thread brings its byte total
+//! and its per-class peaks up to date each time it refills a size class's
+//! cache (at most 64 blocks apart) and at every large block, the
+//! process-wide peaks are sampled whenever a heap takes a new slab or a
+//! large block, and the value now counts too. So a short spike can be
+//! missed by up to one cache refill per thread and class. Bytes are usable
+//! sizes (the size class, or whole pages for large blocks), not requested
+//! sizes.
 
 use core::sync::atomic::Ordering;
 
@@ -72,19 +75,18 @@ pub fn stats() -> Stats {
         dirty_free_bytes: 0,
         metadata_bytes: 0,
     };
-    let mut live_bytes = 0u64;
+    let mut large_bytes = 0u64;
     let mut single_peak_bytes = 0u64;
     let mut single_peak_live = [0u64; NUM_CLASSES];
     for_each_heap(|h| {
         for (i, c) in s.classes.iter_mut().enumerate() {
-            let st = h.class(i);
-            c.allocations += st.allocs.get();
-            c.frees += st.frees.get();
-            single_peak_live[i] = st.peak_live.get();
+            c.allocations += h.class(i).allocs.get();
+            c.frees += h.frees[i].get();
+            single_peak_live[i] = h.peak_live[i].get();
         }
         s.large_allocations += h.large_allocs.get();
         s.large_frees += h.large_frees.get();
-        live_bytes = live_bytes.wrapping_add(h.live_bytes.get());
+        large_bytes = large_bytes.wrapping_add(h.large_live_bytes.get());
         single_peak_bytes = h.peak_live_bytes.get();
     });
     s.heaps = heaps_created();
@@ -95,7 +97,7 @@ pub fn stats() -> Stats {
         s.metadata_bytes = pages.meta.mapped;
     }
     let single_heap = s.heaps <= 1;
-    s.bytes_in_use = (live_bytes as i64).max(0) as u64;
+    let mut live_bytes = large_bytes;
     s.allocations = s.large_allocations;
     s.frees = s.large_frees;
     for (i, c) in s.classes.iter_mut().enumerate() {
@@ -110,7 +112,9 @@ pub fn stats() -> Stats {
         c.peak_bytes_in_use = peak * sizes[i] as u64;
         s.allocations += c.allocations;
         s.frees += c.frees;
+        live_bytes = live_bytes.wrapping_add(c.bytes_in_use);
     }
+    s.bytes_in_use = (live_bytes as i64).max(0) as u64;
     let mut peak = PEAK_BYTES.load(Ordering::Relaxed).max(s.bytes_in_use);
     if single_heap {
         peak = peak.max(single_peak_bytes);

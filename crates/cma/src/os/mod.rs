@@ -8,6 +8,7 @@ pub(crate) mod clock;
 pub(crate) mod memory;
 pub(crate) mod process;
 pub(crate) mod thread;
+pub(crate) mod tls;
 
 /// The OS page size cma assumes (x86_64 and aarch64 Linux with 4 KiB pages).
 pub(crate) const PAGE_SIZE: usize = 4096;

@@ -30,6 +30,7 @@ impl Pages {
         self.hint_segment(base as usize);
         // SAFETY: freshly allocated, zeroed table.
         let seg = unsafe { &mut *table };
+        seg.clear_pages();
         seg.base = base as usize;
         seg.free_pages.set(PAGES_PER_SEGMENT);
         self.insert_new_free(

@@ -113,22 +113,47 @@ static CLASSES: [ClassGeometry; NUM_CLASSES] = build_classes();
 pub(crate) fn class_of(size: usize) -> SizeClass {
     debug_assert!(size <= MAX_SMALL);
     if size <= SMALL_TABLE_MAX {
-        return SizeClass(SMALL_TABLE[(size + 7) >> 3]);
+        return class_of_small(size);
     }
     class_of_computed(size)
 }
 
+/// `class_of` for a size of at most `SMALL_TABLE_MAX`: one table load.
+#[inline(always)]
+pub(crate) fn class_of_small(size: usize) -> SizeClass {
+    debug_assert!(size <= SMALL_TABLE_MAX);
+    // SAFETY: (size + 7) >> 3 <= SMALL_TABLE_MAX / 8, the table's last index.
+    SizeClass(unsafe { *SMALL_TABLE.get_unchecked((size + 7) >> 3) })
+}
+
+/// The class serving C's `malloc(size)` for a size of at most
+/// `SMALL_TABLE_MAX`: blocks of 16 bytes or more are 16-byte aligned (8
+/// below), as glibc's are, so a size from 16 up is served as if rounded up
+/// to 16. One table load.
+#[inline(always)]
+pub(crate) fn c_class_of_small(size: usize) -> SizeClass {
+    debug_assert!(size <= SMALL_TABLE_MAX);
+    // SAFETY: as in `class_of_small`.
+    SizeClass(unsafe { *C_SMALL_TABLE.get_unchecked((size + 7) >> 3) })
+}
+
 /// Sizes up to this are classified by table lookup.
-const SMALL_TABLE_MAX: usize = 1024;
+pub(crate) const SMALL_TABLE_MAX: usize = 1024;
 /// Class of every multiple of 8 up to `SMALL_TABLE_MAX` (class boundaries
 /// are multiples of 8, so rounding a size up to 8 never changes its class).
-static SMALL_TABLE: [u8; SMALL_TABLE_MAX / 8 + 1] = build_small_table();
+static SMALL_TABLE: [u8; SMALL_TABLE_MAX / 8 + 1] = build_small_table(false);
+/// The same for C's alignment (see `c_class_of_small`).
+static C_SMALL_TABLE: [u8; SMALL_TABLE_MAX / 8 + 1] = build_small_table(true);
 
-const fn build_small_table() -> [u8; SMALL_TABLE_MAX / 8 + 1] {
+const fn build_small_table(c_alignment: bool) -> [u8; SMALL_TABLE_MAX / 8 + 1] {
     let mut table = [0u8; SMALL_TABLE_MAX / 8 + 1];
     let mut i = 0;
     while i < table.len() {
-        table[i] = class_of_computed(i * 8).0;
+        let mut size = i * 8;
+        if c_alignment && size >= 16 {
+            size = (size + 15) & !15;
+        }
+        table[i] = class_of_computed(size).0;
         i += 1;
     }
     table
@@ -188,18 +213,22 @@ pub fn class_block_sizes() -> [usize; NUM_CLASSES] {
     out
 }
 
-/// Slot index of byte `offset` inside a slab of `capacity` blocks of
-/// `block_size` bytes (`reciprocal` is its `ClassGeometry::reciprocal`), or
-/// `None` when the offset is not the start of a slot.
+/// Slot index of byte `offset` inside a slab of `capacity` blocks (of the
+/// size whose `ClassGeometry::reciprocal` is `reciprocal`), or `None` when
+/// the offset is not the start of a slot.
+///
+/// One multiplication answers both questions: with c = ceil(2^64 / size),
+/// the high word of `offset * c` is `offset / size` and the low word is
+/// below c exactly when `size` divides `offset` (Lemire, Kaser and Kurz,
+/// "Faster remainder by direct computation", 2019; exact for offsets below
+/// 2^32, and slabs are far smaller). An offset of 2^32 or more, or one that
+/// wrapped below zero, gives an index of at least 2^15, far above any
+/// capacity, so it is rejected whatever the low word says.
 #[inline(always)]
-pub(crate) fn slot_of_offset(
-    offset: usize,
-    reciprocal: u64,
-    block_size: usize,
-    capacity: usize,
-) -> Option<usize> {
-    let index = slot_containing(offset, reciprocal);
-    if index * block_size == offset && index < capacity {
+pub(crate) fn slot_of_offset(offset: usize, reciprocal: u64, capacity: usize) -> Option<usize> {
+    let wide = offset as u128 * reciprocal as u128;
+    let index = (wide >> 64) as usize;
+    if (wide as u64) < reciprocal && index < capacity {
         Some(index)
     } else {
         None
@@ -252,21 +281,61 @@ mod tests {
             assert!(g.capacity >= 8);
             let slab_bytes = g.slab_pages as usize * PAGE_SIZE;
             assert!(g.capacity as usize * g.block_size as usize <= slab_bytes);
-            let step = if g.block_size > 4096 { 61 } else { 1 };
             let mut off = 0;
             while off < slab_bytes {
                 let expect = off / g.block_size as usize;
                 assert_eq!(slot_containing(off, g.reciprocal), expect);
                 let exact = off % g.block_size as usize == 0 && expect < g.capacity as usize;
-                let found = slot_of_offset(
-                    off,
-                    g.reciprocal,
-                    g.block_size as usize,
-                    g.capacity as usize,
-                );
+                let found = slot_of_offset(off, g.reciprocal, g.capacity as usize);
                 assert_eq!(found.is_some(), exact, "class {i} offset {off}");
-                off += step;
+                if let Some(index) = found {
+                    assert_eq!(index, expect);
+                }
+                off += 1;
             }
+        }
+    }
+
+    #[test]
+    fn offsets_outside_a_slab_are_never_slots() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..NUM_CLASSES {
+            let g = SizeClass::from_index(i).geometry();
+            let slab_bytes = g.slab_pages as usize * PAGE_SIZE;
+            let cap = g.capacity as usize;
+            for k in 0..20_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Past the slab, far past it (2^32 and up), and below its
+                // start (wrapped), in block-size steps too.
+                let off = match k % 4 {
+                    0 => slab_bytes + (x as usize % (1 << 32)),
+                    1 => (x as usize) | (1 << 32),
+                    2 => (x as usize).wrapping_neg() | (1 << 63),
+                    _ => cap * g.block_size as usize + (x as usize % 64) * g.block_size as usize,
+                };
+                assert!(
+                    slot_of_offset(off, g.reciprocal, cap).is_none(),
+                    "class {i} offset {off:#x}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn c_classes_are_16_byte_aligned_from_16_bytes_up() {
+        for size in 0..=SMALL_TABLE_MAX {
+            let c = c_class_of_small(size);
+            let bs = c.block_size();
+            assert!(bs >= size.max(1));
+            if size >= 16 {
+                assert_eq!(bs % 16, 0, "size {size} got {bs}");
+                assert_eq!(c, class_of((size + 15) & !15));
+            } else {
+                assert_eq!(c, class_of(size));
+            }
+            assert_eq!(class_of_small(size), class_of(size));
         }
     }
 

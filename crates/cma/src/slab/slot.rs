@@ -24,25 +24,15 @@ pub(crate) enum SlotState {
     FreedByOtherThread,
 }
 
-/// A slot of a slab: its index and its size.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Slot {
-    pub(crate) index: usize,
-    pub(crate) block_size: usize,
-}
-
-/// The slot of `slab` that starts at `addr`, or `None` when no slot starts
-/// there (an interior pointer, or an address outside the slab).
+/// The index of the slot of `slab` that starts at `addr`, or `None` when no
+/// slot starts there (an interior pointer, or an address outside the slab).
 #[inline(always)]
-pub(crate) fn slot_at(slab: &Span, addr: usize) -> Option<Slot> {
-    let block_size = slab.block_size.load(Ordering::Relaxed) as usize;
-    let index = slot_of_offset(
+pub(crate) fn slot_at(slab: &Span, addr: usize) -> Option<usize> {
+    slot_of_offset(
         addr.wrapping_sub(slab.start()),
         slab.reciprocal.load(Ordering::Relaxed),
-        block_size,
         slab.capacity.load(Ordering::Relaxed) as usize,
-    )?;
-    Some(Slot { index, block_size })
+    )
 }
 
 /// The state of slot `index` of `slab`. Any thread may ask; only the owner's

@@ -1,0 +1,131 @@
+//! The thread's own words of cma state, reached without a call.
+//!
+//! A Rust `thread_local!` in a shared library (libcma.so) compiles to the
+//! general-dynamic TLS model: every access is a call to `__tls_get_addr`,
+//! about a fifth of a malloc/free pair, and glibc's `__tls_get_addr` may
+//! itself call malloc to grow a thread's DTV. On x86_64 Linux the two words
+//! are therefore declared in assembly, in `.tbss`, and read with the
+//! initial-exec model: one load of the word's offset from the GOT, one load
+//! relative to `%fs`. In an executable the linker turns the GOT load into a
+//! constant. A shared library that uses the model is marked `STATIC_TLS`:
+//! loaded at start-up (a dependency, or `LD_PRELOAD`), it is placed in the
+//! static TLS block; `dlopen`ed later, glibc serves its 16 bytes from the
+//! static block's spare room. Other targets use a `thread_local!` with a
+//! `const` initialiser (plain TLS in an executable, no allocation).
+//!
+//! Both words start at zero in every thread. What they mean is the heap
+//! layer's business (`heap::guard`).
+
+use core::cell::Cell;
+
+/// The thread's two words; see the module docs.
+#[repr(C)]
+pub(crate) struct ThreadWords {
+    /// The heap layer's first word (its thread heap, as an offset).
+    pub(crate) first: Cell<usize>,
+    /// The heap layer's second word (the guard's depth).
+    pub(crate) second: Cell<usize>,
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod imp {
+    use super::ThreadWords;
+
+    // The symbol is hidden (each shared object that embeds cma has its own)
+    // and versioned by name, so two copies of cma linked into one program
+    // keep apart.
+    core::arch::global_asm!(
+        ".pushsection .tbss.cma_thread_words,\"awT\",@nobits",
+        ".p2align 4",
+        ".globl __cma_thread_words_v1",
+        ".hidden __cma_thread_words_v1",
+        ".type __cma_thread_words_v1, @object",
+        ".size __cma_thread_words_v1, 16",
+        "__cma_thread_words_v1:",
+        ".zero 16",
+        ".popsection",
+    );
+
+    /// The words' offset from the thread pointer: the same for every thread.
+    #[inline(always)]
+    fn offset() -> usize {
+        let off: usize;
+        // SAFETY: reads the GOT entry the linker made for the TLS symbol
+        // above (or an immediate, once relaxed); no side effects.
+        unsafe {
+            core::arch::asm!(
+                "mov {off}, qword ptr [rip + __cma_thread_words_v1@GOTTPOFF]",
+                off = out(reg) off,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+        }
+        off
+    }
+
+    #[inline(always)]
+    pub(crate) fn words() -> &'static ThreadWords {
+        let p: usize;
+        // SAFETY: %fs:0 holds the thread pointer (the x86_64 TLS ABI); the
+        // words lie at a fixed offset from it for the thread's whole life.
+        unsafe {
+            core::arch::asm!(
+                "add {p}, qword ptr fs:[0]",
+                p = inout(reg) offset() => p,
+                options(pure, readonly, nostack),
+            );
+            &*(p as *const ThreadWords)
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn first() -> usize {
+        let v: usize;
+        // SAFETY: as in `words`; a plain load of the first word, which only
+        // this thread writes.
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr fs:[{off}]",
+                off = in(reg) offset(),
+                v = lateout(reg) v,
+                options(readonly, nostack, preserves_flags),
+            );
+        }
+        v
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod imp {
+    use super::ThreadWords;
+    use core::cell::Cell;
+
+    thread_local! {
+        static WORDS: ThreadWords = const {
+            ThreadWords { first: Cell::new(0), second: Cell::new(0) }
+        };
+    }
+
+    #[inline(always)]
+    pub(crate) fn words() -> &'static ThreadWords {
+        // SAFETY: the words have no destructor and live as long as the
+        // thread; the reference never leaves it (ThreadWords is not Sync).
+        WORDS.with(|w| unsafe { &*(w as *const ThreadWords) })
+    }
+
+    #[inline(always)]
+    pub(crate) fn first() -> usize {
+        WORDS.with(|w| w.first.get())
+    }
+}
+
+/// The calling thread's words.
+#[inline(always)]
+pub(crate) fn words() -> &'static ThreadWords {
+    imp::words()
+}
+
+/// The calling thread's first word, in one load where the target allows.
+#[inline(always)]
+pub(crate) fn first_word() -> usize {
+    imp::first()
+}
