@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Instructions per malloc and per free, counted with callgrind: cma against
+mimalloc 3 (built from the `libmimalloc-sys` crate's vendored sources),
+glibc and, where installed, jemalloc. Repeatable whatever the machine's load.
+
+    crates/cma-bench/scripts/instructions.py [--pairs N] [--levels fast,default]
+
+Two paths:
+- C: `c/churn_pairs.c` (256 blocks of 8-512 B churned one free and one malloc
+  at a time, 64-block bursts) run with each allocator through LD_PRELOAD
+  (glibc: none). The figure is callgrind's inclusive cost of the `malloc` and
+  `free` symbols divided by the calls: the program's own loop is not in it.
+- Rust: `src/bin/churn_pairs.rs`, the same churn through each allocator's
+  `GlobalAlloc`, read from the never-inlined `alloc_one` and `free_one`.
+
+Prints a table per path with the ratio of each pair to mimalloc's. Builds
+what it needs (cargo --release, gcc); needs valgrind.
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+BENCH = os.path.join(ROOT, "crates", "cma-bench")
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def mimalloc3_sources():
+    meta = json.loads(run(["cargo", "metadata", "--format-version", "1"],
+                          cwd=ROOT, capture_output=True, text=True).stdout)
+    for pkg in meta["packages"]:
+        if pkg["name"] == "libmimalloc-sys":
+            base = os.path.join(os.path.dirname(pkg["manifest_path"]), "c_src", "mimalloc", "v3")
+            if os.path.isdir(base):
+                return base, pkg["version"]
+    sys.exit("instructions.py: no libmimalloc-sys with vendored v3 sources in cargo metadata")
+
+
+def build(work):
+    run(["cargo", "build", "--release", "-q", "-p", "cma-capi", "-p", "cma-bench",
+         "--bin", "churn_pairs"], cwd=ROOT)
+    exe = os.path.join(work, "churn_pairs_c")
+    run(["gcc", "-O2", "-o", exe, os.path.join(BENCH, "c", "churn_pairs.c")])
+    src, version = mimalloc3_sources()
+    mi = os.path.join(work, "libmimalloc3.so")
+    # The crate's own flags for the static library (cc's -O3 release build),
+    # plus what a preloadable shared library needs.
+    run(["gcc", "-O3", "-DNDEBUG", "-DMI_MALLOC_OVERRIDE", "-fno-builtin-malloc",
+         "-ftls-model=initial-exec", "-fPIC", "-shared", "-I", os.path.join(src, "include"),
+         "-I", os.path.join(src, "src"), os.path.join(src, "src", "static.c"), "-o", mi,
+         "-lpthread"])
+    return exe, mi, version
+
+
+def callgrind(cmd, env, work, functions):
+    out = os.path.join(work, "callgrind.out")
+    if os.path.exists(out):
+        os.remove(out)
+    proc = run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out] + cmd,
+               env=env, capture_output=True, text=True)
+    m = re.search(r"mallocs (\d+) frees (\d+)", proc.stdout)
+    if not m:
+        sys.exit(f"instructions.py: unexpected output from {cmd}: {proc.stdout!r}")
+    calls = (int(m.group(1)), int(m.group(2)))
+    text = run(["callgrind_annotate", "--inclusive=yes", out],
+               capture_output=True, text=True).stdout
+    found = {}
+    for line in text.splitlines():
+        lm = re.match(r"\s*([\d,]+) \([^)]*\)\s+\S*?:([^\s\[]+)(?: \[(.*)\])?$", line)
+        if not lm:
+            continue
+        count, name, obj = int(lm.group(1).replace(",", "")), lm.group(2), lm.group(3)
+        for key, (want, in_obj) in functions.items():
+            if key in found or not re.fullmatch(want, name):
+                continue
+            if in_obj and (obj is None or in_obj not in obj):
+                continue
+            found[key] = count
+    missing = [k for k in functions if k not in found]
+    if missing:
+        sys.exit(f"instructions.py: {missing} not found in the profile of {cmd}")
+    return found["alloc"] / calls[0], found["free"] / calls[1]
+
+
+def table(title, rows):
+    base = dict((n, a + f) for n, a, f in rows).get("mimalloc")
+    print(title)
+    print(f"  {'allocator':<14}{'malloc':>9}{'free':>9}{'pair':>9}{'vs mimalloc':>13}")
+    for name, a, f in rows:
+        ratio = f"{(a + f) / base:.2f}x" if base else "-"
+        print(f"  {name:<14}{a:9.1f}{f:9.1f}{a + f:9.1f}{ratio:>13}")
+    print()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pairs", type=int, default=200_000)
+    ap.add_argument("--levels", default="fast,default",
+                    help="cma check levels to count (CMA_OPTIONS=check=LEVEL)")
+    args = ap.parse_args()
+    levels = [l for l in args.levels.split(",") if l]
+    with tempfile.TemporaryDirectory() as work:
+        exe, mi, mi_version = build(work)
+        libcma = os.path.join(ROOT, "target", "release", "libcma.so")
+        pairs = str(args.pairs)
+        base_env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "CMA_OPTIONS")}
+
+        c_rows = []
+        libc_fns = {"alloc": ("malloc", "libc.so"), "free": ("free", "libc.so")}
+        c_rows.append(("glibc",) + callgrind([exe, pairs], base_env, work, libc_fns))
+        mi_fns = {"alloc": ("malloc", "libmimalloc3"), "free": ("free", "libmimalloc3")}
+        c_rows.append(("mimalloc",) + callgrind([exe, pairs], dict(base_env, LD_PRELOAD=mi),
+                                                work, mi_fns))
+        for je in sorted(glob.glob("/usr/lib/*-linux-gnu/libjemalloc.so.2")):
+            je_fns = {"alloc": ("malloc", "libjemalloc"), "free": ("free", "libjemalloc")}
+            c_rows.append(("jemalloc",) + callgrind([exe, pairs], dict(base_env, LD_PRELOAD=je),
+                                                    work, je_fns))
+            break
+        cma_fns = {"alloc": ("(cma_)?malloc", "libcma"), "free": ("free|_ZdaPv|_ZdlPv", "libcma")}
+        for level in levels:
+            env = dict(base_env, LD_PRELOAD=libcma, CMA_OPTIONS=f"check={level}")
+            c_rows.append((f"cma-{level}",) + callgrind([exe, pairs], env, work, cma_fns))
+        table(f"C malloc/free through LD_PRELOAD, instructions per call "
+              f"({args.pairs} churn pairs; mimalloc {mi_version} crate sources, v3)", c_rows)
+
+        rust = os.path.join(ROOT, "target", "release", "churn_pairs")
+        rust_fns = {"alloc": (r"churn_pairs::alloc_one(<.*>)?", None),
+                    "free": (r"churn_pairs::free_one(<.*>)?", None)}
+        rust_rows = []
+        for name in ["mimalloc", "system", "jemalloc", "snmalloc", "rusty_alloc"]:
+            try:
+                rust_rows.append((name,) + callgrind([rust, name, pairs], base_env, work, rust_fns))
+            except subprocess.CalledProcessError:
+                print(f"  ({name}: not counted: not in this build, or it failed under valgrind)",
+                      file=sys.stderr)
+        for level in levels:
+            env = dict(base_env, CMA_OPTIONS=f"check={level}")
+            rust_rows.append((f"cma-{level}",) + callgrind([rust, "cma", pairs], env, work, rust_fns))
+        table("Rust GlobalAlloc alloc/dealloc (the mimalloc crate as the baseline), "
+              "instructions per call", rust_rows)
+
+
+if __name__ == "__main__":
+    main()
