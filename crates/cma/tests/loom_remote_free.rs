@@ -5,9 +5,11 @@
 //! outcomes it models) of remote frees racing with the owner's take.
 //!
 //! The owner's side is modelled as in the heap: a remote free that returns
-//! `NotifyOwner` pushes the slab onto the owner's delayed list (here: bumps a
-//! `notified` counter); the owner pops the list (swaps the counter) and, if it
-//! found the slab, takes its pending frees.
+//! `NotifyOwner` flags the slab's owner word, then pushes the slab onto the
+//! owner's delayed list (here: bumps a `notified` counter); the owner pops
+//! the list (swaps the counter) and, if it found the slab, takes its pending
+//! frees (which clears the flag first). The owner's free fast path is
+//! modelled by its one test: the owner word, unflagged.
 
 use std::sync::atomic::Ordering;
 
@@ -20,7 +22,7 @@ mod remote_free;
 use loom::sync::atomic::{AtomicU64, AtomicUsize};
 use loom::sync::Arc;
 use loom::thread;
-use remote_free::{mark_freed, take_pending, AtomicWord, RemoteFree};
+use remote_free::{flag_owner, mark_freed, take_pending, AtomicWord, RemoteFree, OWNER_PENDING};
 
 struct Word(AtomicU64);
 
@@ -37,16 +39,24 @@ impl AtomicWord for Word {
     fn fetch_or(&self, bits: u64, order: Ordering) -> u64 {
         self.0.fetch_or(bits, order)
     }
+    fn fetch_and(&self, bits: u64, order: Ordering) -> u64 {
+        self.0.fetch_and(bits, order)
+    }
     fn swap(&self, value: u64, order: Ordering) -> u64 {
         self.0.swap(value, order)
     }
 }
 
-/// A slab's remote-free state: two bitmap words and the summary, plus the
-/// owner's delayed list reduced to a counter of notifications.
+/// The owner's token in the model (any value with the flag bit clear).
+const TOKEN: u64 = 0x1000;
+
+/// A slab's remote-free state: two bitmap words, the summary and the owner
+/// word, plus the owner's delayed list reduced to a counter of
+/// notifications.
 struct Slab {
     words: [Word; 2],
     summary: Word,
+    owner: Word,
     notified: AtomicUsize,
 }
 
@@ -55,14 +65,21 @@ impl Slab {
         Slab {
             words: [Word::new(), Word::new()],
             summary: Word::new(),
+            owner: Word(AtomicU64::new(TOKEN)),
             notified: AtomicUsize::new(0),
         }
+    }
+
+    /// The owner's free fast path takes the slab only when this holds.
+    fn owner_fast_path_open(&self) -> bool {
+        self.owner.load(Ordering::Relaxed) == TOKEN
     }
 
     /// A remote thread frees slot `bit` of word `w`.
     fn remote_free(&self, w: usize, bit: u64) -> RemoteFree {
         let r = mark_freed(&self.words[w], &self.summary, w, bit);
         if r == RemoteFree::NotifyOwner {
+            flag_owner(&self.owner);
             // Stands for pushing the slab onto the owner's delayed list
             // (a release CAS in the heap).
             self.notified.fetch_add(1, Ordering::Release);
@@ -76,6 +93,7 @@ impl Slab {
         let mut taken = Vec::new();
         if self.notified.swap(0, Ordering::Acquire) > 0 {
             take_pending(
+                &self.owner,
                 &self.summary,
                 |w| &self.words[w],
                 |w, bits| taken.push((w, bits)),
@@ -121,6 +139,10 @@ fn two_remote_frees_and_the_owner(a: (usize, u64), b: (usize, u64)) {
             "a remote free is pending but the owner was never told"
         );
         assert_eq!(slab.notified.load(Ordering::Relaxed), 0);
+        assert!(
+            slab.owner_fast_path_open(),
+            "the owner word stays flagged with nothing pending"
+        );
 
         let mut slots: Vec<(usize, u64)> = Vec::new();
         for (w, bits) in taken {
@@ -199,5 +221,36 @@ fn a_completed_remote_free_is_seen_as_pending_by_the_owner() {
             &slab.summary,
             1 << 1
         ));
+    });
+}
+
+/// The owner's free fast path checks only the owner word. Once a remote
+/// free of a slot has completed (and the owner knows it: here, through a
+/// release/acquire flag, as a program's own synchronisation would), the
+/// fast path must stay closed until the owner has taken that free, whatever
+/// the owner's collections in between: else the owner could free the slot
+/// a second time unnoticed.
+#[test]
+fn a_completed_remote_free_closes_the_owners_fast_path_until_taken() {
+    loom::model(|| {
+        let slab = Arc::new(Slab::new());
+        let done = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let (s, d) = (Arc::clone(&slab), Arc::clone(&done));
+        let remote = thread::spawn(move || {
+            s.remote_free(0, 1 << 4);
+            d.store(true, Ordering::Release);
+        });
+        let mut taken = slab.owner_collect();
+        if done.load(Ordering::Acquire) && slab.owner_fast_path_open() {
+            assert!(
+                taken.contains(&(0, 1 << 4)),
+                "the fast path is open while a completed remote free is pending"
+            );
+        }
+        remote.join().unwrap();
+        taken.extend(slab.owner_collect());
+        assert!(slab.owner_fast_path_open());
+        assert_eq!(taken, vec![(0, 1 << 4)]);
+        assert_eq!(slab.owner.load(Ordering::Relaxed) & OWNER_PENDING, 0);
     });
 }

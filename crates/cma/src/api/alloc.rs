@@ -19,7 +19,7 @@ use crate::heap::Heap;
 use crate::observe::limits;
 use crate::os::{process, PAGE_SIZE};
 use crate::pages::pages_for;
-use crate::slab::size_class::{c_class_of_small, class_for, class_of, class_of_small, MAX_SMALL};
+use crate::slab::size_class::{class_for, class_of, MAX_SMALL};
 
 /// The engine's allocation entry: `size` bytes at `align` (a power of two).
 ///
@@ -29,7 +29,7 @@ use crate::slab::size_class::{c_class_of_small, class_for, class_of, class_of_sm
 #[inline(always)]
 pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
     if align <= 8 && size < fast_size_limit() {
-        if let Some(p) = fast_heap().alloc_from_cache(class_of_small(size)) {
+        if let Some(p) = fast_heap().state_for(size).pop() {
             return p.as_ptr();
         }
     }
@@ -41,7 +41,7 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
 #[inline(always)]
 pub(crate) fn malloc(size: usize) -> *mut u8 {
     if size < fast_size_limit() {
-        if let Some(p) = fast_heap().alloc_from_cache(c_class_of_small(size)) {
+        if let Some(p) = fast_heap().c_state_for(size).pop() {
             return p.as_ptr();
         }
     }
@@ -54,7 +54,7 @@ pub(crate) fn malloc(size: usize) -> *mut u8 {
 #[inline(always)]
 pub(crate) fn c_malloc(size: usize) -> *mut u8 {
     if size < fast_size_limit() {
-        if let Some(p) = fast_heap().alloc_from_cache(c_class_of_small(size)) {
+        if let Some(p) = fast_heap().c_state_for(size).pop() {
             return p.as_ptr();
         }
     }
@@ -71,7 +71,7 @@ extern "C" fn c_alloc_other(size: usize) -> *mut u8 {
 #[inline(always)]
 pub(crate) fn c_calloc(size: usize) -> *mut u8 {
     if size < fast_size_limit() {
-        if let Some(p) = fast_heap().alloc_from_cache(c_class_of_small(size)) {
+        if let Some(p) = fast_heap().c_state_for(size).pop() {
             // SAFETY: a fresh block of at least `size` bytes.
             unsafe { core::ptr::write_bytes(p.as_ptr(), 0, size) };
             return p.as_ptr();
@@ -186,7 +186,7 @@ pub(super) fn alloc_slow(
 #[inline]
 pub(crate) fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     if align <= 8 && size < fast_size_limit() {
-        if let Some(p) = fast_heap().alloc_from_cache(class_of_small(size)) {
+        if let Some(p) = fast_heap().state_for(size).pop() {
             // SAFETY: a fresh block of at least `size` bytes.
             unsafe { core::ptr::write_bytes(p.as_ptr(), 0, size) };
             return p.as_ptr();
@@ -207,7 +207,7 @@ extern "C" fn alloc_zeroed_slow(size: usize, align: usize) -> *mut u8 {
 #[inline]
 pub(crate) fn calloc(size: usize) -> *mut u8 {
     if size < fast_size_limit() {
-        if let Some(p) = fast_heap().alloc_from_cache(c_class_of_small(size)) {
+        if let Some(p) = fast_heap().c_state_for(size).pop() {
             // SAFETY: a fresh block of at least `size` bytes.
             unsafe { core::ptr::write_bytes(p.as_ptr(), 0, size) };
             return p.as_ptr();

@@ -12,14 +12,14 @@ use crate::check::level;
 use crate::check::lookup::{self, Found};
 use crate::check::report;
 use crate::check::trailer;
-use crate::heap::guard::{fast_heap, AllocatorGuard};
-use crate::heap::Heap;
+use crate::heap::guard::AllocatorGuard;
+use crate::heap::{free_local_fast, Heap};
 
 /// The engine's free entry. Null is accepted; misuse is reported and aborts.
 #[inline(always)]
 pub(crate) fn free_with(p: *mut u8, operation: &'static str) {
     if let Some(span) = lookup::span_fast(p as usize) {
-        if fast_heap().free_local_fast(span, p as usize) {
+        if free_local_fast(span, p as usize) {
             return;
         }
     }

@@ -20,17 +20,20 @@ impl Heap {
     /// caller holds a guard and a real heap (not the empty one).
     #[inline(always)]
     pub(crate) fn alloc_small(&self, class: SizeClass) -> *mut u8 {
-        match self.alloc_from_cache(class) {
+        match self.class_state(class.index()).pop() {
             Some(p) => p.as_ptr(),
             None => self.alloc_small_refill(class),
         }
     }
+}
 
+impl ClassState {
     /// The allocation fast path: pops a slot from the class's cache, or
-    /// `None` when the cache is empty (always, on the empty heap).
+    /// `None` when the cache is empty (always, on the empty heap). Owner
+    /// thread only.
     #[inline(always)]
-    pub(crate) fn alloc_from_cache(&self, class: SizeClass) -> Option<NonNull<u8>> {
-        let st = self.class_state(class.index());
+    pub(crate) fn pop(&self) -> Option<NonNull<u8>> {
+        let st = self;
         let cache = st.cache.get();
         if cache == 0 {
             return None;
@@ -49,7 +52,9 @@ impl Heap {
             NonNull::new_unchecked((st.cache_base.get() + bit * st.block_size.get()) as *mut u8)
         })
     }
+}
 
+impl Heap {
     /// The cache of `class` is dry: refill it and allocate. The caller holds
     /// a guard and a real heap.
     #[cold]

@@ -14,6 +14,7 @@ use crate::slab::size_class::{class_block_sizes, SizeClass, NUM_CLASSES};
 
 /// A counter written by one thread and read by any.
 #[derive(Default)]
+#[repr(transparent)]
 pub(crate) struct Counter(AtomicU64);
 
 impl Counter {

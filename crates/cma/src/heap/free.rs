@@ -1,7 +1,8 @@
 //! The free path of a small block, from the hottest case down:
 //!
 //! - `free_local_fast`: the owner frees an allocated slot of its own slab
-//!   at the `fast` level; anything else is left untouched for the rest;
+//!   at the `fast` level; anything else is left untouched for the rest (it
+//!   needs no heap: the owner word and the slab name everything it writes);
 //! - `free_allocated_slot`: any allocated slot, local or remote;
 //! - `free_slot_local`: the owner's free, once the slot is known allocated
 //!   (`free_slot_remote`, in `remote`, is another thread's);
@@ -13,7 +14,8 @@
 
 use core::sync::atomic::Ordering;
 
-use super::guard::AllocatorGuard;
+use super::counters::Counter;
+use super::guard::{fast_heap, fast_token, AllocatorGuard};
 use super::Heap;
 use crate::check::error::CmaError;
 use crate::check::lookup::{slot_error, Found};
@@ -21,67 +23,66 @@ use crate::meta::span::Span;
 use crate::slab::size_class::slot_of_offset;
 use crate::slab::slot::{slot_at, slot_state, SlotState};
 
+/// The hottest free: the calling thread frees an allocated slot of one of
+/// its own heap's slabs, at the `fast` level, with no remote free pending on
+/// the slab. Returns false, having changed nothing, for anything else:
+/// another heap's slab or no slab (`span` may be stale or `NO_SPAN`), a
+/// pointer that is not an allocated slot, a slab whose owner word is tagged
+/// for the checked path or flagged by a remote free (`Heap::owner_token`),
+/// or a thread without a heap (its token, 0, is only ever found with
+/// capacity 0).
+#[inline(always)]
+pub(crate) fn free_local_fast(span: &Span, addr: usize) -> bool {
+    if span.owner.load(Ordering::Relaxed) != fast_token() {
+        return false;
+    }
+    let Some(index) = slot_of_offset(
+        addr.wrapping_sub(span.start()),
+        span.reciprocal.load(Ordering::Relaxed),
+        span.capacity.load(Ordering::Relaxed) as usize,
+    ) else {
+        return false;
+    };
+    let word = span.allocated_word(index / 64);
+    let bits = word.load(Ordering::Relaxed);
+    // Clear first, compare after: one bit-reset instruction both tests that
+    // the slot is allocated and frees it.
+    let cleared = bits & !(1u64 << (index % 64));
+    if cleared == bits {
+        return false;
+    }
+    word.store(cleared, Ordering::Relaxed);
+    count_local_free(span);
+    true
+}
+
+/// Counts a slot the owner just cleared from `slab`'s bitmap, and moves the
+/// slab between lists when this free made it empty or it was full (both
+/// show as `used` at or below zero, see `USED_FULL_BIT`).
+#[inline(always)]
+fn count_local_free(slab: &Span) {
+    let used = slab.used.get().wrapping_sub(1);
+    slab.used.set(used);
+    // SAFETY: a slab's `owner_frees` is its owner's counter for its class
+    // (`Heap::new_slab`); heaps are never freed.
+    unsafe { &*(slab.owner_frees.load(Ordering::Relaxed) as *const Counter) }.add(1);
+    if used as i32 <= 0 {
+        slab_gained_space_guarded(slab);
+    }
+}
+
+// `extern "C"`: cannot unwind, so a caller that is itself `extern "C"`
+// (libcma's `free`) needs no landing pad and tail-calls it.
+#[cold]
+#[inline(never)]
+extern "C" fn slab_gained_space_guarded(slab: &Span) {
+    // Giving an empty slab back takes the page lock and may defer work.
+    let _guard = AllocatorGuard::enter();
+    // The owner's thread: the slab is its heap's.
+    fast_heap().slab_gained_space(slab as *const Span as *mut Span);
+}
+
 impl Heap {
-    /// The hottest free: this heap's thread frees an allocated slot of one
-    /// of its own slabs, at the `fast` level, with no remote free pending on
-    /// the slab. Returns false, having changed nothing, for anything else:
-    /// another heap's slab or no slab (`span` may be stale or `NO_SPAN`),
-    /// a pointer that is not an allocated slot, a slab whose owner token
-    /// asks for the checked path (`owner_token`), or the empty heap (which
-    /// owns nothing).
-    #[inline(always)]
-    pub(crate) fn free_local_fast(&self, span: &Span, addr: usize) -> bool {
-        // The plain address, not `owner_token`: a tagged token makes this
-        // comparison fail, which is how a checked level keeps its slabs off
-        // this path.
-        if span.owner.load(Ordering::Relaxed) != self as *const Heap as usize {
-            return false;
-        }
-        let Some(index) = slot_of_offset(
-            addr.wrapping_sub(span.start()),
-            span.reciprocal.load(Ordering::Relaxed),
-            span.capacity.load(Ordering::Relaxed) as usize,
-        ) else {
-            return false;
-        };
-        let word = span.allocated_word(index / 64);
-        let bits = word.load(Ordering::Relaxed);
-        // Clear first, compare after: one bit-reset instruction both tests
-        // that the slot is allocated and frees it.
-        let cleared = bits & !(1u64 << (index % 64));
-        if cleared == bits || span.remote_summary.load(Ordering::Relaxed) != 0 {
-            return false;
-        }
-        word.store(cleared, Ordering::Relaxed);
-        self.count_local_free(span);
-        true
-    }
-
-    /// Counts a slot the owner just cleared from `slab`'s bitmap, and moves
-    /// the slab between lists when this free made it empty or it was full
-    /// (both show as `used` at or below zero, see `USED_FULL_BIT`).
-    #[inline(always)]
-    fn count_local_free(&self, slab: &Span) {
-        let used = slab.used.get().wrapping_sub(1);
-        slab.used.set(used);
-        let class = slab.class.load(Ordering::Relaxed) as usize;
-        // SAFETY: a slab's class is below NUM_CLASSES (`new_slab`).
-        unsafe { self.frees.get_unchecked(class) }.add(1);
-        if used as i32 <= 0 {
-            self.slab_gained_space_guarded(slab);
-        }
-    }
-
-    // `extern "C"`: cannot unwind, so a caller that is itself `extern "C"`
-    // (libcma's `free`) needs no landing pad and tail-calls it.
-    #[cold]
-    #[inline(never)]
-    extern "C" fn slab_gained_space_guarded(&self, slab: &Span) {
-        // Giving an empty slab back takes the page lock and may defer work.
-        let _guard = AllocatorGuard::enter();
-        self.slab_gained_space(slab as *const Span as *mut Span);
-    }
-
     /// The allocated slot of `slab` that starts at `addr`, with the value of
     /// its bitmap word; `None` for anything else (an interior pointer, a
     /// free slot, one freed by another thread already).
@@ -124,7 +125,12 @@ impl Heap {
     fn free_slot_local(&self, slab: &Span, index: usize, word: u64) {
         let (w, bit) = (index / 64, 1u64 << (index % 64));
         slab.allocated_word(w).store(word & !bit, Ordering::Relaxed);
-        self.count_local_free(slab);
+        let used = slab.used.get().wrapping_sub(1);
+        slab.used.set(used);
+        self.frees[slab.class.load(Ordering::Relaxed) as usize].add(1);
+        if used as i32 <= 0 {
+            self.slab_gained_space(slab as *const Span as *mut Span);
+        }
     }
 
     /// The block size of `addr` when it is an allocated slot of `slab` (and

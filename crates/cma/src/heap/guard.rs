@@ -17,9 +17,13 @@
 //! through a guard). Anything rarer they meet (a refill, a slab that becomes
 //! empty, any error) goes to a path that takes the guard.
 //!
-//! The thread's state is two words of static TLS (`os::tls`): its heap, as
-//! an offset from the empty heap (so a thread without a heap reads the empty
-//! heap, and the fast paths need no null check), and the guard's depth.
+//! The thread's state is three words of static TLS (`os::tls`): its heap,
+//! as an offset from the empty heap (so that a thread without a heap reads
+//! the empty heap, and the allocation fast path needs no null check); the
+//! token its heap's slabs carry at the `fast` level (`Span::owner`; 0
+//! without a heap, which only descriptors of capacity 0 carry), which the
+//! free fast path compares without computing the heap's address; and the
+//! guard's depth.
 
 use core::ptr::null_mut;
 
@@ -27,7 +31,12 @@ use super::{empty_heap, Heap};
 use crate::os::tls::{self, ThreadWords};
 use crate::pages::purge_thread;
 
-/// Depth steps of the second word; bit 0 flags work that must run outside
+/// The thread's words (`os::tls`).
+const HEAP_OFFSET: usize = 0;
+const FAST_TOKEN: usize = 1;
+const DEPTH: usize = 2;
+
+/// Depth steps of the depth word; bit 0 flags work that must run outside
 /// cma (it may call malloc), done when the outermost guard is dropped. One
 /// word, so leaving cma costs one decrement and one compare.
 const DEPTH_STEP: usize = 2;
@@ -40,7 +49,14 @@ pub(crate) fn fast_heap() -> &'static Heap {
     let base = empty_heap() as *const Heap as usize;
     // SAFETY: the first word is 0 or the offset of a live heap from the
     // empty heap (`set_thread_heap`); heaps are never freed.
-    unsafe { &*(base.wrapping_add(tls::first_word()) as *const Heap) }
+    unsafe { &*(base.wrapping_add(tls::word::<HEAP_OFFSET>()) as *const Heap) }
+}
+
+/// The owner token of the calling thread's slabs at the `fast` level (its
+/// heap's address), 0 when it has no heap; see the module docs.
+#[inline(always)]
+pub(crate) fn fast_token() -> u64 {
+    tls::word::<FAST_TOKEN>() as u64
 }
 
 /// Held by every cma entry point that can leave cma's code; see the module
@@ -56,8 +72,8 @@ impl AllocatorGuard {
     #[inline(always)]
     pub(crate) fn enter() -> AllocatorGuard {
         let thread = tls::words();
-        thread.second.set(thread.second.get() + DEPTH_STEP);
-        let heap = if thread.first.get() == 0 {
+        thread[DEPTH].set(thread[DEPTH].get() + DEPTH_STEP);
+        let heap = if thread[HEAP_OFFSET].get() == 0 {
             null_mut()
         } else {
             fast_heap() as *const Heap as *mut Heap
@@ -82,8 +98,8 @@ impl AllocatorGuard {
 impl Drop for AllocatorGuard {
     #[inline(always)]
     fn drop(&mut self) {
-        let depth = self.thread.second.get() - DEPTH_STEP;
-        self.thread.second.set(depth);
+        let depth = self.thread[DEPTH].get() - DEPTH_STEP;
+        self.thread[DEPTH].set(depth);
         if depth == DEFERRED {
             run_deferred();
         }
@@ -95,20 +111,20 @@ impl Drop for AllocatorGuard {
 /// cma, so that cma never re-enters itself while a call is half done.
 pub(crate) fn defer_purge_start() {
     let t = tls::words();
-    t.second.set(t.second.get() | DEFERRED);
+    t[DEPTH].set(t[DEPTH].get() | DEFERRED);
 }
 
 #[cold]
 #[inline(never)]
 fn run_deferred() {
     let t = tls::words();
-    t.second.set(t.second.get() & !DEFERRED);
+    t[DEPTH].set(t[DEPTH].get() & !DEFERRED);
     purge_thread::start();
 }
 
 /// The guard depth of the calling thread: zero outside cma calls.
 pub fn guard_depth() -> u32 {
-    (tls::words().second.get() / DEPTH_STEP) as u32
+    (tls::words()[DEPTH].get() / DEPTH_STEP) as u32
 }
 
 /// Makes `heap` the calling thread's heap (null: none).
@@ -118,5 +134,7 @@ pub(crate) fn set_thread_heap(heap: *mut Heap) {
     } else {
         (heap as usize).wrapping_sub(empty_heap() as *const Heap as usize)
     };
-    tls::words().first.set(offset);
+    let t = tls::words();
+    t[HEAP_OFFSET].set(offset);
+    t[FAST_TOKEN].set(heap as usize);
 }

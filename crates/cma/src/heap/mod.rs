@@ -25,11 +25,16 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use crate::check::level::{self, MODE_TRAILERS};
 use crate::meta::span::Span;
-use crate::slab::size_class::{class_block_sizes, NUM_CLASSES};
+use crate::slab::remote_free::OWNER_PENDING;
+use crate::slab::size_class::{
+    class_block_sizes, small_table, NUM_CLASSES, SMALL_TABLE_MAX, SMALL_TABLE_SLOTS,
+};
 
 mod alloc;
 pub(crate) mod counters;
 mod free;
+
+pub(crate) use free::free_local_fast;
 pub(crate) mod guard;
 mod large;
 pub(crate) mod pool;
@@ -39,7 +44,7 @@ mod slabs;
 use counters::Counter;
 
 /// The owner-token tag of slabs whose frees must take the checked path.
-const CHECKED_OWNER: usize = 1;
+const CHECKED_OWNER: u64 = 1;
 
 /// Per size class state of one heap: what the allocation fast path reads,
 /// in one cache line. Owner thread only (the counters are read by anyone).
@@ -77,8 +82,17 @@ impl ClassState {
     }
 }
 
+#[repr(C)]
 pub(crate) struct Heap {
     classes: [ClassState; NUM_CLASSES],
+    /// Byte offset of the `ClassState` serving each small size (indexed by
+    /// `(size + 7) >> 3`, see `slab::size_class::small_table`): for C's
+    /// alignment, then for alignment 8. Kept in the heap, beside the states,
+    /// so the fast path reaches its state with one indexed load from the
+    /// heap pointer it already has (a global table costs an address
+    /// computation in a shared library, and a class index a multiply).
+    c_state_offsets: [u16; SMALL_TABLE_SLOTS],
+    state_offsets: [u16; SMALL_TABLE_SLOTS],
     /// Per class: blocks freed through this heap (by its thread, of any
     /// heap's slabs). Apart from `classes` so that the free path finds its
     /// counter with one indexed add.
@@ -108,9 +122,11 @@ pub(crate) struct Heap {
 
 impl Heap {
     /// A heap with every field zero (every cache empty).
-    const fn empty() -> Heap {
+    pub(crate) const fn empty() -> Heap {
         Heap {
             classes: [const { ClassState::empty() }; NUM_CLASSES],
+            c_state_offsets: state_offsets(true),
+            state_offsets: state_offsets(false),
             frees: [const { Counter::new() }; NUM_CLASSES],
             partial: [const { Cell::new(core::ptr::null_mut()) }; NUM_CLASSES],
             peak_live: [const { Counter::new() }; NUM_CLASSES],
@@ -125,7 +141,8 @@ impl Heap {
         }
     }
 
-    /// Initialises a zeroed heap in place.
+    /// Makes an empty heap ready for a thread: block sizes in the class
+    /// states.
     fn init(&self) {
         let sizes = class_block_sizes();
         for (st, bs) in self.classes.iter().zip(sizes) {
@@ -135,6 +152,35 @@ impl Heap {
 
     pub(crate) fn class(&self, class: usize) -> &ClassState {
         &self.classes[class]
+    }
+
+    /// The class state serving C's `malloc(size)` for a size of at most
+    /// `SMALL_TABLE_MAX` (see `c_state_offsets`).
+    #[inline(always)]
+    pub(crate) fn c_state_for(&self, size: usize) -> &ClassState {
+        self.state_at(self.c_state_offsets.as_ptr(), size)
+    }
+
+    /// The class state serving `size` bytes at alignment 8, for a size of
+    /// at most `SMALL_TABLE_MAX`.
+    #[inline(always)]
+    pub(crate) fn state_for(&self, size: usize) -> &ClassState {
+        self.state_at(self.state_offsets.as_ptr(), size)
+    }
+
+    #[inline(always)]
+    fn state_at(&self, table: *const u16, size: usize) -> &ClassState {
+        debug_assert!(size <= SMALL_TABLE_MAX);
+        // SAFETY: (size + 7) >> 3 < SMALL_TABLE_SLOTS for the sizes the
+        // callers pass; each entry is the offset of a `ClassState` in
+        // `classes`, which starts the heap (`repr(C)`).
+        unsafe {
+            let offset = *table.add((size + 7) >> 3) as usize;
+            &*(self as *const Heap)
+                .cast::<u8>()
+                .add(offset)
+                .cast::<ClassState>()
+        }
     }
 
     /// The class state on the fast paths, without a bounds check.
@@ -148,28 +194,29 @@ impl Heap {
 
     /// The token that marks this heap's slabs (`Span::owner`): the heap's
     /// address, tagged with `CHECKED_OWNER` at a level whose frees need the
-    /// checked path (the free fast path compares the plain address, so a
-    /// tagged slab never takes it).
+    /// checked path. The free fast path compares the owner word with the
+    /// plain address (`guard::fast_token`), so a tagged slab, or one flagged
+    /// `OWNER_PENDING` by a remote free, never takes it.
     #[inline(always)]
-    fn owner_token(&self) -> usize {
+    fn owner_token(&self) -> u64 {
         let tag = if level::mode() & MODE_TRAILERS != 0 {
             CHECKED_OWNER
         } else {
             0
         };
-        self as *const Heap as usize | tag
+        self as *const Heap as u64 | tag
     }
 
-    /// The heap an owner token names.
+    /// The heap an owner word names.
     #[inline(always)]
-    fn from_owner_token(token: usize) -> *const Heap {
-        (token & !CHECKED_OWNER) as *const Heap
+    fn from_owner_word(word: u64) -> *const Heap {
+        (word & !(CHECKED_OWNER | OWNER_PENDING)) as *const Heap
     }
 
     /// Whether this heap owns `slab`.
     #[inline(always)]
     fn owns(&self, slab: &Span) -> bool {
-        slab.owner.load(Ordering::Relaxed) == self.owner_token()
+        slab.owner.load(Ordering::Relaxed) & !OWNER_PENDING == self.owner_token()
     }
 
     /// Whether this is the placeholder of a thread without a heap.
@@ -177,6 +224,18 @@ impl Heap {
     pub(crate) fn is_empty_heap(&self) -> bool {
         core::ptr::eq(self, empty_heap())
     }
+}
+
+/// The offset of the class state for each small size; see `Heap::c_state_offsets`.
+const fn state_offsets(c_alignment: bool) -> [u16; SMALL_TABLE_SLOTS] {
+    let classes = small_table(c_alignment);
+    let mut out = [0u16; SMALL_TABLE_SLOTS];
+    let mut i = 0;
+    while i < SMALL_TABLE_SLOTS {
+        out[i] = (classes[i] as usize * core::mem::size_of::<ClassState>()) as u16;
+        i += 1;
+    }
+    out
 }
 
 /// The heap of every thread that has none yet: all caches empty, so its

@@ -83,8 +83,12 @@ fn new_heap() -> *mut Heap {
     if heap.is_null() {
         return heap;
     }
-    // SAFETY: fresh zeroed memory is a valid empty heap once `init` ran.
-    unsafe { (*heap).init() };
+    // SAFETY: fresh memory for a heap, ours until it is published; an
+    // empty heap (its size-class tables filled in) once `init` ran.
+    unsafe {
+        heap.write(Heap::empty());
+        (*heap).init();
+    }
     POOL.lock().heaps_created += 1;
     let mut head = ALL_HEAPS.load(Ordering::Relaxed);
     loop {

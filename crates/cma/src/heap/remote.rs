@@ -23,7 +23,8 @@ impl Heap {
         match remote_free::mark_freed(slab.remote_word(w), &slab.remote_summary, w, bit) {
             RemoteFree::AlreadyFreed => return false,
             RemoteFree::NotifyOwner => {
-                let owner = Heap::from_owner_token(slab.owner.load(Ordering::Relaxed));
+                remote_free::flag_owner(&slab.owner);
+                let owner = Heap::from_owner_word(slab.owner.load(Ordering::Relaxed));
                 // SAFETY: a slab with an allocated slot has a live owner heap
                 // (heaps are never freed, only pooled).
                 unsafe { (*owner).push_delayed(slab as *const Span as *mut Span) };
@@ -63,6 +64,7 @@ impl Heap {
             let next = s.next_delayed.load(Ordering::Relaxed);
             let is_current = s.list.get() == SlabList::Current;
             remote_free::take_pending(
+                &s.owner,
                 &s.remote_summary,
                 |w| s.remote_word(w),
                 |w, bits| {

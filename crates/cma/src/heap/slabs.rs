@@ -36,11 +36,17 @@ impl Heap {
         }
         // SAFETY: a fresh span descriptor, not yet visible as a slab.
         let s = unsafe { &*slab };
+        // The owner before the capacity: no descriptor has owner 0 and a
+        // capacity (see `Span::owner`).
+        s.owner.store(self.owner_token(), Ordering::Relaxed);
+        s.owner_frees.store(
+            &self.frees[class.index()] as *const _ as usize,
+            Ordering::Relaxed,
+        );
         s.class.store(class.index() as u8, Ordering::Relaxed);
         s.block_size.store(g.block_size, Ordering::Relaxed);
         s.capacity.store(g.capacity, Ordering::Relaxed);
         s.reciprocal.store(g.reciprocal, Ordering::Relaxed);
-        s.owner.store(self.owner_token(), Ordering::Relaxed);
         s.used.set(0);
         s.set_list(SlabList::Current);
         slab
@@ -115,7 +121,12 @@ impl Heap {
     /// Gives an empty slab, on no list, back to the page allocator.
     pub(super) fn retire_slab(&self, slab: *mut Span) {
         // SAFETY: `slab` is ours, empty, and on no list.
-        unsafe { (*slab).owner.store(0, Ordering::Relaxed) };
+        // Owner 0 goes with capacity 0: what a thread without a heap finds
+        // when a page table still names this descriptor (see `Span::owner`).
+        unsafe {
+            (*slab).capacity.store(0, Ordering::Relaxed);
+            (*slab).owner.store(0, Ordering::Relaxed);
+        }
         let dirty = {
             let mut pages = PAGES.lock();
             // SAFETY: as above; the slab holds no live block.

@@ -57,9 +57,12 @@ pub(crate) enum SlabList {
 pub(crate) struct Span {
     // published (hot)
     pub(crate) start: AtomicUsize,
-    /// Slab only: the address of the heap that owns it (0 when none). Opaque
-    /// at this layer: only `heap` turns it back into a heap.
-    pub(crate) owner: AtomicUsize,
+    /// Slab only: the token of the heap that owns it, with the remote
+    /// protocol's `OWNER_PENDING` flag; 0 for every other descriptor, and
+    /// then `capacity` is 0 too (a thread without a heap compares 0 here, see
+    /// `heap::guard`). Opaque at this layer: only `heap` makes and reads
+    /// tokens.
+    pub(crate) owner: AtomicU64,
     /// Slab only: ceil(2^64 / block_size), see `size_class::slot_of_offset`.
     pub(crate) reciprocal: AtomicU64,
     // remote protocol (hot)
@@ -73,6 +76,10 @@ pub(crate) struct Span {
     pub(crate) kind: AtomicU8,
     pub(crate) class: AtomicU8,
     pub(crate) list: Cell<SlabList>,
+    /// Slab only: the address of the owner heap's counter of frees of this
+    /// slab's class, which the owner's free fast path bumps without finding
+    /// its heap or the class. Opaque at this layer, like `owner`.
+    pub(crate) owner_frees: AtomicUsize,
     // published (cold)
     pub(crate) bytes: AtomicUsize,
     /// Slab only: how many bitmap words trail this descriptor (see
@@ -187,7 +194,7 @@ impl Span {
     const fn zeroed() -> Span {
         Span {
             start: AtomicUsize::new(0),
-            owner: AtomicUsize::new(0),
+            owner: AtomicU64::new(0),
             reciprocal: AtomicU64::new(0),
             remote_summary: AtomicU64::new(0),
             block_size: AtomicU32::new(0),
@@ -196,6 +203,7 @@ impl Span {
             kind: AtomicU8::new(0),
             class: AtomicU8::new(0),
             list: Cell::new(SlabList::Current),
+            owner_frees: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             words: Cell::new(0),
             next_delayed: AtomicPtr::new(core::ptr::null_mut()),

@@ -3,29 +3,26 @@
 //! A Rust `thread_local!` in a shared library (libcma.so) compiles to the
 //! general-dynamic TLS model: every access is a call to `__tls_get_addr`,
 //! about a fifth of a malloc/free pair, and glibc's `__tls_get_addr` may
-//! itself call malloc to grow a thread's DTV. On x86_64 Linux the two words
+//! itself call malloc to grow a thread's DTV. On x86_64 Linux the words
 //! are therefore declared in assembly, in `.tbss`, and read with the
 //! initial-exec model: one load of the word's offset from the GOT, one load
 //! relative to `%fs`. In an executable the linker turns the GOT load into a
 //! constant. A shared library that uses the model is marked `STATIC_TLS`:
 //! loaded at start-up (a dependency, or `LD_PRELOAD`), it is placed in the
-//! static TLS block; `dlopen`ed later, glibc serves its 16 bytes from the
+//! static TLS block; `dlopen`ed later, glibc serves its 32 bytes from the
 //! static block's spare room. Other targets use a `thread_local!` with a
 //! `const` initialiser (plain TLS in an executable, no allocation).
 //!
-//! Both words start at zero in every thread. What they mean is the heap
+//! Every word starts at zero in every thread. What they mean is the heap
 //! layer's business (`heap::guard`).
 
 use core::cell::Cell;
 
-/// The thread's two words; see the module docs.
-#[repr(C)]
-pub(crate) struct ThreadWords {
-    /// The heap layer's first word (its thread heap, as an offset).
-    pub(crate) first: Cell<usize>,
-    /// The heap layer's second word (the guard's depth).
-    pub(crate) second: Cell<usize>,
-}
+/// Words of thread state in the block.
+pub(crate) const WORDS: usize = 4;
+
+/// The thread's words; see the module docs.
+pub(crate) type ThreadWords = [Cell<usize>; WORDS];
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod imp {
@@ -36,13 +33,13 @@ mod imp {
     // keep apart.
     core::arch::global_asm!(
         ".pushsection .tbss.cma_thread_words,\"awT\",@nobits",
-        ".p2align 4",
+        ".p2align 5",
         ".globl __cma_thread_words_v1",
         ".hidden __cma_thread_words_v1",
         ".type __cma_thread_words_v1, @object",
-        ".size __cma_thread_words_v1, 16",
+        ".size __cma_thread_words_v1, 32",
         "__cma_thread_words_v1:",
-        ".zero 16",
+        ".zero 32",
         ".popsection",
     );
 
@@ -78,14 +75,15 @@ mod imp {
     }
 
     #[inline(always)]
-    pub(crate) fn first() -> usize {
+    pub(crate) fn word<const I: usize>() -> usize {
         let v: usize;
-        // SAFETY: as in `words`; a plain load of the first word, which only
-        // this thread writes.
+        // SAFETY: as in `words`; a plain load of word I (< WORDS), which
+        // only this thread writes.
         unsafe {
             core::arch::asm!(
-                "mov {v}, qword ptr fs:[{off}]",
+                "mov {v}, qword ptr fs:[{off} + {disp}]",
                 off = in(reg) offset(),
+                disp = const I * 8,
                 v = lateout(reg) v,
                 options(readonly, nostack, preserves_flags),
             );
@@ -96,25 +94,23 @@ mod imp {
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 mod imp {
-    use super::ThreadWords;
+    use super::{ThreadWords, WORDS};
     use core::cell::Cell;
 
     thread_local! {
-        static WORDS: ThreadWords = const {
-            ThreadWords { first: Cell::new(0), second: Cell::new(0) }
-        };
+        static BLOCK: ThreadWords = const { [const { Cell::new(0) }; WORDS] };
     }
 
     #[inline(always)]
     pub(crate) fn words() -> &'static ThreadWords {
         // SAFETY: the words have no destructor and live as long as the
-        // thread; the reference never leaves it (ThreadWords is not Sync).
-        WORDS.with(|w| unsafe { &*(w as *const ThreadWords) })
+        // thread; the reference never leaves it (Cell is not Sync).
+        BLOCK.with(|w| unsafe { &*(w as *const ThreadWords) })
     }
 
     #[inline(always)]
-    pub(crate) fn first() -> usize {
-        WORDS.with(|w| w.first.get())
+    pub(crate) fn word<const I: usize>() -> usize {
+        BLOCK.with(|w| w[I].get())
     }
 }
 
@@ -124,8 +120,10 @@ pub(crate) fn words() -> &'static ThreadWords {
     imp::words()
 }
 
-/// The calling thread's first word, in one load where the target allows.
+/// Word `I` of the calling thread's words, in one load where the target
+/// allows.
 #[inline(always)]
-pub(crate) fn first_word() -> usize {
-    imp::first()
+pub(crate) fn word<const I: usize>() -> usize {
+    const { assert!(I < WORDS) };
+    imp::word::<I>()
 }

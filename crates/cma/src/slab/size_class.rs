@@ -126,26 +126,22 @@ pub(crate) fn class_of_small(size: usize) -> SizeClass {
     SizeClass(unsafe { *SMALL_TABLE.get_unchecked((size + 7) >> 3) })
 }
 
-/// The class serving C's `malloc(size)` for a size of at most
-/// `SMALL_TABLE_MAX`: blocks of 16 bytes or more are 16-byte aligned (8
-/// below), as glibc's are, so a size from 16 up is served as if rounded up
-/// to 16. One table load.
-#[inline(always)]
-pub(crate) fn c_class_of_small(size: usize) -> SizeClass {
-    debug_assert!(size <= SMALL_TABLE_MAX);
-    // SAFETY: as in `class_of_small`.
-    SizeClass(unsafe { *C_SMALL_TABLE.get_unchecked((size + 7) >> 3) })
-}
-
 /// Sizes up to this are classified by table lookup.
 pub(crate) const SMALL_TABLE_MAX: usize = 1024;
 /// Class of every multiple of 8 up to `SMALL_TABLE_MAX` (class boundaries
 /// are multiples of 8, so rounding a size up to 8 never changes its class).
-static SMALL_TABLE: [u8; SMALL_TABLE_MAX / 8 + 1] = build_small_table(false);
-/// The same for C's alignment (see `c_class_of_small`).
-static C_SMALL_TABLE: [u8; SMALL_TABLE_MAX / 8 + 1] = build_small_table(true);
+static SMALL_TABLE: [u8; SMALL_TABLE_SLOTS] = small_table(false);
 
-const fn build_small_table(c_alignment: bool) -> [u8; SMALL_TABLE_MAX / 8 + 1] {
+/// Entries of a small-size table: one per multiple of 8 up to
+/// `SMALL_TABLE_MAX`, indexed by `(size + 7) >> 3`.
+pub(crate) const SMALL_TABLE_SLOTS: usize = SMALL_TABLE_MAX / 8 + 1;
+
+/// The class index of every multiple of 8 up to `SMALL_TABLE_MAX`, for
+/// alignment 8 (`class_of_small`) or for C's: `malloc` blocks of 16 bytes or
+/// more are 16-byte aligned (8 below), as glibc's are, so with
+/// `c_alignment` a size from 16 up is served as if rounded up to 16. For
+/// tables of the layers above, built at compile time.
+pub(crate) const fn small_table(c_alignment: bool) -> [u8; SMALL_TABLE_SLOTS] {
     let mut table = [0u8; SMALL_TABLE_MAX / 8 + 1];
     let mut i = 0;
     while i < table.len() {
@@ -325,8 +321,9 @@ mod tests {
 
     #[test]
     fn c_classes_are_16_byte_aligned_from_16_bytes_up() {
+        let c_table = small_table(true);
         for size in 0..=SMALL_TABLE_MAX {
-            let c = c_class_of_small(size);
+            let c = SizeClass(c_table[(size + 7) >> 3]);
             let bs = c.block_size();
             assert!(bs >= size.max(1));
             if size >= 16 {
