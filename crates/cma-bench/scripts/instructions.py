@@ -8,8 +8,9 @@ glibc and, where installed, jemalloc. Repeatable whatever the machine's load.
 Two paths:
 - C: `c/churn_pairs.c` (256 blocks of 8-512 B churned one free and one malloc
   at a time, 64-block bursts) run with each allocator through LD_PRELOAD
-  (glibc: none). The figure is callgrind's inclusive cost of the `malloc` and
-  `free` symbols divided by the calls: the program's own loop is not in it.
+  (glibc: none). The figure is what callgrind collects inside `malloc`, then
+  inside `free` (--toggle-collect, callees included) divided by the calls:
+  the program's own loop is not in it.
 - Rust: `src/bin/churn_pairs.rs`, the same churn through each allocator's
   `GlobalAlloc`, read from the never-inlined `alloc_one` and `free_one`.
 
@@ -60,34 +61,30 @@ def build(work):
     return exe, mi, version
 
 
-def callgrind(cmd, env, work, functions):
+def collected(cmd, env, work, functions):
+    """Instructions executed inside `functions` (callgrind's --toggle-collect:
+    from entry to return, callees included), and the program's stdout."""
     out = os.path.join(work, "callgrind.out")
-    if os.path.exists(out):
-        os.remove(out)
-    proc = run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out] + cmd,
+    toggles = ["--toggle-collect=" + f for f in functions]
+    proc = run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out] + toggles + cmd,
                env=env, capture_output=True, text=True)
-    m = re.search(r"mallocs (\d+) frees (\d+)", proc.stdout)
+    m = re.search(r"Collected : (\d+)", proc.stderr)
     if not m:
-        sys.exit(f"instructions.py: unexpected output from {cmd}: {proc.stdout!r}")
-    calls = (int(m.group(1)), int(m.group(2)))
-    text = run(["callgrind_annotate", "--inclusive=yes", out],
-               capture_output=True, text=True).stdout
-    found = {}
-    for line in text.splitlines():
-        lm = re.match(r"\s*([\d,]+) \([^)]*\)\s+\S*?:([^\s\[]+)(?: \[(.*)\])?$", line)
-        if not lm:
-            continue
-        count, name, obj = int(lm.group(1).replace(",", "")), lm.group(2), lm.group(3)
-        for key, (want, in_obj) in functions.items():
-            if key in found or not re.fullmatch(want, name):
-                continue
-            if in_obj and (obj is None or in_obj not in obj):
-                continue
-            found[key] = count
-    missing = [k for k in functions if k not in found]
-    if missing:
-        sys.exit(f"instructions.py: {missing} not found in the profile of {cmd}")
-    return found["alloc"] / calls[0], found["free"] / calls[1]
+        sys.exit(f"instructions.py: no count from callgrind for {cmd}: {proc.stderr[-500:]!r}")
+    return int(m.group(1)), proc.stdout
+
+
+def callgrind(cmd, env, work, functions):
+    """Instructions per allocation and per free: `functions` maps "alloc" and
+    "free" to the symbol names (wildcards allowed) of the two entry points.
+    Function-level, not file-level: code inlined from other files counts."""
+    counts = {}
+    for key in ("alloc", "free"):
+        counts[key], stdout = collected(cmd, env, work, functions[key])
+    m = re.search(r"mallocs (\d+) frees (\d+)", stdout)
+    if not m:
+        sys.exit(f"instructions.py: unexpected output from {cmd}: {stdout!r}")
+    return counts["alloc"] / int(m.group(1)), counts["free"] / int(m.group(2))
 
 
 def table(title, rows):
@@ -114,17 +111,22 @@ def main():
         base_env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "CMA_OPTIONS")}
 
         c_rows = []
-        libc_fns = {"alloc": ("malloc", "libc.so"), "free": ("free", "libc.so")}
+        # Every name the entry points go by: callgrind names an address by
+        # one of its symbols (libcma's free shares its code with operator
+        # delete, malloc with cma_malloc).
+        c_fns = {"alloc": ["malloc", "cma_malloc", "__libc_malloc"],
+                 "free": ["free", "cfree", "cma_free", "__libc_free", "_ZdlPv", "_ZdaPv"]}
+        libc_fns = c_fns
         c_rows.append(("glibc",) + callgrind([exe, pairs], base_env, work, libc_fns))
-        mi_fns = {"alloc": ("malloc", "libmimalloc3"), "free": ("free", "libmimalloc3")}
+        mi_fns = c_fns
         c_rows.append(("mimalloc",) + callgrind([exe, pairs], dict(base_env, LD_PRELOAD=mi),
                                                 work, mi_fns))
         for je in sorted(glob.glob("/usr/lib/*-linux-gnu/libjemalloc.so.2")):
-            je_fns = {"alloc": ("malloc", "libjemalloc"), "free": ("free", "libjemalloc")}
+            je_fns = c_fns
             c_rows.append(("jemalloc",) + callgrind([exe, pairs], dict(base_env, LD_PRELOAD=je),
                                                     work, je_fns))
             break
-        cma_fns = {"alloc": ("(cma_)?malloc", "libcma"), "free": ("free|_ZdaPv|_ZdlPv", "libcma")}
+        cma_fns = c_fns
         for level in levels:
             env = dict(base_env, LD_PRELOAD=libcma, CMA_OPTIONS=f"check={level}")
             c_rows.append((f"cma-{level}",) + callgrind([exe, pairs], env, work, cma_fns))
@@ -132,8 +134,7 @@ def main():
               f"({args.pairs} churn pairs; mimalloc {mi_version} crate sources, v3)", c_rows)
 
         rust = os.path.join(ROOT, "target", "release", "churn_pairs")
-        rust_fns = {"alloc": (r"churn_pairs::alloc_one(<.*>)?", None),
-                    "free": (r"churn_pairs::free_one(<.*>)?", None)}
+        rust_fns = {"alloc": ["churn_pairs::alloc_one*"], "free": ["churn_pairs::free_one*"]}
         rust_rows = []
         for name in ["mimalloc", "system", "jemalloc", "snmalloc", "rusty_alloc"]:
             try:

@@ -15,7 +15,7 @@ use crate::check::error::CmaError;
 use crate::check::level::{self, fast_size_limit, MODE_FAST, MODE_TRAILERS};
 use crate::check::trailer::{self, TRAILER};
 use crate::heap::guard::{fast_heap, AllocatorGuard};
-use crate::heap::Heap;
+use crate::heap::{ClassState, Heap};
 use crate::observe::limits;
 use crate::os::{process, PAGE_SIZE};
 use crate::pages::pages_for;
@@ -29,9 +29,11 @@ use crate::slab::size_class::{class_for, class_of, MAX_SMALL};
 #[inline(always)]
 pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
     if align <= 8 && size < fast_size_limit() {
-        if let Some(p) = fast_heap().state_for(size).pop() {
-            return p.as_ptr();
-        }
+        let st = fast_heap().state_for(size);
+        return match st.pop() {
+            Some(p) => p.as_ptr(),
+            None => refill(st, size, 8),
+        };
     }
     alloc_other(size, align)
 }
@@ -41,22 +43,26 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
 #[inline(always)]
 pub(crate) fn malloc(size: usize) -> *mut u8 {
     if size < fast_size_limit() {
-        if let Some(p) = fast_heap().c_state_for(size).pop() {
-            return p.as_ptr();
-        }
+        let st = fast_heap().c_state_for(size);
+        return match st.pop() {
+            Some(p) => p.as_ptr(),
+            None => refill(st, size, c_align(size)),
+        };
     }
     alloc_other(size, c_align(size))
 }
 
 /// `malloc` for the C library: null with `errno` set to `ENOMEM` on
-/// failure, set on the slow path only, so the fast path stays as short as
-/// `malloc`'s and its miss is a tail call.
+/// failure, set on the slow paths only, so the fast path stays as short as
+/// `malloc`'s and its misses are tail calls.
 #[inline(always)]
 pub(crate) fn c_malloc(size: usize) -> *mut u8 {
     if size < fast_size_limit() {
-        if let Some(p) = fast_heap().c_state_for(size).pop() {
-            return p.as_ptr();
-        }
+        let st = fast_heap().c_state_for(size);
+        return match st.pop() {
+            Some(p) => p.as_ptr(),
+            None => c_refill(st, size),
+        };
     }
     c_alloc_other(size)
 }
@@ -64,6 +70,33 @@ pub(crate) fn c_malloc(size: usize) -> *mut u8 {
 #[inline(never)]
 extern "C" fn c_alloc_other(size: usize) -> *mut u8 {
     enomem_if_null(alloc_other(size, c_align(size)))
+}
+
+#[inline(never)]
+extern "C" fn c_refill(st: &ClassState, size: usize) -> *mut u8 {
+    enomem_if_null(refill(st, size, c_align(size)))
+}
+
+/// The fast path found the cache of `st` (the state serving `size` at
+/// `align`, in the thread's heap or in the empty heap) dry: refills it and
+/// allocates. A thread without a heap gets one first, and cma may have
+/// initialised on the way (a level read from `CMA_OPTIONS` then changes the
+/// path): both go the generic way.
+//
+// `extern "C"`: see `alloc_other`.
+#[inline(never)]
+extern "C" fn refill(st: &ClassState, size: usize, align: usize) -> *mut u8 {
+    let heap = fast_heap();
+    if heap.is_empty_heap() {
+        return alloc_other(size, align);
+    }
+    let class = heap.class_of_state(st);
+    let _guard = AllocatorGuard::enter();
+    if level::mode() != MODE_FAST {
+        drop(_guard);
+        return alloc_other(size, align);
+    }
+    heap.alloc_small_refill(class)
 }
 
 /// `calloc` of `size` bytes (the product, already checked) for the C

@@ -61,11 +61,12 @@ pub(crate) fn free_local_fast(span: &Span, addr: usize) -> bool {
 /// show as `used` at or below zero, see `USED_FULL_BIT`).
 #[inline(always)]
 fn count_local_free(slab: &Span) {
-    let used = slab.used.get().wrapping_sub(1);
-    slab.used.set(used);
     // SAFETY: a slab's `owner_frees` is its owner's counter for its class
     // (`Heap::new_slab`); heaps are never freed.
     unsafe { &*(slab.owner_frees.load(Ordering::Relaxed) as *const Counter) }.add(1);
+    // The decrement last, so that its flags decide the branch.
+    let used = slab.used.get().wrapping_sub(1);
+    slab.used.set(used);
     if used as i32 <= 0 {
         slab_gained_space_guarded(slab);
     }

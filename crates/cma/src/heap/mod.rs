@@ -27,7 +27,7 @@ use crate::check::level::{self, MODE_TRAILERS};
 use crate::meta::span::Span;
 use crate::slab::remote_free::OWNER_PENDING;
 use crate::slab::size_class::{
-    class_block_sizes, small_table, NUM_CLASSES, SMALL_TABLE_MAX, SMALL_TABLE_SLOTS,
+    class_block_sizes, small_table, SizeClass, NUM_CLASSES, SMALL_TABLE_MAX, SMALL_TABLE_SLOTS,
 };
 
 mod alloc;
@@ -181,6 +181,13 @@ impl Heap {
                 .add(offset)
                 .cast::<ClassState>()
         }
+    }
+
+    /// The class of one of this heap's class states.
+    #[inline]
+    pub(crate) fn class_of_state(&self, st: &ClassState) -> SizeClass {
+        let offset = st as *const ClassState as usize - self.classes.as_ptr() as usize;
+        SizeClass::from_index(offset / core::mem::size_of::<ClassState>())
     }
 
     /// The class state on the fast paths, without a bounds check.
