@@ -313,9 +313,11 @@ fn exit_report_is_written_per_process() {
     assert_eq!(reports.len(), 1, "one report per process");
     let text = std::fs::read_to_string(reports[0].path()).unwrap();
     assert!(
-        text.starts_with("cma-report 2\npid ") && text.ends_with("end\n"),
+        text.starts_with("cma-report 3\npid ") && text.ends_with("end\n"),
         "{text}"
     );
+    assert!(text.contains("\nengine libcma\n"), "{text}");
+    assert_eq!(text.matches("cma-report").count(), 1, "one engine: {text}");
     assert_eq!(
         reports[0].file_name().to_string_lossy(),
         format!("report.{}", report_field(&text, "pid").unwrap())
@@ -335,7 +337,7 @@ fn exit_report_is_written_per_process() {
     let (o, _, err) =
         output(preloaded(Command::new(&exe).arg("leak")).env("CMA_OPTIONS", "report=stderr"));
     assert!(o.status.success());
-    assert!(err.contains("cma-report 2"), "{err}");
+    assert!(err.contains("cma-report 3"), "{err}");
 }
 
 #[test]

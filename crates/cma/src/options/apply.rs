@@ -1,11 +1,12 @@
 //! Applying options: each setting goes to the module it configures; each
 //! error becomes one warning on stderr.
 
-use super::parse::{parse, Setting};
+use super::parse::{parse, Lossy, Setting};
 use crate::check::level;
 use crate::check::report;
 use crate::heap::pool;
 use crate::observe::limits;
+use crate::observe::report_file::{self, DestinationRefused};
 use crate::os::process;
 use crate::pages::{purge_thread, PAGES};
 
@@ -50,7 +51,21 @@ pub(crate) fn apply(options: &[u8]) {
             alloc_limits.max_bytes_in_use = Some(n);
             limits_changed = true;
         }
-        Ok(Setting::Report(_) | Setting::Json(_) | Setting::Loaded(_) | Setting::Stats(_)) => {}
+        Ok(Setting::Report(path)) => {
+            if let Err(why) = report_file::set_destination(path) {
+                let why = match why {
+                    DestinationRefused::AlreadyChosen => {
+                        "the report's destination is chosen once (the first report= seen)"
+                    }
+                    DestinationRefused::TooLong => "the path is too long",
+                };
+                report::warn(format_args!(
+                    "option 'report={}': {why}; ignored",
+                    Lossy(path)
+                ));
+            }
+        }
+        Ok(Setting::Json(_) | Setting::Loaded(_) | Setting::Stats(_)) => {}
         Err(e) => report::warn(format_args!("{e}")),
     });
     if limits_changed {

@@ -20,7 +20,8 @@ pub enum Setting<'a> {
     LimitRequest(usize),
     /// `limit_total=SIZE`: the largest total of bytes in use.
     LimitTotal(usize),
-    /// `report=FILE`: where libcma writes its heap report at exit.
+    /// `report=FILE`: where the engine writes its heap report at exit
+    /// (`%p` becomes the pid; `stderr` for stderr).
     Report(&'a [u8]),
     /// `json=FILE`: where `cma run` writes its JSON report.
     Json(&'a [u8]),
@@ -165,7 +166,7 @@ fn parse_size(value: &[u8]) -> Option<usize> {
 }
 
 /// Shows bytes as text without allocating (invalid UTF-8 as '?').
-struct Lossy<'a>(&'a [u8]);
+pub(super) struct Lossy<'a>(pub(super) &'a [u8]);
 
 impl fmt::Display for Lossy<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
