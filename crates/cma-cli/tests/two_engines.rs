@@ -68,7 +68,9 @@ fn a_rust_program_on_the_cma_crate_is_reported_with_both_engines() {
     let me = std::env::current_exe().expect("this test's executable");
     let (o, _, err) = output(
         Command::new(env!("CARGO_BIN_EXE_cma"))
-            .env_remove("CMA_OPTIONS")
+            // A report= of the user's own: `cma run`'s, added after it,
+            // must still be the one that counts.
+            .env("CMA_OPTIONS", format!("report={}/user.%p", dir.display()))
             .env_remove("CMA_LIB")
             .env(CHILD, "1")
             .arg("run")

@@ -136,17 +136,22 @@ fn an_earlier_process_report_of_the_same_name_is_replaced() {
 }
 
 #[test]
-fn the_first_report_destination_holds() {
+fn the_last_report_of_a_list_counts_and_the_first_list_holds() {
     let dir = scratch("report-file-second");
+    // In one list the last report= counts, as for every key (`cma run`
+    // adds its own after the user's); a later list cannot move it.
     let out = run_child(
         "second-destination",
-        Some(&format!("report={}/heap.%p", dir.display())),
+        Some(&format!(
+            "report=/nonexistent/first,report={}/heap.%p",
+            dir.display()
+        )),
     );
     let err = String::from_utf8_lossy(&out.stderr);
     let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("cma: ")).collect();
     assert_eq!(
         warnings,
-        ["cma: warning: option 'report=/nonexistent/elsewhere': the report's destination is chosen once (the first report= seen); ignored"],
+        ["cma: warning: option 'report=/nonexistent/elsewhere': the report's destination is chosen once, by the first list of options that names one; ignored"],
         "{err}"
     );
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);

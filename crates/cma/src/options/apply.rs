@@ -21,6 +21,7 @@ pub(crate) fn load_from_env() {
 pub(crate) fn apply(options: &[u8]) {
     let mut alloc_limits = limits::alloc_limits();
     let mut limits_changed = false;
+    let mut report_path = None;
     parse(options, |item| match item {
         Ok(Setting::Check(l)) if l != level::level() => {
             if pool::heaps_exist() {
@@ -51,24 +52,27 @@ pub(crate) fn apply(options: &[u8]) {
             alloc_limits.max_bytes_in_use = Some(n);
             limits_changed = true;
         }
-        Ok(Setting::Report(path)) => {
-            if let Err(why) = report_file::set_destination(path) {
-                let why = match why {
-                    DestinationRefused::AlreadyChosen => {
-                        "the report's destination is chosen once (the first report= seen)"
-                    }
-                    DestinationRefused::TooLong => "the path is too long",
-                };
-                report::warn(format_args!(
-                    "option 'report={}': {why}; ignored",
-                    Lossy(path)
-                ));
-            }
-        }
+        // As for every key, the last in the list counts (`cma run` adds
+        // its own after the user's).
+        Ok(Setting::Report(path)) => report_path = Some(path),
         Ok(Setting::Json(_) | Setting::Loaded(_) | Setting::Stats(_)) => {}
         Err(e) => report::warn(format_args!("{e}")),
     });
     if limits_changed {
         limits::set_alloc_limits(alloc_limits);
+    }
+    if let Some(path) = report_path {
+        if let Err(why) = report_file::set_destination(path) {
+            let why = match why {
+                DestinationRefused::AlreadyChosen => {
+                    "the report's destination is chosen once, by the first list of options that names one"
+                }
+                DestinationRefused::TooLong => "the path is too long",
+            };
+            report::warn(format_args!(
+                "option 'report={}': {why}; ignored",
+                Lossy(path)
+            ));
+        }
     }
 }
