@@ -152,27 +152,16 @@ fn shell_words(command: &[OsString]) -> String {
 fn checked_options(parts: &[&[u8]]) -> Vec<u8> {
     let mut kept = Vec::new();
     for part in parts {
-        for item in part
-            .split(|&b| b == b',' || b == b' ')
-            .filter(|i| !i.is_empty())
-        {
-            let mut keep: Option<&[u8]> = Some(item);
-            engine::options::parse(item, |parsed| {
-                if let Err(e) = parsed {
-                    eprintln!("cma: warning: {e}");
-                    keep = match e {
-                        engine::options::OptionError::StrictNotBuilt => Some(b"check=default"),
-                        _ => None,
-                    };
-                }
-            });
-            if let Some(item) = keep {
+        engine::options::sort_items(
+            part,
+            |item| {
                 if !kept.is_empty() {
                     kept.push(b',');
                 }
                 kept.extend_from_slice(item);
-            }
-        }
+            },
+            |e| eprintln!("cma: warning: {e}"),
+        );
     }
     kept
 }

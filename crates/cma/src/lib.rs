@@ -68,6 +68,12 @@ pub mod faces {
     pub use crate::os::process::{command_line, errno, set_errno, write_fd};
     pub use crate::util::fd_writer::FdWriter;
 
+    /// Initialises the engine now, if no allocation did yet: it reads
+    /// `CMA_OPTIONS` and warns about what it cannot honour.
+    pub fn ensure_init() {
+        crate::api::init::ensure_init();
+    }
+
     /// Starts the purge thread now, and never later from inside an
     /// allocator call: for a face where cma replaces the C allocator, from
     /// its library constructor (see `pages::purge_thread`).

@@ -22,4 +22,4 @@ mod apply;
 mod parse;
 
 pub(crate) use apply::{apply, load_from_env};
-pub use parse::{parse, OptionError, Setting};
+pub use parse::{parse, sort_items, OptionError, Setting};
