@@ -69,6 +69,7 @@ fn exports_the_malloc_family_and_calls_no_allocator_itself() {
         "cma_free_double",
         "cma_block_size",
         "cma_checked_block_size",
+        "cma_guard_depth",
         "cma_alloc_size",
         "cma_set_alloc_limit",
         "cma_get_stats",
