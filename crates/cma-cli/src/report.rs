@@ -379,9 +379,9 @@ pub fn format_text(p: &ProcessReport, top: usize) -> String {
     }
     s.push_str(&format_counts(&p.total(), top));
     if p.several_engines() {
-        let _ = write!(s, "  by engine:         ");
+        let _ = write!(s, "  {:<24}", "by engine:");
         for r in &p.engines {
-            let _ = write!(s, " {:>16}", r.engine);
+            let _ = write!(s, "{:>17}", r.engine);
         }
         s.push('\n');
         let rows: [(&str, Figure); 6] = [

@@ -53,7 +53,7 @@ use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use super::stats::stats;
 use crate::check::report;
-use crate::os::file::File;
+use crate::os::file::{self, File};
 use crate::os::process;
 use crate::util::fd_writer::FdWriter;
 use crate::util::stack_buf::StackBuf;
@@ -214,7 +214,7 @@ pub fn expand_pid(template: &[u8], pid: i32, out: &mut [u8; PATH_MAX]) -> bool {
 /// errno value.
 pub fn open_for_pid(template: &[u8], path: &mut [u8; PATH_MAX]) -> Result<File, i32> {
     if !expand_pid(template, process::pid(), path) {
-        return Err(libc::ENAMETOOLONG);
+        return Err(file::NAME_TOO_LONG);
     }
     let len = path.iter().position(|&b| b == 0).unwrap_or(0);
     File::open_or_create(&path[..=len])

@@ -4,6 +4,9 @@
 
 use super::process::errno;
 
+/// The errno of a path that does not fit (ENAMETOOLONG).
+pub(crate) const NAME_TOO_LONG: i32 = libc::ENAMETOOLONG;
+
 /// An open file; closed when dropped.
 pub struct File {
     fd: i32,
