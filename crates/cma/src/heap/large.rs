@@ -77,7 +77,10 @@ impl Heap {
         // SAFETY: the caller validated `span` as a live large or huge block.
         let s = unsafe { &*span };
         let old = s.bytes();
-        let new_bytes = pages_for(new_size) * PAGE_SIZE;
+        // A size near usize::MAX has no page count that fits: not in place.
+        let Some(new_bytes) = pages_for(new_size).checked_mul(PAGE_SIZE) else {
+            return false;
+        };
         if s.kind() == SpanKind::Huge {
             if new_bytes <= Pages::huge_reserved(s) && new_bytes > LARGE_MAX {
                 if new_bytes < old {
