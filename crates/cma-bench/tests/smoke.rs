@@ -158,7 +158,10 @@ fn the_memory_workload_reports_its_three_phases() {
         .expect("result line");
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     let phases = v["phases"].as_array().expect("phases");
-    let names: Vec<&str> = phases.iter().map(|p| p["phase"].as_str().unwrap()).collect();
+    let names: Vec<&str> = phases
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
     assert_eq!(
         names,
         ["contiguous tenth", "one in 64 of those", "everything freed"]
@@ -170,7 +173,10 @@ fn the_memory_workload_reports_its_three_phases() {
     // A tenth of the 56 MB the quick run builds, then about 1/64 of that,
     // then nothing.
     assert!((5 << 20..7 << 20).contains(&live[0]), "{live:?}");
-    assert!(live[1] < live[0] / 32 && live[1] > live[0] / 128, "{live:?}");
+    assert!(
+        live[1] < live[0] / 32 && live[1] > live[0] / 128,
+        "{live:?}"
+    );
     assert_eq!(live[2], 0);
     for p in phases {
         assert!(p["rss_kib"].as_u64().unwrap() > 0, "{p}");

@@ -1,14 +1,50 @@
-//! Transparent huge pages: the process's first segment does not ask for them
-//! (a small process would pay for zeroing 2 MiB at its first allocation);
-//! once a second segment is mapped, both ask (`MADV_HUGEPAGE`, shown as the
-//! `hg` flag in `/proc/self/smaps`).
+//! Transparent huge pages. By default (`huge_pages=0`) every segment refuses
+//! them (`MADV_NOHUGEPAGE`, the `nh` flag in `/proc/self/smaps`), so that
+//! pages cma decommits are not refilled by khugepaged. With `huge_pages=1`,
+//! the process's first segment does not ask for them (a small process would
+//! pay for zeroing 2 MiB at its first allocation); once a second segment is
+//! mapped, both ask (`MADV_HUGEPAGE`, the `hg` flag).
 //!
-//! One test in this binary, so no other test maps segments meanwhile; the
-//! test harness allocates through the system allocator, not cma.
+//! Each case runs in a child process of its own (the options must be in
+//! place before the first segment); the test harness allocates through the
+//! system allocator, not cma.
 
-/// Whether the mapping that holds `addr` carries `MADV_HUGEPAGE`, from
-/// `/proc/self/smaps`.
+use std::process::Command;
+
+const CHILD: &str = "CMA_TEST_HUGE_PAGES_CHILD";
+
+/// Runs test `name` of this binary in a child with `CMA_OPTIONS=options`.
+fn in_child(name: &str, options: &str) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .env("CMA_OPTIONS", options)
+        .output()
+        .expect("spawn child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child {name} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn thp_kernel() -> bool {
+    let yes = std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists();
+    if !yes {
+        eprintln!("skipped: this kernel has no transparent huge pages");
+    }
+    yes
+}
+
+/// Whether the mapping that holds `addr` carries `MADV_HUGEPAGE` (`hg`).
 fn advised_huge(addr: usize) -> bool {
+    has_flag(addr, "hg")
+}
+
+/// Whether the mapping that holds `addr` has VmFlag `flag` in
+/// `/proc/self/smaps`.
+fn has_flag(addr: usize, flag: &str) -> bool {
     let smaps = std::fs::read_to_string("/proc/self/smaps").expect("read /proc/self/smaps");
     let mut inside = false;
     for line in smaps.lines() {
@@ -22,7 +58,7 @@ fn advised_huge(addr: usize) -> bool {
         }
         if inside {
             if let Some(flags) = line.strip_prefix("VmFlags:") {
-                return flags.split_whitespace().any(|f| f == "hg");
+                return flags.split_whitespace().any(|f| f == flag);
             }
         }
     }
@@ -30,13 +66,41 @@ fn advised_huge(addr: usize) -> bool {
 }
 
 #[test]
-fn first_segment_asks_for_huge_pages_only_once_a_second_is_mapped() {
-    if std::env::var("CMA_OPTIONS").is_ok_and(|o| o.contains("huge_pages=0")) {
-        eprintln!("skipped: huge_pages=0 in CMA_OPTIONS");
+fn by_default_segments_refuse_huge_pages() {
+    if thp_kernel() {
+        in_child("segments_refuse_huge_pages_child", "");
+    }
+}
+
+#[test]
+fn segments_refuse_huge_pages_child() {
+    if std::env::var(CHILD).is_err() {
         return;
     }
-    if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
-        eprintln!("skipped: this kernel has no transparent huge pages");
+    let small = cma::malloc(64);
+    let large = cma::malloc(cma::LARGE_MAX);
+    assert!(!small.is_null() && !large.is_null());
+    for p in [small, large] {
+        assert!(
+            has_flag(p as usize, "nh"),
+            "a segment without MADV_NOHUGEPAGE"
+        );
+        assert!(!has_flag(p as usize, "hg"));
+        // SAFETY: live blocks from cma::malloc, freed once.
+        unsafe { cma::free(p) };
+    }
+}
+
+#[test]
+fn with_huge_pages_the_first_segment_asks_only_once_a_second_is_mapped() {
+    if thp_kernel() {
+        in_child("first_segment_asks_later_child", "huge_pages=1");
+    }
+}
+
+#[test]
+fn first_segment_asks_later_child() {
+    if std::env::var(CHILD).is_err() {
         return;
     }
     let small = cma::malloc(64);

@@ -13,7 +13,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::counters::sample_peaks;
 use super::{ClassState, Heap};
 use crate::meta::span::{SlabList, Span};
-use crate::slab::size_class::SizeClass;
+use crate::slab::page_purge;
+use crate::slab::size_class::{cache_slots, SizeClass};
 
 impl Heap {
     /// Allocates a block of `class`, or null when memory runs out. The
@@ -72,19 +73,23 @@ impl Heap {
                 return self.alloc_small(class);
             }
             // SAFETY: the current slab is ours.
-            unsafe { (*current).set_list(SlabList::Full) };
+            let s = unsafe { &*current };
+            s.set_list(SlabList::Full);
+            page_purge::leave_current(s);
             st.slab.set(null_mut());
         }
         while let Some(partial) = self.take_partial(class.index()) {
             // SAFETY: slabs on our partial list are ours.
-            unsafe { (*partial).set_list(SlabList::Current) };
+            let s = unsafe { &*partial };
+            page_purge::make_current(s);
+            s.set_list(SlabList::Current);
             st.slab.set(partial);
             st.word.set(0);
             if self.load_cache(st, partial) {
                 return self.alloc_small(class);
             }
-            // SAFETY: as above.
-            unsafe { (*partial).set_list(SlabList::Full) };
+            s.set_list(SlabList::Full);
+            page_purge::leave_current(s);
             st.slab.set(null_mut());
         }
         let slab = self.new_slab(class);
@@ -105,12 +110,16 @@ impl Heap {
     /// slots, starting at the current word. Returns false when the slab is
     /// full.
     fn load_cache(&self, st: &ClassState, slab: *mut Span) -> bool {
-        // SAFETY: `slab` is owned by this heap.
+        // SAFETY: `slab` is owned by this heap, and current.
         let s = unsafe { &*slab };
         debug_assert!(st.cache.get() == 0);
         let class = SizeClass::from_index(s.class.load(Ordering::Relaxed) as usize);
         let g = class.geometry();
+        // The purge pass leaves the cache's word alone: the new one is
+        // published with the pass kept out.
+        page_purge::begin_load(s);
         if s.used_count() >= g.capacity {
+            page_purge::end_load(s, page_purge::NO_CACHE_WORD, 0);
             return false;
         }
         let words = s.words.get() as usize;
@@ -119,6 +128,7 @@ impl Heap {
             let word: &AtomicU64 = s.allocated_word(w);
             let free = !word.load(Ordering::Relaxed) & valid_mask(g.capacity, w);
             if free != 0 {
+                let free = lowest_bits(free, cache_slots(class));
                 // The cached slots count as used until they come back.
                 s.used.set(s.used.get() + free.count_ones());
                 st.cache.set(free);
@@ -126,11 +136,27 @@ impl Heap {
                 st.word.set(w as u32);
                 st.cache_base
                     .set(s.start() + w * 64 * g.block_size as usize);
+                page_purge::end_load(s, w as u32, free);
                 return true;
             }
         }
+        page_purge::end_load(s, page_purge::NO_CACHE_WORD, 0);
         false
     }
+}
+
+/// The lowest `n` set bits of `bits`.
+fn lowest_bits(bits: u64, n: u32) -> u64 {
+    if bits.count_ones() <= n {
+        return bits;
+    }
+    let (mut rest, mut kept) = (bits, 0u64);
+    for _ in 0..n {
+        let low = rest & rest.wrapping_neg();
+        kept |= low;
+        rest ^= low;
+    }
+    kept
 }
 
 /// Bits of bitmap word `w` that name real slots of a slab with `capacity`.

@@ -12,6 +12,7 @@ use super::Heap;
 use crate::meta::segment_map;
 use crate::os::thread::ThreadKey;
 use crate::pages::PAGES;
+use crate::slab::page_purge;
 use crate::util::spin_lock::SpinLock;
 
 struct Pool {
@@ -136,6 +137,7 @@ impl Heap {
             if s.used_count() == 0 {
                 self.retire_slab(slab);
             } else {
+                page_purge::leave_current(s);
                 self.push_partial(class, slab);
             }
         }

@@ -12,6 +12,7 @@ use super::guard;
 use super::Heap;
 use crate::meta::span::{SlabList, Span, SpanKind};
 use crate::pages::{purge_thread, PAGES};
+use crate::slab::page_purge;
 use crate::slab::size_class::SizeClass;
 
 impl Heap {
@@ -49,6 +50,7 @@ impl Heap {
         s.reciprocal.store(g.reciprocal, Ordering::Relaxed);
         s.used.set(0);
         s.set_list(SlabList::Current);
+        page_purge::start_current(s);
         slab
     }
 
@@ -106,6 +108,9 @@ impl Heap {
                 if s.used_count() == 0 {
                     self.retire_slab(slab);
                 } else {
+                    if purge_thread::slab_went_partial(s.bytes()) {
+                        guard::defer_purge_start();
+                    }
                     self.push_partial(class, slab);
                 }
             }
@@ -121,8 +126,10 @@ impl Heap {
     /// Gives an empty slab, on no list, back to the page allocator.
     pub(super) fn retire_slab(&self, slab: *mut Span) {
         // SAFETY: `slab` is ours, empty, and on no list.
+        page_purge::retire(unsafe { &*slab });
         // Owner 0 goes with capacity 0: what a thread without a heap finds
         // when a page table still names this descriptor (see `Span::owner`).
+        // SAFETY: as above.
         unsafe {
             (*slab).capacity.store(0, Ordering::Relaxed);
             (*slab).owner.store(0, Ordering::Relaxed);

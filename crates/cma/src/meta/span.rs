@@ -72,7 +72,8 @@ pub(crate) struct Span {
     pub(crate) capacity: AtomicU32,
     // owner (hot): allocated slots plus the slots in the owner's cache, and
     // `USED_FULL_BIT` while the slab is `Full` (see `used_count`, `set_list`).
-    pub(crate) used: Cell<u32>,
+    // The purge pass reads it (`slab::page_purge`).
+    pub(crate) used: OwnerCount,
     pub(crate) kind: AtomicU8,
     pub(crate) class: AtomicU8,
     pub(crate) list: Cell<SlabList>,
@@ -86,6 +87,17 @@ pub(crate) struct Span {
     /// `allocated_word` and `remote_word`).
     pub(crate) words: Cell<u32>,
     pub(crate) next_delayed: AtomicPtr<Span>,
+    /// Slab only: who may touch its free pages (`slab::page_purge`).
+    pub(crate) purge_state: AtomicU8,
+    /// Slab only, purge pass only: `used_count` when the pass last
+    /// decommitted its free pages (`u32::MAX`: never since it was current),
+    /// and when the pass last looked at it.
+    pub(crate) used_at_purge: AtomicU32,
+    pub(crate) used_seen: AtomicU32,
+    /// Slab only: the bitmap word the owner's cache came from while the slab
+    /// is current, and the slots it took into the cache (`slab::page_purge`).
+    pub(crate) cache_word: AtomicU32,
+    pub(crate) cache_mask: AtomicU64,
     // owner (cold)
     pub(crate) prev: Cell<*mut Span>,
     pub(crate) next: Cell<*mut Span>,
@@ -98,6 +110,24 @@ pub(crate) struct Span {
     pub(crate) freed_at_ms: Cell<u64>,
     /// Huge blocks only: the size of the whole mapping.
     pub(crate) reserved: Cell<usize>,
+}
+
+/// A count that only a slab's owner writes, with a plain load and store, and
+/// that the purge pass may read from its own thread.
+pub(crate) struct OwnerCount(AtomicU32);
+
+impl OwnerCount {
+    const fn new(v: u32) -> OwnerCount {
+        OwnerCount(AtomicU32::new(v))
+    }
+    #[inline(always)]
+    pub(crate) fn get(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+    #[inline(always)]
+    pub(crate) fn set(&self, v: u32) {
+        self.0.store(v, Ordering::Relaxed);
+    }
 }
 
 /// The top bit of `Span::used`: set while the slab is `Full` (on no list of
@@ -199,7 +229,7 @@ impl Span {
             remote_summary: AtomicU64::new(0),
             block_size: AtomicU32::new(0),
             capacity: AtomicU32::new(0),
-            used: Cell::new(0),
+            used: OwnerCount::new(0),
             kind: AtomicU8::new(0),
             class: AtomicU8::new(0),
             list: Cell::new(SlabList::Current),
@@ -207,6 +237,11 @@ impl Span {
             bytes: AtomicUsize::new(0),
             words: Cell::new(0),
             next_delayed: AtomicPtr::new(core::ptr::null_mut()),
+            purge_state: AtomicU8::new(0),
+            used_at_purge: AtomicU32::new(0),
+            used_seen: AtomicU32::new(0),
+            cache_word: AtomicU32::new(0),
+            cache_mask: AtomicU64::new(0),
             prev: Cell::new(core::ptr::null_mut()),
             next: Cell::new(core::ptr::null_mut()),
             segment: Cell::new(core::ptr::null_mut()),
@@ -243,6 +278,9 @@ pub(crate) struct Segment {
     pub(crate) base: usize,
     /// Pages of this segment now in free spans.
     pub(crate) free_pages: Cell<usize>,
+    /// The page allocator's list of segments (under its lock).
+    pub(crate) prev: Cell<*mut Segment>,
+    pub(crate) next: Cell<*mut Segment>,
     pub(crate) pages: [AtomicPtr<Span>; PAGES_PER_SEGMENT],
 }
 

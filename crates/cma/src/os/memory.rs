@@ -124,6 +124,19 @@ pub(crate) fn decommit_tail(from: usize, end: usize) {
     }
 }
 
+/// Asks the kernel never to back `[p, p+bytes)` with transparent huge pages:
+/// under THP `always`, khugepaged would otherwise refill pages cma
+/// decommitted inside a huge-page-sized region (it collapses a region with
+/// up to 511 of its 512 pages missing, by default) and resident memory would
+/// stop following use. A refusal is harmless.
+pub(crate) fn forbid_huge_pages(p: *mut u8, bytes: usize) {
+    // SAFETY: the range is whole pages of our own mapping; the advice changes
+    // no contents.
+    unsafe {
+        libc::madvise(p.cast(), bytes, libc::MADV_NOHUGEPAGE);
+    }
+}
+
 /// Asks the kernel to back `[p, p+bytes)` with transparent huge pages where
 /// it can (fewer page faults and TLB misses; memory is then committed 2 MiB at
 /// a time). A refusal is harmless.

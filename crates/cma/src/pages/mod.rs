@@ -9,19 +9,22 @@
 //! - `huge`: huge blocks, and the cache of freed huge mappings;
 //! - `large_resize`: growing and shrinking a large block in place;
 //! - `purge`: decommitting what has been idle for `purge_delay_ms`;
+//! - `purge_slabs`: decommitting the free pages inside slabs nobody
+//!   allocates from;
 //! - `purge_thread`: the thread that purges a program gone quiet.
 //!
 //! Everything in `Pages` runs under its one lock, `PAGES`, which also
 //! guards the metadata allocator: every descriptor is made and freed here.
 
 use crate::meta::meta_alloc::MetaAlloc;
-use crate::meta::span::{Span, PAGES_PER_SEGMENT};
+use crate::meta::span::{Segment, Span, PAGES_PER_SEGMENT};
 use crate::os::PAGE_SIZE;
 use crate::util::spin_lock::SpinLock;
 
 mod huge;
 mod large_resize;
 pub(crate) mod purge;
+mod purge_slabs;
 pub(crate) mod purge_thread;
 mod segments;
 mod spans;
@@ -40,6 +43,8 @@ const BINS: usize = 11;
 pub(crate) struct Pages {
     /// Free spans, binned by floor(log2(pages)).
     pub(super) bins: [*mut Span; BINS],
+    /// Every segment, newest first (for the slab purge pass).
+    pub(super) segments: *mut Segment,
     /// Freed huge mappings, newest first (see `huge`).
     pub(super) huge_cache: *mut Span,
     pub(super) huge_cached: usize,
@@ -50,7 +55,9 @@ pub(crate) struct Pages {
     pub(super) unhinted_segment: usize,
     /// How long free pages stay committed before they are decommitted.
     pub(crate) purge_delay_ms: u64,
-    /// Whether segments ask for transparent huge pages.
+    /// Whether segments ask for transparent huge pages (`huge_pages=1`); by
+    /// default they refuse them, so that purged pages stay purged (see
+    /// `os::memory::forbid_huge_pages`).
     pub(crate) huge_pages: bool,
     /// Bytes mapped for segments and huge blocks (for the statistics).
     pub(crate) mapped: usize,
@@ -71,13 +78,14 @@ impl Pages {
     const fn new() -> Self {
         Pages {
             bins: [core::ptr::null_mut(); BINS],
+            segments: core::ptr::null_mut(),
             huge_cache: core::ptr::null_mut(),
             huge_cached: 0,
             huge_cached_bytes: 0,
             last_purge_ms: 0,
             unhinted_segment: 0,
             purge_delay_ms: 250,
-            huge_pages: true,
+            huge_pages: false,
             mapped: 0,
             dirty_bytes: 0,
             meta: MetaAlloc::new(),

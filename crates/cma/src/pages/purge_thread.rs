@@ -5,15 +5,18 @@
 //! that frees a lot and then stops calling the allocator would keep that
 //! memory resident forever. So, the first time enough freed memory waits to
 //! be purged, cma starts one small detached thread that wakes every half
-//! purge delay and purges what has been idle long enough. It never allocates
-//! and holds the page allocator's lock only while purging. `purge_thread=0`
+//! purge delay (every second when nothing changes) and purges what has been
+//! idle long enough: free spans, and the free pages inside slabs nobody
+//! allocates from (`purge_slabs`). It never allocates and holds the page
+//! allocator's lock only while purging spans and finding slabs. `purge_thread=0`
 //! in `CMA_OPTIONS` turns it off. After `fork` the child starts its own when
 //! it needs one. The thread is named `cma-purge` and blocks every signal
 //! (`os::thread::spawn_service_thread`): it must not receive a signal the
 //! program meant for its own threads.
 //!
 //! The thread is started outside any allocator call: `pthread_create`
-//! allocates through us, so a heap that frees pages only asks for the start
+//! allocates through us, so a heap that frees pages (or whose full slabs
+//! become partly used, `slab_went_partial`) only asks for the start
 //! (`wants_start`), and the allocator guard runs `start` when the thread
 //! leaves cma. Where cma *is* the C allocator (libcma), libc itself calls
 //! malloc and free while holding its own locks, some of which
@@ -22,8 +25,9 @@
 //! thread is then never started from an allocator call (a forked child of
 //! such a process purges on allocator calls only).
 
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
+use super::purge_slabs::purge_slab_pages;
 use super::PAGES;
 use crate::os::{clock, thread};
 
@@ -57,6 +61,20 @@ pub(crate) fn wants_start(dirty_bytes: usize) -> bool {
     dirty_bytes >= START_THRESHOLD
         && STATE.load(Ordering::Relaxed) == NOT_STARTED
         && LAZY.load(Ordering::Relaxed)
+}
+
+/// Bytes of slabs that went from full to partly used: memory the slab pass
+/// may give back (`purge_slabs`), counted only until the thread starts.
+static PARTLY_USED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// A slab of `bytes` went from full to partly used: perhaps time for the
+/// thread, which must be started outside cma.
+#[inline]
+pub(crate) fn slab_went_partial(bytes: usize) -> bool {
+    if STATE.load(Ordering::Relaxed) != NOT_STARTED {
+        return false;
+    }
+    wants_start(PARTLY_USED_BYTES.fetch_add(bytes, Ordering::Relaxed) + bytes)
 }
 
 /// Starts the thread now, and never later from inside an allocator call;
@@ -93,7 +111,9 @@ extern "C" fn purge_loop(_: *mut libc::c_void) -> *mut libc::c_void {
             pages.purge(clock::now_ms(), false);
             (pages.purge_delay_ms, pages.dirty_bytes)
         };
-        let nap = if dirty > 0 { (delay / 2).max(10) } else { 1000 };
+        let slabs = purge_slab_pages();
+        let busy = dirty > 0 || slabs.purged > 0 || slabs.changing;
+        let nap = if busy { (delay / 2).max(10) } else { 1000 };
         clock::sleep_ms(nap);
     }
 }

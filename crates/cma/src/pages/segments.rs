@@ -42,6 +42,12 @@ impl Pages {
             0,
         );
         segment_map::set_range(base as usize, SEGMENT_SIZE, table as usize);
+        seg.next.set(self.segments);
+        if !self.segments.is_null() {
+            // SAFETY: listed segment tables are live.
+            unsafe { (*self.segments).prev.set(table) };
+        }
+        self.segments = table;
         true
     }
 
@@ -53,6 +59,7 @@ impl Pages {
     /// too once a second mapping shows the process is bigger.
     pub(super) fn hint_segment(&mut self, base: usize) {
         if !self.huge_pages {
+            memory::forbid_huge_pages(base as *mut u8, SEGMENT_SIZE);
             return;
         }
         if self.mapped == SEGMENT_SIZE {
@@ -81,6 +88,15 @@ impl Pages {
             }
             let seg = s.segment.get();
             let base = (*seg).base;
+            let (prev, next) = ((*seg).prev.get(), (*seg).next.get());
+            if prev.is_null() {
+                self.segments = next;
+            } else {
+                (*prev).next.set(next);
+            }
+            if !next.is_null() {
+                (*next).prev.set(prev);
+            }
             segment_map::set_range(base, SEGMENT_SIZE, 0);
             if self.unhinted_segment == base {
                 // The range may be the kernel's to reuse for anything.

@@ -200,6 +200,17 @@ pub(crate) fn class_for(size: usize, align: usize) -> Option<SizeClass> {
     }
 }
 
+/// The most slots a thread's cache of `class` takes from its slab at once:
+/// a bitmap word's worth (64) for small blocks, fewer for large ones, about
+/// 16 KiB of them and at least one. A cached slot can be handed out at any
+/// moment without a word to anyone, so the purge pass must leave its pages
+/// alone; for a class of 64 KiB blocks a whole word would be the whole slab.
+/// Refilling more often costs little next to writing such blocks.
+#[inline]
+pub(crate) fn cache_slots(class: SizeClass) -> u32 {
+    (16 * 1024 / class.block_size()).clamp(1, 64) as u32
+}
+
 /// Block sizes of all classes, smallest first.
 pub fn class_block_sizes() -> [usize; NUM_CLASSES] {
     let mut out = [0; NUM_CLASSES];
