@@ -1,9 +1,11 @@
 //! realloc semantics: in place when the block allows it (a small change inside
 //! a slot, a large block shrunk or grown into free pages after it, a huge
-//! block inside its mapping), a move otherwise with `min(old usable, new)`
-//! bytes preserved, and a failed realloc returns null and leaves the old block
-//! intact and usable. Counters: in place changes no counts; a move is one
-//! allocation and one free.
+//! block inside its mapping or into the address space reserved after it), a
+//! move otherwise with `min(old usable, new)` bytes preserved (a huge block's
+//! pages move without a copy, and never are resident twice), and a failed
+//! realloc returns null and leaves the old block intact and usable.
+//! Counters: in place changes no counts; a move is one allocation and one
+//! free.
 //!
 //! The tests of this binary run one at a time (page placement and counters
 //! are process-wide); the binary does not use cma as its global allocator.
@@ -258,6 +260,180 @@ fn huge_blocks_resize_inside_their_mapping() {
 }
 
 #[test]
+fn a_huge_block_grown_by_half_again_each_step_keeps_its_contents_and_its_count() {
+    let _s = serial();
+    let before = cma::stats();
+    let mut size = 3 * MIB;
+    let mut p = cma::malloc(size);
+    fill(p, size, 21);
+    let mut seed = 21;
+    while size < 60 * MIB {
+        let new_size = size + size / 2;
+        // `resize` checks the contents, the counts (a move is one allocation
+        // and one free) and that the old address is no live block any more.
+        p = resize(p, size, seed, new_size);
+        seed = seed.wrapping_add(1);
+        size = new_size;
+        assert_eq!(cma::block_size(p), size.div_ceil(PAGE) * PAGE);
+        assert_eq!(
+            cma::stats().bytes_in_use - before.bytes_in_use,
+            cma::block_size(p) as u64
+        );
+    }
+    // Shrinking it step by step, back to a large block inside a segment.
+    while size > MIB {
+        let new_size = size / 3;
+        p = resize(p, new_size, seed, new_size);
+        seed = seed.wrapping_add(1);
+        size = new_size;
+        assert_eq!(
+            cma::stats().bytes_in_use - before.bytes_in_use,
+            cma::block_size(p) as u64
+        );
+    }
+    // SAFETY: live.
+    unsafe { cma::free(p) };
+    let after = cma::stats();
+    assert_eq!(after.bytes_in_use, before.bytes_in_use);
+    assert_eq!(
+        after.allocations - before.allocations,
+        after.frees - before.frees
+    );
+    assert_eq!(
+        after.large_allocations - before.large_allocations,
+        after.large_frees - before.large_frees
+    );
+}
+
+#[test]
+fn a_huge_block_that_moved_to_grow_grows_in_place_the_next_time() {
+    let _s = serial();
+    let mut size = 8 * MIB;
+    let mut p = cma::malloc(size);
+    fill(p, size, 31);
+    // Grown past its mapping, it moves, and keeps room after it to grow
+    // into. (A mapping reused from an earlier free may hold a few growths
+    // first.)
+    let mut seed = 31;
+    let q = loop {
+        assert!(
+            size < 200 * MIB,
+            "a huge block grew to {size} bytes in place"
+        );
+        let q = resize(p, size, seed, size * 2);
+        seed += 1;
+        size *= 2;
+        if q != p {
+            break q;
+        }
+        p = q;
+    };
+    // Growing again by half: in place, into that room.
+    let r = resize(q, size, seed, size + size / 2);
+    assert_eq!(r, q, "a huge block that moved to grow moved again at once");
+    size += size / 2;
+    // The old address is not a block of ours any more.
+    assert!(matches!(
+        cma::checked_block_size(p),
+        Err(cma::CmaError::NotOurs { .. }) | Err(cma::CmaError::DoubleFree { .. })
+    ));
+    // SAFETY: `p` is not live; checked_free reports instead of aborting.
+    assert!(unsafe { cma::checked_free(p) }.is_err());
+    assert_eq!(cma::block_size(r), size);
+    // SAFETY: live.
+    unsafe { cma::free(r) };
+}
+
+/// The process's resident set and its peak since the last reset, in KiB.
+fn rss_and_peak_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[test]
+fn a_huge_block_grown_by_moving_never_has_its_old_and_new_pages_resident_at_once() {
+    let _s = serial();
+    // Resetting the peak needs /proc/self/clear_refs (Linux 4.0).
+    if std::fs::write("/proc/self/clear_refs", "5").is_err() {
+        eprintln!("note: cannot reset the peak resident set here; skipping");
+        return;
+    }
+    let (old, new) = (64 * MIB, 160 * MIB);
+    let p = cma::malloc(old);
+    fill(p, old, 41);
+    cma::trim();
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let (rss0, _) = rss_and_peak_kib();
+    // SAFETY: live, `old` bytes.
+    let q = unsafe { cma::realloc(p, new) };
+    assert!(!q.is_null());
+    assert_filled(q, old, 41);
+    fill(q, new, 42);
+    let (_, peak) = rss_and_peak_kib();
+    let grown_kib = (peak.saturating_sub(rss0) * 1024) as usize;
+    // Moved pages: the peak grows by the new pages only (96 MiB). A copy
+    // would have both blocks resident, 160 MiB more, until the old one is
+    // purged.
+    assert!(
+        grown_kib < (new - old) + old / 2,
+        "the peak resident set grew by {} MiB growing a block from {} to {} MiB",
+        grown_kib / MIB,
+        old / MIB,
+        new / MIB
+    );
+    // SAFETY: live.
+    unsafe { cma::free(q) };
+}
+
+#[test]
+fn a_huge_block_shrunk_gives_back_its_whole_granules_and_grows_again() {
+    let _s = serial();
+    let p = cma::malloc(40 * MIB);
+    fill(p, 40 * MIB, 51);
+    let mapped = cma::stats().mapped_bytes;
+    let q = resize(p, 40 * MIB, 51, 6 * MIB);
+    assert_eq!(q, p, "a huge block shrank by moving");
+    let given_back = mapped.saturating_sub(cma::stats().mapped_bytes);
+    assert!(
+        given_back >= 32 * MIB,
+        "shrinking a huge block from 40 to 6 MiB unmapped {given_back} bytes"
+    );
+    let r = resize(q, 6 * MIB, 52, 40 * MIB);
+    assert_eq!(cma::block_size(r), 40 * MIB);
+    // SAFETY: live.
+    unsafe { cma::free(r) };
+}
+
+#[test]
+fn a_huge_block_keeps_its_alignment_when_it_moves_to_grow() {
+    use std::alloc::{GlobalAlloc, Layout};
+    let _s = serial();
+    let align = 16 * MIB;
+    let layout = Layout::from_size_align(5 * MIB, align).unwrap();
+    // SAFETY: a non-zero layout.
+    let p = unsafe { cma::Cma.alloc(layout) };
+    assert!(!p.is_null());
+    assert_eq!(p as usize % align, 0);
+    fill(p, 5 * MIB, 61);
+    // SAFETY: live with `layout`.
+    let q = unsafe { cma::Cma.realloc(p, layout, 50 * MIB) };
+    assert!(!q.is_null());
+    assert_eq!(q as usize % align, 0, "moved to {q:p}");
+    assert_filled(q, 5 * MIB, 61);
+    // SAFETY: live, now 50 MiB at `align`.
+    unsafe { cma::Cma.dealloc(q, Layout::from_size_align(50 * MIB, align).unwrap()) };
+}
+
+#[test]
 fn realloc_of_null_allocates_and_realloc_to_zero_frees() {
     let _s = serial();
     let (a0, f0) = counts();
@@ -287,8 +463,16 @@ fn realloc_of_null_allocates_and_realloc_to_zero_frees() {
 #[test]
 fn a_failed_realloc_returns_null_and_leaves_the_block_intact_and_usable() {
     let _s = serial();
-    for size in [100usize, 5000, 300 * KIB, 2 * MIB] {
+    for size in [100usize, 5000, 300 * KIB, 2 * MIB, 3 * MIB, 24 * MIB] {
         let p = cma::malloc(size);
+        fill(p, size, 19);
+        // A huge block that moved to grow has room reserved after it: the
+        // limit must hold for a growth into it too.
+        let p = if size == 24 * MIB {
+            resize(p, size, 19, size + 1)
+        } else {
+            p
+        };
         fill(p, size, 19);
         let (a0, f0) = counts();
         let bytes = cma::stats().bytes_in_use;
@@ -330,7 +514,7 @@ fn a_failed_realloc_returns_null_and_leaves_the_block_intact_and_usable() {
 #[test]
 fn blocks_realloced_by_another_thread_keep_their_contents() {
     let _s = serial();
-    let blocks: Vec<usize> = [10usize, 100, 1000, 10_000, 100_000, 300_000]
+    let blocks: Vec<usize> = [10usize, 100, 1000, 10_000, 100_000, 300_000, 3 << 20]
         .iter()
         .map(|&n| {
             let p = cma::malloc(n);
@@ -338,7 +522,7 @@ fn blocks_realloced_by_another_thread_keep_their_contents() {
             p as usize
         })
         .collect();
-    let sizes = [10usize, 100, 1000, 10_000, 100_000, 300_000];
+    let sizes = [10usize, 100, 1000, 10_000, 100_000, 300_000, 3 << 20];
     let grown: Vec<usize> = std::thread::spawn(move || {
         blocks
             .iter()

@@ -1,5 +1,9 @@
-//! Memory mappings: map, release, move, decommit, and transparent huge-page
-//! hints.
+//! Memory mappings: map, reserve, release, move, decommit, and transparent
+//! huge-page hints.
+//!
+//! Address space can be reserved without memory (`reserve_aligned`: no
+//! access, no commit charge) and made usable later (`make_accessible`, which
+//! is charged then): that is how a huge block keeps room to grow in place.
 
 use core::ptr::null_mut;
 
@@ -19,16 +23,39 @@ pub(crate) enum Charge {
     Sparse,
 }
 
+impl Charge {
+    fn map_flags(self) -> libc::c_int {
+        match self {
+            Charge::Accounted => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            Charge::Sparse => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+        }
+    }
+}
+
 /// Maps `bytes` of fresh, zeroed, read-write anonymous memory whose start is a
 /// multiple of `align` (a power of two, at least a page), charged as
 /// `Charge::Accounted`. Returns null when the kernel refuses.
 pub(crate) fn map_aligned(bytes: usize, align: usize) -> *mut u8 {
+    map_aligned_with(bytes, align, libc::PROT_READ | libc::PROT_WRITE)
+}
+
+/// Reserves `bytes` of address space whose start is a multiple of `align`,
+/// with no access and no commit charge (a mapping the process cannot write
+/// is not charged): room that `make_accessible` or `remap` turns into
+/// memory later, charged then. Not `MAP_NORESERVE`, so that what becomes
+/// writable is charged. Returns null when the kernel refuses.
+pub(crate) fn reserve_aligned(bytes: usize, align: usize) -> *mut u8 {
+    map_aligned_with(bytes, align, libc::PROT_NONE)
+}
+
+fn map_aligned_with(bytes: usize, align: usize, prot: libc::c_int) -> *mut u8 {
     debug_assert!(align.is_power_of_two() && align >= PAGE_SIZE);
     debug_assert!(bytes % PAGE_SIZE == 0);
     let Some(over) = bytes.checked_add(align - PAGE_SIZE) else {
         return null_mut();
     };
-    let raw = map(over, Charge::Accounted);
+    // Accounted even without access: what becomes writable is charged then.
+    let raw = map_with(over, prot, Charge::Accounted.map_flags());
     if raw.is_null() {
         return raw;
     }
@@ -48,22 +75,17 @@ pub(crate) fn map_aligned(bytes: usize, align: usize) -> *mut u8 {
 /// Maps `bytes` of zeroed read-write memory, charged as `charge` says.
 /// Returns null when the kernel refuses.
 pub(crate) fn map(bytes: usize, charge: Charge) -> *mut u8 {
-    let flags = match charge {
-        Charge::Accounted => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-        Charge::Sparse => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-    };
+    map_with(
+        bytes,
+        libc::PROT_READ | libc::PROT_WRITE,
+        charge.map_flags(),
+    )
+}
+
+fn map_with(bytes: usize, prot: libc::c_int, flags: libc::c_int) -> *mut u8 {
     // SAFETY: an anonymous private mapping at a kernel-chosen address touches
     // no existing memory; failure is reported as MAP_FAILED and checked.
-    let p = unsafe {
-        libc::mmap(
-            null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            flags,
-            -1,
-            0,
-        )
-    };
+    let p = unsafe { libc::mmap(null_mut(), bytes, prot, flags, -1, 0) };
     if p == libc::MAP_FAILED {
         null_mut()
     } else {
@@ -71,31 +93,47 @@ pub(crate) fn map(bytes: usize, charge: Charge) -> *mut u8 {
     }
 }
 
-/// Returns a mapping (or a page-aligned part of one) to the kernel.
-pub(crate) fn unmap(p: *mut u8, bytes: usize) {
-    // SAFETY: callers pass whole pages of a mapping made by `map`, which no
-    // live block uses any more.
-    unsafe {
-        libc::munmap(p.cast(), bytes);
-    }
+/// Returns a mapping (or a page-aligned part of one) to the kernel. Returns
+/// false when the kernel refuses (it can, when cutting a mapping in two
+/// would pass the limit on mappings); the range is then still mapped.
+pub(crate) fn unmap(p: *mut u8, bytes: usize) -> bool {
+    // SAFETY: callers pass whole pages of a mapping of ours, which no live
+    // block uses any more.
+    unsafe { libc::munmap(p.cast(), bytes) == 0 }
 }
 
-/// Moves the pages of the mapping `[from, from+bytes)` to `to`, replacing what
-/// was mapped there; `from` is unmapped. Committed pages move as they are (no
-/// fault, no zeroing). Returns false when the kernel refuses.
-pub(crate) fn move_pages(from: usize, bytes: usize, to: usize) -> bool {
+/// Moves the pages of the mapping `[from, from+old_bytes)` to `to` with
+/// `mremap`, replacing what was mapped at `[to, to+new_bytes)`, and makes the
+/// mapping there `new_bytes` long; `from` is unmapped. Committed pages move
+/// as they are (the kernel moves page tables: no copy, no fault, no
+/// zeroing); what `new_bytes` adds reads as zero, and is charged against the
+/// commit limit as the mapping was (a growth the kernel would refuse fails
+/// here). Returns false when the kernel refuses: nothing moved then, and
+/// `from` is as it was.
+pub(crate) fn remap(from: usize, old_bytes: usize, to: usize, new_bytes: usize) -> bool {
     // SAFETY: both ranges are whole pages of our own mappings; the caller
-    // gives up `from` and owns `[to, to+bytes)`, which holds no live block.
+    // gives up `from` and owns `[to, to+new_bytes)`, which holds no live
+    // block.
     let p = unsafe {
         libc::mremap(
             from as *mut libc::c_void,
-            bytes,
-            bytes,
+            old_bytes,
+            new_bytes,
             libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
             to as *mut libc::c_void,
         )
     };
     p as usize == to
+}
+
+/// Makes `[p, p+bytes)`, address space reserved by `reserve_aligned`,
+/// readable and writable. The kernel charges it against the commit limit
+/// now (a private mapping that becomes writable is), so this fails, with
+/// false and nothing changed, where a mapping of that size would.
+pub(crate) fn make_accessible(p: *mut u8, bytes: usize) -> bool {
+    // SAFETY: whole pages of a reservation of ours that no one else uses;
+    // granting access changes no memory.
+    unsafe { libc::mprotect(p.cast(), bytes, libc::PROT_READ | libc::PROT_WRITE) == 0 }
 }
 
 /// Gives the physical pages behind `[p, p+bytes)` back to the kernel; the

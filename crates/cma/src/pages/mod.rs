@@ -7,12 +7,16 @@
 //!   granularity);
 //! - `segments`: mapping and unmapping 4 MiB segments, huge-page hints;
 //! - `huge`: huge blocks, and the cache of freed huge mappings;
+//! - `huge_resize`: growing and shrinking a huge block without copying it
+//!   (in place, into address space reserved after it, or by moving its pages
+//!   with `mremap`);
 //! - `large_resize`: growing and shrinking a large block in place;
 //! - `purge`: decommitting what has been idle for `purge_delay_ms`;
 //! - `purge_thread`: the thread that purges a program gone quiet.
 //!
 //! Everything in `Pages` runs under its one lock, `PAGES`, which also
 //! guards the metadata allocator: every descriptor is made and freed here.
+//! (`huge_resize` takes the lock itself, to move pages outside it.)
 
 use crate::meta::meta_alloc::MetaAlloc;
 use crate::meta::span::{Span, PAGES_PER_SEGMENT};
@@ -20,11 +24,14 @@ use crate::os::PAGE_SIZE;
 use crate::util::spin_lock::SpinLock;
 
 mod huge;
+mod huge_resize;
 mod large_resize;
 pub(crate) mod purge;
 pub(crate) mod purge_thread;
 mod segments;
 mod spans;
+
+pub(crate) use huge_resize::resize_huge;
 
 /// Blocks above this size get a mapping of their own; below, they are spans
 /// of a segment, which reuse freed pages without a system call.
