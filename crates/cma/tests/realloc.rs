@@ -2,7 +2,7 @@
 //! a slot, a large block shrunk or grown into free pages after it, a huge
 //! block inside its mapping or into the address space reserved after it), a
 //! move otherwise with `min(old usable, new)` bytes preserved (a huge block's
-//! pages move without a copy, and never are resident twice), and a failed
+//! pages move without a copy: `huge_growth.rs`), and a failed
 //! realloc returns null and leaves the old block intact and usable.
 //! Counters: in place changes no counts; a move is one allocation and one
 //! free.
@@ -303,95 +303,6 @@ fn a_huge_block_grown_by_half_again_each_step_keeps_its_contents_and_its_count()
         after.large_allocations - before.large_allocations,
         after.large_frees - before.large_frees
     );
-}
-
-#[test]
-fn a_huge_block_that_moved_to_grow_grows_in_place_the_next_time() {
-    let _s = serial();
-    let mut size = 8 * MIB;
-    let mut p = cma::malloc(size);
-    fill(p, size, 31);
-    // Grown past its mapping, it moves, and keeps room after it to grow
-    // into. (A mapping reused from an earlier free may hold a few growths
-    // first.)
-    let mut seed = 31;
-    let q = loop {
-        assert!(
-            size < 200 * MIB,
-            "a huge block grew to {size} bytes in place"
-        );
-        let q = resize(p, size, seed, size * 2);
-        seed += 1;
-        size *= 2;
-        if q != p {
-            break q;
-        }
-        p = q;
-    };
-    // Growing again by half: in place, into that room.
-    let r = resize(q, size, seed, size + size / 2);
-    assert_eq!(r, q, "a huge block that moved to grow moved again at once");
-    size += size / 2;
-    // The old address is not a block of ours any more.
-    assert!(matches!(
-        cma::checked_block_size(p),
-        Err(cma::CmaError::NotOurs { .. }) | Err(cma::CmaError::DoubleFree { .. })
-    ));
-    // SAFETY: `p` is not live; checked_free reports instead of aborting.
-    assert!(unsafe { cma::checked_free(p) }.is_err());
-    assert_eq!(cma::block_size(r), size);
-    // SAFETY: live.
-    unsafe { cma::free(r) };
-}
-
-/// The process's resident set and its peak since the last reset, in KiB.
-fn rss_and_peak_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let field = |name: &str| -> u64 {
-        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
-        line[name.len()..]
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-#[test]
-fn a_huge_block_grown_by_moving_never_has_its_old_and_new_pages_resident_at_once() {
-    let _s = serial();
-    // Resetting the peak needs /proc/self/clear_refs (Linux 4.0).
-    if std::fs::write("/proc/self/clear_refs", "5").is_err() {
-        eprintln!("note: cannot reset the peak resident set here; skipping");
-        return;
-    }
-    let (old, new) = (64 * MIB, 160 * MIB);
-    let p = cma::malloc(old);
-    fill(p, old, 41);
-    cma::trim();
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
-    let (rss0, _) = rss_and_peak_kib();
-    // SAFETY: live, `old` bytes.
-    let q = unsafe { cma::realloc(p, new) };
-    assert!(!q.is_null());
-    assert_filled(q, old, 41);
-    fill(q, new, 42);
-    let (_, peak) = rss_and_peak_kib();
-    let grown_kib = (peak.saturating_sub(rss0) * 1024) as usize;
-    // Moved pages: the peak grows by the new pages only (96 MiB). A copy
-    // would have both blocks resident, 160 MiB more, until the old one is
-    // purged.
-    assert!(
-        grown_kib < (new - old) + old / 2,
-        "the peak resident set grew by {} MiB growing a block from {} to {} MiB",
-        grown_kib / MIB,
-        old / MIB,
-        new / MIB
-    );
-    // SAFETY: live.
-    unsafe { cma::free(q) };
 }
 
 #[test]

@@ -1,0 +1,107 @@
+//! A huge block that grows past its mapping moves its pages (`mremap`)
+//! instead of copying them: its old and new pages are never resident at
+//! once, and the address space it keeps reserved after its new place lets
+//! the next growth happen in place.
+//!
+//! One test in a process of its own: it reads the process's resident set,
+//! and what the page allocator has cached from earlier frees would change
+//! what a growth does.
+
+const MIB: usize = 1 << 20;
+
+fn fill(p: *mut u8, len: usize, seed: u8) {
+    // SAFETY: callers pass a live block of at least `len` bytes.
+    let s = unsafe { std::slice::from_raw_parts_mut(p, len) };
+    for (i, b) in s.iter_mut().enumerate() {
+        *b = (i >> 12) as u8 ^ seed;
+    }
+}
+
+#[track_caller]
+fn assert_filled(p: *const u8, len: usize, seed: u8) {
+    // SAFETY: callers pass a live block of at least `len` bytes.
+    let s = unsafe { std::slice::from_raw_parts(p, len) };
+    if let Some(i) = (0..len).find(|&i| s[i] != (i >> 12) as u8 ^ seed) {
+        panic!("block {p:p}: byte {i} of {len} lost");
+    }
+}
+
+/// The process's resident set and its peak since the last reset, in bytes.
+fn rss_and_peak() -> (usize, usize) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| -> usize {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        let kib: usize = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap();
+        kib * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Resets the peak resident set to the current one (Linux 4.0 and later).
+fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+#[test]
+fn a_huge_block_grown_past_its_mapping_moves_its_pages_and_then_grows_in_place() {
+    if !reset_peak() {
+        eprintln!("note: cannot reset the peak resident set here; skipping");
+        return;
+    }
+    let (old, new, next) = (64 * MIB, 160 * MIB, 240 * MIB);
+    let p = cma::malloc(old);
+    assert!(!p.is_null());
+    fill(p, old, 1);
+    reset_peak();
+    let (rss0, _) = rss_and_peak();
+
+    // SAFETY: live, `old` bytes.
+    let q = unsafe { cma::realloc(p, new) };
+    assert!(!q.is_null());
+    let (rss1, _) = rss_and_peak();
+    // A copy would have faulted in `old` bytes of the new block while the
+    // old one stays resident (until it is purged); moved pages add none.
+    assert!(
+        rss1 < rss0 + old / 2,
+        "realloc from {} to {} MiB added {} MiB to the resident set before the block was written",
+        old / MIB,
+        new / MIB,
+        (rss1.saturating_sub(rss0)) / MIB
+    );
+    assert_filled(q, old, 1);
+    fill(q, new, 2);
+    let (_, peak) = rss_and_peak();
+    assert!(
+        peak < rss0 + (new - old) + old / 2,
+        "the peak resident set grew by {} MiB growing a block from {} to {} MiB",
+        peak.saturating_sub(rss0) / MIB,
+        old / MIB,
+        new / MIB
+    );
+    assert_eq!(cma::block_size(q), new);
+    if q != p {
+        assert!(
+            cma::checked_block_size(p).is_err(),
+            "the old address {p:p} still reads as a live block"
+        );
+    }
+
+    // It moved (or stayed) with room reserved after it: growing by half
+    // again is in place.
+    // SAFETY: live, `new` bytes.
+    let r = unsafe { cma::realloc(q, next) };
+    assert_eq!(r, q, "a huge block that just moved to grow moved again");
+    assert_filled(r, new, 2);
+    fill(r, next, 3);
+    assert_eq!(cma::block_size(r), next);
+    let stats = cma::stats();
+    assert_eq!(stats.bytes_in_use, next as u64);
+    // SAFETY: live.
+    unsafe { cma::free(r) };
+    assert_eq!(cma::stats().bytes_in_use, 0);
+}
