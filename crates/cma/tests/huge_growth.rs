@@ -3,11 +3,20 @@
 //! once, and the address space it keeps reserved after its new place lets
 //! the next growth happen in place.
 //!
-//! One test in a process of its own: it reads the process's resident set,
+//! A process of its own: the first test reads the process's resident set,
 //! and what the page allocator has cached from earlier frees would change
-//! what a growth does.
+//! what a growth does. Its tests run one at a time.
+
+use std::sync::{Mutex, MutexGuard};
 
 const MIB: usize = 1 << 20;
+const PAGE: usize = 4096;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn fill(p: *mut u8, len: usize, seed: u8) {
     // SAFETY: callers pass a live block of at least `len` bytes.
@@ -49,6 +58,7 @@ fn reset_peak() -> bool {
 
 #[test]
 fn a_huge_block_grown_past_its_mapping_moves_its_pages_and_then_grows_in_place() {
+    let _s = serial();
     if !reset_peak() {
         eprintln!("note: cannot reset the peak resident set here; skipping");
         return;
@@ -99,9 +109,106 @@ fn a_huge_block_grown_past_its_mapping_moves_its_pages_and_then_grows_in_place()
     assert_filled(r, new, 2);
     fill(r, next, 3);
     assert_eq!(cma::block_size(r), next);
-    let stats = cma::stats();
-    assert_eq!(stats.bytes_in_use, next as u64);
+    let before = cma::stats().bytes_in_use;
     // SAFETY: live.
     unsafe { cma::free(r) };
-    assert_eq!(cma::stats().bytes_in_use, 0);
+    assert_eq!(before - cma::stats().bytes_in_use, next as u64);
+}
+
+/// Writes one tag byte per page of `[p, p+len)`, from `tag`.
+fn tag_pages(p: *mut u8, len: usize, tag: u8) {
+    for page in (0..len).step_by(PAGE) {
+        // SAFETY: inside the caller's live block of `len` bytes.
+        unsafe { *p.add(page) = tag ^ (page / PAGE) as u8 };
+    }
+}
+
+#[track_caller]
+fn assert_tagged(p: *const u8, len: usize, tag: u8) {
+    for page in (0..len).step_by(PAGE) {
+        // SAFETY: inside the caller's live block of `len` bytes.
+        let got = unsafe { *p.add(page) };
+        assert_eq!(
+            got,
+            tag ^ (page / PAGE) as u8,
+            "{p:p}: page {} of {len} bytes lost",
+            page / PAGE
+        );
+    }
+}
+
+#[test]
+fn huge_blocks_resized_on_several_threads_while_another_maps_and_unmaps_keep_their_pages() {
+    let _s = serial();
+    let before = cma::stats();
+    // Two threads grow and shrink huge blocks (their pages move, their
+    // granules go back to the kernel), while a third allocates and frees
+    // large and huge blocks, so that the address ranges given back are
+    // mapped again at once, for segments among others: each block keeps its
+    // pages, and the map finds each at its new address.
+    let resizers: Vec<_> = (0..2u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut rng = t * 7919 + 1;
+                let mut next = move |n: usize| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    (rng % n as u64) as usize
+                };
+                let mut size = 3 * MIB;
+                let mut p = cma::malloc(size);
+                let mut tag = t as u8;
+                tag_pages(p, size, tag);
+                for _ in 0..150 {
+                    let new_size = 2 * MIB + PAGE + next(24 * MIB);
+                    // SAFETY: live, `size` bytes.
+                    let q = unsafe { cma::realloc(p, new_size) };
+                    assert!(!q.is_null());
+                    assert_tagged(q, size.min(new_size), tag);
+                    assert!(cma::block_size(q) >= new_size);
+                    tag = tag.wrapping_add(2);
+                    (p, size) = (q, new_size);
+                    tag_pages(p, size, tag);
+                }
+                // SAFETY: live.
+                unsafe { cma::free(p) };
+            })
+        })
+        .collect();
+    let churn = std::thread::spawn(|| {
+        let mut held = Vec::new();
+        for i in 0..600usize {
+            let size = match i % 3 {
+                0 => 200 * 1024 + i * PAGE,
+                1 => MIB + i * 512,
+                _ => 2 * MIB + PAGE + (i % 7) * MIB,
+            };
+            let p = cma::malloc(size);
+            assert!(!p.is_null());
+            tag_pages(p, size, i as u8);
+            held.push((p, size, i as u8));
+            if held.len() > 4 {
+                let (p, size, tag) = held.remove(i % held.len());
+                assert_tagged(p, size, tag);
+                // SAFETY: live.
+                unsafe { cma::free(p) };
+            }
+        }
+        for (p, size, tag) in held {
+            assert_tagged(p, size, tag);
+            // SAFETY: live.
+            unsafe { cma::free(p) };
+        }
+    });
+    for t in resizers {
+        t.join().unwrap();
+    }
+    churn.join().unwrap();
+    let after = cma::stats();
+    assert_eq!(after.bytes_in_use, before.bytes_in_use);
+    assert_eq!(
+        after.allocations - before.allocations,
+        after.frees - before.frees
+    );
 }
