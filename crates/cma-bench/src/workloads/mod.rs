@@ -57,6 +57,7 @@ pub const WORKLOADS: &[Workload] = &[
     Workload { number: 10, name: "stress6", about: "the original stress test's mix: six workers malloc/realloc/free, passing blocks between them" },
     Workload { number: 11, name: "rust-collections", about: "Rust-heavy: BTreeMap, HashMap, String and Vec built and dropped (global allocator)" },
     Workload { number: 12, name: "threads", about: "many short threads: each allocates 200 blocks, frees half, hands the rest to the main thread" },
+    Workload { number: 13, name: "realloc-large", about: "one block grown by realloc from 256 KiB by half again each step to 554 MiB, written in full each time" },
 ];
 
 /// Finds a workload by name or number.
@@ -81,6 +82,7 @@ pub fn run<A: GlobalAlloc + Sync>(a: &A, name: &str, p: &Params) -> u64 {
         "stress6" => threads::stress6(a, p),
         "rust-collections" => collections::rust_collections(a, p),
         "threads" => threads::threads(a, p),
+        "realloc-large" => realloc::realloc_large(a, p),
         _ => panic!("unknown workload {name}"),
     }
 }
