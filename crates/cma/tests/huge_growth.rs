@@ -1,7 +1,7 @@
 //! A huge block that grows past its mapping moves its pages (`mremap`)
 //! instead of copying them: its old and new pages are never resident at
-//! once, and the address space it keeps reserved after its new place lets
-//! the next growth happen in place.
+//! once, the address space it keeps reserved after its new place lets the
+//! next growth happen in place, and the one after that moves it again.
 //!
 //! A process of its own: the first test reads the process's resident set,
 //! and what the page allocator has cached from earlier frees would change
@@ -57,13 +57,13 @@ fn reset_peak() -> bool {
 }
 
 #[test]
-fn a_huge_block_grown_past_its_mapping_moves_its_pages_and_then_grows_in_place() {
+fn a_huge_block_grown_past_its_mapping_moves_its_pages_grows_in_place_and_moves_again() {
     let _s = serial();
     if !reset_peak() {
         eprintln!("note: cannot reset the peak resident set here; skipping");
         return;
     }
-    let (old, new, next) = (64 * MIB, 160 * MIB, 240 * MIB);
+    let (old, new, next, last) = (32 * MIB, 80 * MIB, 120 * MIB, 200 * MIB);
     let p = cma::malloc(old);
     assert!(!p.is_null());
     fill(p, old, 1);
@@ -109,10 +109,26 @@ fn a_huge_block_grown_past_its_mapping_moves_its_pages_and_then_grows_in_place()
     assert_filled(r, new, 2);
     fill(r, next, 3);
     assert_eq!(cma::block_size(r), next);
+
+    // Past that room, its pages move again, as one piece: still no copy.
+    let (rss2, _) = rss_and_peak();
+    // SAFETY: live, `next` bytes.
+    let t = unsafe { cma::realloc(r, last) };
+    assert!(!t.is_null());
+    let (rss3, _) = rss_and_peak();
+    assert!(
+        rss3 < rss2 + next / 4,
+        "realloc from {} to {} MiB, after a growth in place, added {} MiB to the resident set",
+        next / MIB,
+        last / MIB,
+        (rss3.saturating_sub(rss2)) / MIB
+    );
+    assert_filled(t, next, 3);
+    fill(t, last, 4);
     let before = cma::stats().bytes_in_use;
     // SAFETY: live.
-    unsafe { cma::free(r) };
-    assert_eq!(before - cma::stats().bytes_in_use, next as u64);
+    unsafe { cma::free(t) };
+    assert_eq!(before - cma::stats().bytes_in_use, last as u64);
 }
 
 /// Writes one tag byte per page of `[p, p+len)`, from `tag`.

@@ -2,8 +2,9 @@
 //! huge-page hints.
 //!
 //! Address space can be reserved without memory (`reserve_aligned`: no
-//! access, no commit charge) and made usable later (`make_accessible`, which
-//! is charged then): that is how a huge block keeps room to grow in place.
+//! access, no commit charge) for a mapping to move into and to grow over
+//! later (`remap`, `grow_in_place`, charged then): that is how a huge block
+//! keeps room to grow in place.
 
 use core::ptr::null_mut;
 
@@ -41,9 +42,8 @@ pub(crate) fn map_aligned(bytes: usize, align: usize) -> *mut u8 {
 
 /// Reserves `bytes` of address space whose start is a multiple of `align`,
 /// with no access and no commit charge (a mapping the process cannot write
-/// is not charged): room that `make_accessible` or `remap` turns into
-/// memory later, charged then. Not `MAP_NORESERVE`, so that what becomes
-/// writable is charged. Returns null when the kernel refuses.
+/// is not charged): room that `remap` or `grow_in_place` turns into memory
+/// later, charged then. Returns null when the kernel refuses.
 pub(crate) fn reserve_aligned(bytes: usize, align: usize) -> *mut u8 {
     map_aligned_with(bytes, align, libc::PROT_NONE)
 }
@@ -54,7 +54,8 @@ fn map_aligned_with(bytes: usize, align: usize, prot: libc::c_int) -> *mut u8 {
     let Some(over) = bytes.checked_add(align - PAGE_SIZE) else {
         return null_mut();
     };
-    // Accounted even without access: what becomes writable is charged then.
+    // Never MAP_NORESERVE, not even without access: a mapping that grows
+    // over this address space must be charged.
     let raw = map_with(over, prot, Charge::Accounted.map_flags());
     if raw.is_null() {
         return raw;
@@ -108,8 +109,10 @@ pub(crate) fn unmap(p: *mut u8, bytes: usize) -> bool {
 /// as they are (the kernel moves page tables: no copy, no fault, no
 /// zeroing); what `new_bytes` adds reads as zero, and is charged against the
 /// commit limit as the mapping was (a growth the kernel would refuse fails
-/// here). Returns false when the kernel refuses: nothing moved then, and
-/// `from` is as it was.
+/// here). With `new_bytes != old_bytes`, `from` must be one mapping, not
+/// several. Returns false when the kernel refuses: nothing moved then, and
+/// `from` is as it was, but `[to, to+new_bytes)` may have been unmapped
+/// already (Linux unmaps the destination before it checks the rest).
 pub(crate) fn remap(from: usize, old_bytes: usize, to: usize, new_bytes: usize) -> bool {
     // SAFETY: both ranges are whole pages of our own mappings; the caller
     // gives up `from` and owns `[to, to+new_bytes)`, which holds no live
@@ -126,14 +129,17 @@ pub(crate) fn remap(from: usize, old_bytes: usize, to: usize, new_bytes: usize) 
     p as usize == to
 }
 
-/// Makes `[p, p+bytes)`, address space reserved by `reserve_aligned`,
-/// readable and writable. The kernel charges it against the commit limit
-/// now (a private mapping that becomes writable is), so this fails, with
-/// false and nothing changed, where a mapping of that size would.
-pub(crate) fn make_accessible(p: *mut u8, bytes: usize) -> bool {
-    // SAFETY: whole pages of a reservation of ours that no one else uses;
-    // granting access changes no memory.
-    unsafe { libc::mprotect(p.cast(), bytes, libc::PROT_READ | libc::PROT_WRITE) == 0 }
+/// Grows the mapping `[p, p+old_bytes)` in place to `new_bytes` with
+/// `mremap` (no move), into address space that must be free right after it;
+/// the mapping stays one piece, and what it gains reads as zero and is
+/// charged against the commit limit as the mapping was. Returns false when
+/// the kernel refuses (the room is taken, the charge is refused, `p` is not
+/// one mapping): nothing changed then.
+pub(crate) fn grow_in_place(p: usize, old_bytes: usize, new_bytes: usize) -> bool {
+    // SAFETY: a mapping of ours grows into free address space; without
+    // MREMAP_MAYMOVE nothing moves and nothing else is touched.
+    let q = unsafe { libc::mremap(p as *mut libc::c_void, old_bytes, new_bytes, 0) };
+    q as usize == p
 }
 
 /// Gives the physical pages behind `[p, p+bytes)` back to the kernel; the

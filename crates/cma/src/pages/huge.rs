@@ -264,18 +264,21 @@ fn reserve_huge_space(space: usize, align: usize, huge_pages: bool) -> usize {
 }
 
 /// Moves the pages of the huge mapping `[from, from+len)` to the start of
-/// fresh address space at `align`, of which the first `reserved` bytes (at
-/// least `len`) are then readable and writable, charged, and the rest (up to
+/// fresh address space at `align`, of which the first `reserved` bytes (more
+/// than `len`) are then readable and writable, charged, and the rest (up to
 /// `space` bytes when the kernel grants that much address space, else none)
 /// stays reserved as headroom. Returns the new start and the size of the
 /// address space taken, or 0 when the kernel refuses: `from` is then as it
 /// was. The caller clears the map entries of `from` first, and names the
 /// new range in the map once the move is done.
 ///
-/// The growth is charged first (`make_accessible`, which fails cleanly), and
-/// `mremap` then moves the mapping as it is, whatever mappings the kernel
-/// has cut it into (Linux moves several at once since 6.17; an older one
-/// refuses, and the caller copies instead).
+/// One `mremap` moves the mapping and grows it, charging the growth against
+/// the commit limit. A move that also resizes is one the kernel does only
+/// for a mapping it holds in one piece, and then all at once or not at all:
+/// one it has cut in several (say, by the program's own `mprotect` on part
+/// of its block) is refused, and the caller copies instead. (A plain move
+/// of several pieces, which Linux allows since 6.17, could stop halfway,
+/// some pieces moved and some not.)
 pub(super) fn move_to_new_space(
     from: usize,
     len: usize,
@@ -284,7 +287,7 @@ pub(super) fn move_to_new_space(
     align: usize,
     huge_pages: bool,
 ) -> (usize, usize) {
-    debug_assert!(len <= reserved && reserved <= space);
+    debug_assert!(len < reserved && reserved <= space);
     let (target, space) = match reserve_huge_space(space, align, huge_pages) {
         0 if space > reserved => (reserve_huge_space(reserved, align, huge_pages), reserved),
         target => (target, space),
@@ -292,19 +295,15 @@ pub(super) fn move_to_new_space(
     if target == 0 {
         return (0, 0);
     }
-    if reserved > len && !memory::make_accessible((target + len) as *mut u8, reserved - len) {
-        memory::unmap(target as *mut u8, space);
-        return (0, 0);
-    }
-    if memory::remap(from, len, target, len) {
+    if memory::remap(from, len, target, reserved) {
         return (target, space);
     }
     // A refused mremap may have unmapped its destination first: then
-    // `[target, target+len)` is a hole that another thread's mapping can
-    // take at any time, so it is left alone (at worst, address space stays
-    // reserved). The rest is still ours.
-    if space > len {
-        memory::unmap((target + len) as *mut u8, space - len);
+    // `[target, target+reserved)` is a hole that another thread's mapping
+    // can take at any time, so it is left alone (at worst, address space
+    // stays reserved there, without access or charge). The rest is ours.
+    if space > reserved {
+        memory::unmap((target + reserved) as *mut u8, space - reserved);
     }
     (0, 0)
 }

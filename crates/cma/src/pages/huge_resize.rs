@@ -3,14 +3,15 @@
 //! - inside the readable part of its mapping (`reserved`), a resize changes
 //!   the usable size only;
 //! - a growth past it takes the address space reserved right after it
-//!   (`headroom`) when there is enough: made writable in place, charged
-//!   then;
+//!   (`headroom`) when there is enough: the mapping grows over it in place,
+//!   charged then;
 //! - otherwise the block's pages move to a new, larger mapping with
 //!   `mremap` (page tables move, pages stay where they are in memory: a
 //!   block grown from A to B never has A's and B's pages resident at once),
 //!   and the new mapping comes with headroom as large again, so that a block
 //!   that keeps growing moves about once per doubling and grows in place in
-//!   between;
+//!   between (a mapping the kernel holds in several pieces is not moved:
+//!   see `move_to_new_space`);
 //! - a shrink gives the whole granules past the new size back to the kernel,
 //!   with the headroom, and decommits the pages past it in the last one.
 //!
@@ -31,7 +32,7 @@
 use core::sync::atomic::Ordering;
 
 use super::huge::move_to_new_space;
-use super::{LARGE_MAX, PAGES};
+use super::{Pages, LARGE_MAX, PAGES};
 use crate::meta::segment_map::{self, SEGMENT_SIZE, TAG_HUGE};
 use crate::meta::span::{Span, SpanKind};
 use crate::os::memory;
@@ -64,23 +65,21 @@ pub(crate) unsafe fn resize_huge(span: *mut Span, bytes: usize, align: usize) ->
         return Some(s.start());
     }
     let mut pages = PAGES.lock();
-    let (start, reserved, headroom) = (s.start(), s.reserved.get(), s.headroom.get());
+    let (start, reserved) = (s.start(), s.reserved.get());
     if bytes <= reserved {
         s.bytes.store(bytes, Ordering::Relaxed);
         return Some(start);
     }
-    if new_reserved <= reserved + headroom {
-        // In place: the headroom's first granules become memory.
-        let extra = new_reserved - reserved;
-        if !memory::make_accessible((start + reserved) as *mut u8, extra) {
-            return None;
-        }
-        s.reserved.set(new_reserved);
-        s.headroom.set(headroom - extra);
+    // When the headroom is too small, or the growth into it fails (which
+    // gives it up, see `grow_into_headroom`), the block moves, or stays as
+    // it is if the kernel refuses that too.
+    if new_reserved <= reserved + s.headroom.get()
+        && grow_into_headroom(&mut pages, span, new_reserved)
+    {
         s.bytes.store(bytes, Ordering::Relaxed);
-        pages.mapped += extra;
         return Some(start);
     }
+    let headroom = s.headroom.get();
     // The pages move. The old range stops naming the block before they
     // leave it (see the module docs).
     let huge_pages = pages.huge_pages;
@@ -111,6 +110,46 @@ pub(crate) unsafe fn resize_huge(span: *mut Span, bytes: usize, align: usize) ->
     pages.mapped += new_reserved - reserved;
     segment_map::set_range(target, space, span as usize | TAG_HUGE);
     Some(target)
+}
+
+/// Grows the readable part of the huge block `span` to `new_reserved` over
+/// the headroom right after it, in place, under the page allocator's lock
+/// (`pages`). The mapping grows in place (`mremap` without a move),
+/// which keeps it one piece, as a later move needs (making the room
+/// accessible instead would leave the kernel two pieces it cannot join); so
+/// the granules it grows over are given back to the kernel first, and taken
+/// at once. Returns false when it could not: the block is as it was, and
+/// when the granules were given back but the kernel refused the growth
+/// (past the commit limit) or another thread's mapping took them in
+/// between, its headroom is given up whole (the rest of it, cut off from
+/// the block, goes back too).
+fn grow_into_headroom(pages: &mut Pages, span: *mut Span, new_reserved: usize) -> bool {
+    // SAFETY: the caller's live huge block.
+    let s = unsafe { &*span };
+    let (start, reserved, headroom) = (s.start(), s.reserved.get(), s.headroom.get());
+    let (room, extra) = (start + reserved, new_reserved - reserved);
+    segment_map::set_range(room, extra, 0);
+    if !memory::unmap(room as *mut u8, extra) {
+        // Nothing changed: the room is still reserved.
+        segment_map::set_range(room, extra, span as usize | TAG_HUGE);
+        return false;
+    }
+    if memory::grow_in_place(start, reserved, new_reserved) {
+        s.reserved.set(new_reserved);
+        s.headroom.set(headroom - extra);
+        pages.mapped += extra;
+        segment_map::set_range(room, extra, span as usize | TAG_HUGE);
+        return true;
+    }
+    let rest = headroom - extra;
+    if rest > 0 {
+        segment_map::set_range(room + extra, rest, 0);
+        // Should the kernel refuse, it stays reserved, costing address space
+        // only (no access, no charge).
+        memory::unmap((room + extra) as *mut u8, rest);
+    }
+    s.headroom.set(0);
+    false
 }
 
 /// Shrinks the huge block `span` to `bytes`: the granules past
