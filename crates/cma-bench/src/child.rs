@@ -126,8 +126,14 @@ pub fn run(workload: &str, allocator: &str, opts: &Opts) -> ExitCode {
             "metadata_bytes": a.metadata_bytes,
         })
     });
+    let phases: Vec<serde_json::Value> = workloads::memory::take_phases()
+        .iter()
+        .flatten()
+        .map(|ph| serde_json::json!({"phase": ph.name, "live_bytes": ph.live_bytes, "rss_kib": ph.rss_kib}))
+        .collect();
     let line = serde_json::json!({
         "workload": w.name,
+        "phases": phases,
         "allocator": spec.name,
         "times_ns": times,
         "median_ns": util::median(&times),

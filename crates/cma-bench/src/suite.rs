@@ -21,6 +21,8 @@ pub enum Outcome {
         median_cpu_ns: f64,
         peak_rss_kib: u64,
         start_rss_kib: u64,
+        /// The memory workload's phases: name, live bytes, resident KiB.
+        phases: Vec<(String, u64, u64)>,
     },
     Failed(String),
 }
@@ -124,6 +126,20 @@ fn run_child(
         median_cpu_ns: v["median_cpu_ns"].as_f64().unwrap_or(f64::NAN),
         peak_rss_kib: v["peak_rss_kib"].as_u64().unwrap_or(0),
         start_rss_kib: v["start_rss_kib"].as_u64().unwrap_or(0),
+        phases: v["phases"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|ph| {
+                        (
+                            ph["phase"].as_str().unwrap_or("?").to_string(),
+                            ph["live_bytes"].as_u64().unwrap_or(0),
+                            ph["rss_kib"].as_u64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 

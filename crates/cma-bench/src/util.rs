@@ -88,6 +88,36 @@ pub fn proc_status_kib(field: &str) -> Option<u64> {
     })
 }
 
+/// The process's resident set now, in KiB, read from `/proc/self/statm`
+/// without allocating (a read that called the allocator could make it
+/// purge, and the reading is what measures that it did not need to). 0 when
+/// it cannot be read.
+pub fn resident_kib() -> u64 {
+    let mut buf = [0u8; 128];
+    // SAFETY: a NUL-terminated path; `buf` is writable for its length; the
+    // descriptor is closed before return.
+    let n = unsafe {
+        let fd = libc::open(c"/proc/self/statm".as_ptr(), libc::O_RDONLY);
+        if fd < 0 {
+            return 0;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    let text = &buf[..n.max(0) as usize];
+    // "size resident shared ...", in pages.
+    let pages = text
+        .split(|&b| b == b' ')
+        .nth(1)
+        .and_then(|f| std::str::from_utf8(f).ok())
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    pages * page / 1024
+}
+
 /// CPU time of the whole process (all its threads, exited ones included), in ns.
 pub fn process_cpu_ns() -> f64 {
     let mut ts = libc::timespec {

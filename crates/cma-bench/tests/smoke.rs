@@ -139,3 +139,47 @@ fn list_and_unknown_allocator() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown allocator"));
 }
+
+#[test]
+fn the_memory_workload_reports_its_three_phases() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cma-bench"))
+        .args(["--child", "rss-phases", "cma-fast", "--quick"])
+        .output()
+        .expect("run child");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CMA_BENCH_RESULT "))
+        .expect("result line");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let phases = v["phases"].as_array().expect("phases");
+    let names: Vec<&str> = phases
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["contiguous tenth", "one in 64 of those", "everything freed"]
+    );
+    let live: Vec<u64> = phases
+        .iter()
+        .map(|p| p["live_bytes"].as_u64().unwrap())
+        .collect();
+    // A tenth of the 56 MB the quick run builds, then about 1/64 of that,
+    // then nothing.
+    assert!((5 << 20..7 << 20).contains(&live[0]), "{live:?}");
+    assert!(
+        live[1] < live[0] / 32 && live[1] > live[0] / 128,
+        "{live:?}"
+    );
+    assert_eq!(live[2], 0);
+    for p in phases {
+        assert!(p["rss_kib"].as_u64().unwrap() > 0, "{p}");
+    }
+    assert_eq!(v["cma_stats"]["blocks_in_use_change"], 0);
+}

@@ -146,6 +146,11 @@ size_t cma_block_size(const void *p);
  * is not a live block (CMA_ERR_NULL_ARGUMENT when size is NULL). */
 int cma_checked_block_size(const void *p, size_t *size);
 
+/* The allocator guard depth of the calling thread: the number of cma calls
+ * under way on it, so 0 whenever it is outside cma (every path out of cma,
+ * error paths included, brings it back). For tests. */
+unsigned cma_guard_depth(void);
+
 /* Bytes in use now, all threads together (usable sizes). */
 size_t cma_alloc_size(void);
 

@@ -1,7 +1,7 @@
 //! The original system's C API: `cma_malloc` ... `cma_strerror`. See
 //! `include/cma.h` for the C declarations; the types here mirror it.
 
-use core::ffi::{c_char, c_int, c_void};
+use core::ffi::{c_char, c_int, c_uint, c_void};
 use core::ptr::null_mut;
 
 use engine::CmaError;
@@ -224,6 +224,15 @@ pub unsafe extern "C" fn cma_checked_block_size(p: *const c_void, size: *mut usi
         }
         Err(e) => error_code(&e),
     }
+}
+
+/// `unsigned cma_guard_depth(void)`: the allocator guard depth of the
+/// calling thread: how many cma calls are under way on it, so 0 whenever it
+/// is outside cma. Every path out of cma, error paths included, brings it
+/// back; a test can check that after any call.
+#[no_mangle]
+pub extern "C" fn cma_guard_depth() -> c_uint {
+    engine::guard_depth()
 }
 
 /// `size_t cma_alloc_size(void)`: bytes in use now, in all threads (usable

@@ -10,8 +10,9 @@
 //!   names);
 //! - [`capi`]: the original system's C API, `cma_malloc` ... `cma_strerror`.
 //!
-//! [`exit_report`] writes a heap report at process exit when `CMA_OPTIONS`
-//! asks for one (`report=FILE`); the `cma run` command uses it.
+//! [`startup`] is the library's constructor. The heap report that `cma run`
+//! reads (`report=FILE` in `CMA_OPTIONS`) is written at exit by the engine
+//! itself, which names itself `libcma` in it.
 //!
 //! # Rules this crate keeps
 //!
@@ -34,8 +35,8 @@
 
 pub mod capi;
 pub mod cxx;
-pub mod exit_report;
 pub mod malloc;
+pub mod startup;
 mod util;
 
 pub use malloc::*;

@@ -1,65 +1,10 @@
-//! Small helpers: formatting into a fixed buffer that flushes to a file
-//! descriptor, the re-entry check and the panic hook. errno and write(2)
-//! come from the engine's `os` layer, the one place that calls libc.
+//! Small helpers: the re-entry check and the panic hook. errno, write(2)
+//! and the writer that formats onto a file descriptor come from the engine,
+//! the one place that calls libc.
 
 use core::fmt;
 
-use engine::faces::write_fd;
-pub(crate) use engine::faces::{errno, set_errno};
-
-/// A `fmt::Write` sink that collects text in a fixed buffer and flushes it to
-/// a file descriptor when full: formatting without allocating.
-pub(crate) struct FdWriter {
-    fd: i32,
-    buf: [u8; 4096],
-    len: usize,
-    pub(crate) ok: bool,
-}
-
-impl FdWriter {
-    pub(crate) fn new(fd: i32) -> FdWriter {
-        FdWriter {
-            fd,
-            buf: [0; 4096],
-            len: 0,
-            ok: true,
-        }
-    }
-
-    /// Appends one raw byte (text that may not be UTF-8).
-    pub(crate) fn write_byte(&mut self, b: u8) {
-        if self.len == self.buf.len() {
-            self.flush();
-        }
-        if let Some(slot) = self.buf.get_mut(self.len) {
-            *slot = b;
-            self.len += 1;
-        }
-    }
-
-    pub(crate) fn flush(&mut self) {
-        let pending = self.buf.get(..self.len).unwrap_or(&[]);
-        if !write_fd(self.fd, pending) {
-            self.ok = false;
-        }
-        self.len = 0;
-    }
-}
-
-impl fmt::Write for FdWriter {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for &b in s.as_bytes() {
-            if self.len == self.buf.len() {
-                self.flush();
-            }
-            if let Some(slot) = self.buf.get_mut(self.len) {
-                *slot = b;
-                self.len += 1;
-            }
-        }
-        Ok(())
-    }
-}
+pub(crate) use engine::faces::{errno, set_errno, FdWriter};
 
 /// In debug builds (the ones `cargo test` uses), checks that an exported
 /// allocation function was not entered from inside the engine: cma must

@@ -69,6 +69,7 @@ fn exports_the_malloc_family_and_calls_no_allocator_itself() {
         "cma_free_double",
         "cma_block_size",
         "cma_checked_block_size",
+        "cma_guard_depth",
         "cma_alloc_size",
         "cma_set_alloc_limit",
         "cma_get_stats",
@@ -313,9 +314,11 @@ fn exit_report_is_written_per_process() {
     assert_eq!(reports.len(), 1, "one report per process");
     let text = std::fs::read_to_string(reports[0].path()).unwrap();
     assert!(
-        text.starts_with("cma-report 2\npid ") && text.ends_with("end\n"),
+        text.starts_with("cma-report 3\npid ") && text.ends_with("end\n"),
         "{text}"
     );
+    assert!(text.contains("\nengine libcma\n"), "{text}");
+    assert_eq!(text.matches("cma-report").count(), 1, "one engine: {text}");
     assert_eq!(
         reports[0].file_name().to_string_lossy(),
         format!("report.{}", report_field(&text, "pid").unwrap())
@@ -335,7 +338,7 @@ fn exit_report_is_written_per_process() {
     let (o, _, err) =
         output(preloaded(Command::new(&exe).arg("leak")).env("CMA_OPTIONS", "report=stderr"));
     assert!(o.status.success());
-    assert!(err.contains("cma-report 2"), "{err}");
+    assert!(err.contains("cma-report 3"), "{err}");
 }
 
 #[test]
@@ -437,5 +440,61 @@ fn a_report_path_that_cannot_be_written_is_said() {
     assert!(
         err.contains("cma: warning: cannot write the heap report to /nonexistent-dir/heap."),
         "{err}"
+    );
+}
+
+/// The `cma: ` lines of a process tree's stderr.
+fn cma_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.starts_with("cma: ")).collect()
+}
+
+#[test]
+fn a_bad_option_is_warned_about_once_per_process_tree() {
+    // The tree: dash runs `true` itself and the last command of
+    // `sh -c` with exec, in its own pid, so the second `sh` is a new image
+    // of the first process.
+    let (o, _, err) = output(
+        preloaded(Command::new("sh").args(["-c", "true; true; sh -c true"]))
+            .env("CMA_OPTIONS", "colour=red"),
+    );
+    assert!(o.status.success(), "{err}");
+    assert_eq!(
+        cma_lines(&err),
+        ["cma: warning: unknown option 'colour' in CMA_OPTIONS ignored"],
+        "{err}"
+    );
+
+    // A wider tree: forked children, a forked shell, an exec'd shell and
+    // its children. The options cma honours still apply in every process:
+    // each creates its `loaded` marker.
+    let dir = scratch("warn_once");
+    let script = "true; /bin/true; sh -c true; /bin/true; sh -c '/bin/true; env'";
+    let (o, out, err) = output(preloaded(Command::new("sh").args(["-c", script])).env(
+        "CMA_OPTIONS",
+        format!("colour=red,check=strict,loaded={}/loaded.%p", dir.display()),
+    ));
+    assert!(o.status.success(), "{err}");
+    assert_eq!(
+        cma_lines(&err),
+        [
+            "cma: warning: unknown option 'colour' in CMA_OPTIONS ignored",
+            "cma: warning: option 'check=strict' in CMA_OPTIONS: 'strict' is not built yet; using 'default'",
+        ],
+        "{err}"
+    );
+    assert!(
+        out.lines().any(|l| l
+            == format!(
+                "CMA_OPTIONS=check=default,loaded={}/loaded.%p",
+                dir.display()
+            )),
+        "the processes get the options cma honours: {out}"
+    );
+    let markers = std::fs::read_dir(&dir).unwrap().count();
+    // sh, /bin/true, sh -c true, /bin/true, and the exec'd shell's /bin/true
+    // (the exec'd shell and env keep the first pid).
+    assert!(
+        markers >= 5,
+        "{markers} processes applied the loaded= option"
     );
 }

@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use clap::Args;
 
 use crate::json::Json;
-use crate::report::{format_text, grouped, HeapReport};
+use crate::report::{format_text, grouped, HeapReport, ProcessReport};
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -152,27 +152,16 @@ fn shell_words(command: &[OsString]) -> String {
 fn checked_options(parts: &[&[u8]]) -> Vec<u8> {
     let mut kept = Vec::new();
     for part in parts {
-        for item in part
-            .split(|&b| b == b',' || b == b' ')
-            .filter(|i| !i.is_empty())
-        {
-            let mut keep: Option<&[u8]> = Some(item);
-            engine::options::parse(item, |parsed| {
-                if let Err(e) = parsed {
-                    eprintln!("cma: warning: {e}");
-                    keep = match e {
-                        engine::options::OptionError::StrictNotBuilt => Some(b"check=default"),
-                        _ => None,
-                    };
-                }
-            });
-            if let Some(item) = keep {
+        engine::options::sort_items(
+            part,
+            |item| {
                 if !kept.is_empty() {
                     kept.push(b',');
                 }
                 kept.extend_from_slice(item);
-            }
-        }
+            },
+            |e| eprintln!("cma: warning: {e}"),
+        );
     }
     kept
 }
@@ -272,24 +261,26 @@ fn scratch_dir() -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Reads every report in `dir`: the one of `pid` and the others (processes
-/// the program forked).
-fn read_reports(dir: &Path, pid: u32) -> (Option<HeapReport>, Vec<HeapReport>) {
+/// Reads every report in `dir`, grouped by process: the one of `pid` and
+/// the others (processes the program forked). A process that ran two
+/// engines (a Rust program on the cma crate, with libcma preloaded) has a
+/// report from each.
+fn read_reports(dir: &Path, pid: u32) -> (Option<ProcessReport>, Vec<ProcessReport>) {
+    let mut reports = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if let Ok(text) = fs::read_to_string(entry.path()) {
+                reports.extend(HeapReport::parse_all(&text));
+            }
+        }
+    }
     let mut main = None;
     let mut others = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return (None, others);
-    };
-    for entry in entries.flatten() {
-        let Ok(text) = fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        if let Some(r) = HeapReport::parse(&text) {
-            if r.pid == u64::from(pid) {
-                main = Some(r);
-            } else {
-                others.push(r);
-            }
+    for process in ProcessReport::group(reports) {
+        if process.pid() == u64::from(pid) {
+            main = Some(process);
+        } else {
+            others.push(process);
         }
     }
     (main, others)
@@ -426,9 +417,14 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             }),
         }
         if !others.is_empty() {
-            let total: u64 = others.iter().map(|r| r.allocations).sum();
+            let total: u64 = others.iter().map(|p| p.total().allocations).sum();
+            let two = others.iter().filter(|p| p.several_engines()).count();
+            let engines = match two {
+                0 => String::new(),
+                n => format!("; {n} of them ran two cma engines, counted together"),
+            };
             out.push_str(&format!(
-                "  child processes    {:>16}  also ran on cma ({} allocations between them)\n",
+                "  child processes    {:>16}  also ran on cma ({} allocations between them{engines})\n",
                 others.len(),
                 grouped(total)
             ));

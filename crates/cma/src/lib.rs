@@ -26,7 +26,7 @@
 //! | `pages` | the page allocator: spans, huge blocks, purging |
 //! | `check` | check levels, trailers, pointer lookup, errors, the one report path |
 //! | `heap` | thread heaps: allocation and free fast paths, slabs, the heap pool, the guard |
-//! | `observe` | statistics and allocation limits |
+//! | `observe` | statistics, allocation limits, the heap report written at exit |
 //! | `options` | `CMA_OPTIONS`: the one parser, and applying it |
 //! | `api` | the entry points, the explicit API, `Cma`, start-up and fork |
 
@@ -63,7 +63,16 @@ pub use slab::size_class::{class_block_sizes, MAX_SMALL, NUM_CLASSES};
 /// change in any release.
 #[doc(hidden)]
 pub mod faces {
+    pub use crate::observe::report_file::{open_for_pid, set_engine, Engine, PATH_MAX};
+    pub use crate::os::file::File;
     pub use crate::os::process::{command_line, errno, set_errno, write_fd};
+    pub use crate::util::fd_writer::FdWriter;
+
+    /// Initialises the engine now, if no allocation did yet: it reads
+    /// `CMA_OPTIONS` and warns about what it cannot honour.
+    pub fn ensure_init() {
+        crate::api::init::ensure_init();
+    }
 
     /// C's `malloc`: null with `errno` set to `ENOMEM` on failure.
     #[inline(always)]

@@ -28,6 +28,7 @@ impl Report {
                     "rss_growth_kib": opt(c.rss_growth_kib),
                     "child_medians_ns": c.child_medians_ns,
                     "failures": c.failures,
+                    "phases": c.phases.iter().map(|(name, live, rss)| json!({"phase": name, "live_bytes": live, "rss_kib": rss})).collect::<Vec<_>>(),
                 }));
             }
         }
@@ -36,8 +37,8 @@ impl Report {
             .iter()
             .enumerate()
             .map(|(ai, (n, _))| {
-                let t = self.geomean_of(ai, |c| c.time_ratio);
-                let cpu = self.geomean_of(ai, |c| c.cpu_ratio);
+                let t = self.time_geomean_of(ai, |c| c.time_ratio);
+                let cpu = self.time_geomean_of(ai, |c| c.cpu_ratio);
                 let m = self.geomean_of(ai, |c| c.rss_ratio);
                 (
                     n.clone(),
@@ -58,6 +59,8 @@ impl Report {
             "time_metric": "median_ns/time_ratio: wall-clock time of one run of the workload, the median over the child processes of each child's median; median_cpu_ns/cpu_ratio: the same for the child's CPU time (all threads)",
             "ranked_by": if self.setup.cpu_time { "cpu" } else { "wall" },
             "memory_metric": MEMORY_METRIC,
+            "phases_metric": "rss-phases only: after each phase and a pause with no allocator call, the bytes still allocated (live_bytes, sizes asked for plus the list holding them) and the process's resident set (rss_kib, /proc/self/statm), medians over the child processes",
+            "untimed_workloads": self.workloads.iter().zip(&self.timed).filter(|(_, &t)| !t).map(|((_, n, _), _)| *n).collect::<Vec<_>>(),
             "workloads": self.workloads.iter().map(|(n, name, about)| json!({"number": n, "name": name, "about": about})).collect::<Vec<_>>(),
             "allocators": self.allocators.iter().map(|(n, d)| json!({"name": n, "description": d})).collect::<Vec<_>>(),
             "skipped": self.skipped.iter().map(|(n, w)| json!({"name": n, "reason": w})).collect::<Vec<_>>(),

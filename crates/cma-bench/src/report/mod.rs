@@ -9,7 +9,7 @@ mod table;
 use crate::alloc::{self, Spec, BASELINE};
 use crate::suite::Outcome;
 use crate::util::{geomean, median};
-use crate::workloads::Workload;
+use crate::workloads::{is_timed, Workload};
 
 pub struct Setup {
     pub quick: bool,
@@ -39,11 +39,16 @@ pub struct Cell {
     pub rss_ratio: Option<f64>,
     pub child_medians_ns: Vec<f64>,
     pub failures: Vec<String>,
+    /// The memory workload's phases: name, then the medians over the
+    /// children of the live bytes and of the resident KiB.
+    pub phases: Vec<(String, f64, f64)>,
 }
 
 pub struct Report {
     setup: Setup,
     workloads: Vec<(u32, &'static str, &'static str)>,
+    /// Per workload: whether its time counts in the time geomean.
+    timed: Vec<bool>,
     allocators: Vec<(String, String)>,
     skipped: Vec<(String, String)>,
     /// cells[workload][allocator]
@@ -72,6 +77,7 @@ impl Report {
                         let mut starts = Vec::new();
                         let mut growth = Vec::new();
                         let mut failures = Vec::new();
+                        let mut phase_runs: Vec<Vec<(String, u64, u64)>> = Vec::new();
                         for o in outcomes {
                             match o {
                                 Outcome::Ok {
@@ -79,8 +85,10 @@ impl Report {
                                     median_cpu_ns,
                                     peak_rss_kib,
                                     start_rss_kib,
+                                    phases,
                                     ..
                                 } => {
+                                    phase_runs.push(phases);
                                     meds.push(median_ns);
                                     cpus.push(median_cpu_ns);
                                     peaks.push(peak_rss_kib as f64);
@@ -103,6 +111,7 @@ impl Report {
                             rss_ratio: None,
                             child_medians_ns: meds,
                             failures,
+                            phases: phase_medians(&phase_runs),
                         }
                     })
                     .collect()
@@ -125,6 +134,7 @@ impl Report {
         }
         Report {
             setup,
+            timed: wls.iter().map(|w| is_timed(w.name)).collect(),
             workloads: wls.iter().map(|w| (w.number, w.name, w.about)).collect(),
             allocators: specs
                 .iter()
@@ -155,4 +165,41 @@ impl Report {
             Some(geomean(&v))
         }
     }
+
+    /// The geomean of a time ratio: over the timed workloads only.
+    fn time_geomean_of(&self, ai: usize, f: impl Fn(&Cell) -> Option<f64>) -> Option<f64> {
+        let v: Vec<f64> = self
+            .cells
+            .iter()
+            .zip(&self.timed)
+            .filter(|(_, &timed)| timed)
+            .filter_map(|(r, _)| f(&r[ai]))
+            .collect();
+        if v.is_empty() {
+            None
+        } else {
+            Some(geomean(&v))
+        }
+    }
+}
+
+/// Per phase (in the order of the first run), the medians of live bytes and
+/// resident KiB over the runs that reported it.
+fn phase_medians(runs: &[Vec<(String, u64, u64)>]) -> Vec<(String, f64, f64)> {
+    let Some(first) = runs.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .map(|(name, _, _)| {
+            let (mut live, mut rss) = (Vec::new(), Vec::new());
+            for run in runs {
+                if let Some((_, l, r)) = run.iter().find(|(n, _, _)| n == name) {
+                    live.push(*l as f64);
+                    rss.push(*r as f64);
+                }
+            }
+            (name.clone(), median(&live), median(&rss))
+        })
+        .collect()
 }

@@ -28,7 +28,7 @@ impl Report {
         groups.push((
             "geomean".to_string(),
             (0..na)
-                .map(|ai| self.geomean_of(ai, |c| c.ranked_ratio))
+                .map(|ai| self.time_geomean_of(ai, |c| c.ranked_ratio))
                 .collect(),
         ));
         let bar_w = 11.0;

@@ -47,6 +47,7 @@ impl Report {
         );
         self.section(
             &mut s,
+            true,
             |c| {
                 let t = if cpu_time {
                     c.median_cpu_ns
@@ -60,9 +61,11 @@ impl Report {
         let _ = writeln!(s, "\nmemory: peak RSS of the child process (VmHWM), MiB (ratio to {base}; below 1 is smaller)");
         self.section(
             &mut s,
+            false,
             |c| c.peak_rss_kib.map(|x| x / 1024.0),
             |c| c.rss_ratio,
         );
+        self.phases_section(&mut s);
         let mut failed = false;
         for (wi, (_, name, _)) in self.workloads.iter().enumerate() {
             for (ai, c) in self.cells[wi].iter().enumerate() {
@@ -86,6 +89,7 @@ impl Report {
     fn section(
         &self,
         s: &mut String,
+        time: bool,
         value: impl Fn(&Cell) -> Option<f64>,
         ratio: impl Fn(&Cell) -> Option<f64>,
     ) {
@@ -95,7 +99,13 @@ impl Report {
         }
         s.push('\n');
         for (wi, (num, name, _)) in self.workloads.iter().enumerate() {
-            let _ = write!(s, "{:<W0$}", format!("{num:>2} {name}"));
+            let untimed = time && !self.timed[wi];
+            let label = if untimed {
+                format!("{num:>2} {name}*")
+            } else {
+                format!("{num:>2} {name}")
+            };
+            let _ = write!(s, "{label:<W0$}");
             for c in &self.cells[wi] {
                 let _ = write!(
                     s,
@@ -107,15 +117,56 @@ impl Report {
         }
         let _ = write!(s, "{:<W0$}", "   geomean ratio");
         for ai in 0..self.allocators.len() {
+            let g = if time {
+                self.time_geomean_of(ai, &ratio)
+            } else {
+                self.geomean_of(ai, &ratio)
+            };
             let _ = write!(
                 s,
                 "{:>CW$}",
-                self.geomean_of(ai, &ratio)
-                    .map(|g| format!("{g:.2}"))
-                    .unwrap_or("-".into())
+                g.map(|g| format!("{g:.2}")).unwrap_or("-".into())
             );
         }
         s.push('\n');
+        if time && self.timed.iter().any(|&t| !t) {
+            let _ = writeln!(s, "   (* not timed: left out of the geomean)");
+        }
+    }
+
+    /// The memory workload's phases: resident MiB per allocator after each
+    /// phase, with the live MiB.
+    fn phases_section(&self, s: &mut String) {
+        for (wi, (_, name, _)) in self.workloads.iter().enumerate() {
+            let row = &self.cells[wi];
+            let Some(first) = row.iter().find(|c| !c.phases.is_empty()) else {
+                continue;
+            };
+            let _ = writeln!(
+                s,
+                "\n{name}: resident MiB after each phase and a pause with no allocator call (live MiB)"
+            );
+            let _ = write!(s, "{:<W0$}", "phase");
+            for (n, _) in &self.allocators {
+                let _ = write!(s, "{n:>CW$}");
+            }
+            s.push('\n');
+            for (pi, (phase, _, _)) in first.phases.iter().enumerate() {
+                let _ = write!(s, "{:<W0$}", phase.chars().take(W0 - 1).collect::<String>());
+                for c in row {
+                    let text = match c.phases.get(pi) {
+                        Some((_, live, rss)) => format!(
+                            "{} ({})",
+                            fmt_num(rss / 1024.0),
+                            fmt_num(live / (1024.0 * 1024.0))
+                        ),
+                        None => "-".to_string(),
+                    };
+                    let _ = write!(s, "{text:>CW$}");
+                }
+                s.push('\n');
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 mod block;
 mod collections;
 mod large;
+pub mod memory;
 mod realloc;
 mod small;
 mod threads;
@@ -57,8 +58,15 @@ pub const WORKLOADS: &[Workload] = &[
     Workload { number: 10, name: "stress6", about: "the original stress test's mix: six workers malloc/realloc/free, passing blocks between them" },
     Workload { number: 11, name: "rust-collections", about: "Rust-heavy: BTreeMap, HashMap, String and Vec built and dropped (global allocator)" },
     Workload { number: 12, name: "threads", about: "many short threads: each allocates 200 blocks, frees half, hands the rest to the main thread" },
-    Workload { number: 13, name: "realloc-large", about: "one block grown by realloc from 256 KiB by half again each step to 554 MiB, written in full each time" },
+    Workload { number: 13, name: "rss-phases", about: "memory: 560 MB of 16 B-64 KiB blocks, then a contiguous tenth kept, then one block in 64 of it, then none; resident set after a pause with no allocator call (not timed)" },
+    Workload { number: 14, name: "realloc-large", about: "one block grown by realloc from 256 KiB by half again each step to 554 MiB, written in full each time" },
 ];
+
+/// Whether a workload's time means anything: `rss-phases` mostly sleeps, so
+/// its time stays out of the time geomean.
+pub fn is_timed(name: &str) -> bool {
+    name != "rss-phases"
+}
 
 /// Finds a workload by name or number.
 pub fn find(name: &str) -> Option<&'static Workload> {
@@ -82,6 +90,7 @@ pub fn run<A: GlobalAlloc + Sync>(a: &A, name: &str, p: &Params) -> u64 {
         "stress6" => threads::stress6(a, p),
         "rust-collections" => collections::rust_collections(a, p),
         "threads" => threads::threads(a, p),
+        "rss-phases" => memory::rss_phases(a, p),
         "realloc-large" => realloc::realloc_large(a, p),
         _ => panic!("unknown workload {name}"),
     }

@@ -77,7 +77,7 @@ fn page_tag(step: usize, page: usize) -> u8 {
     (step * 29 + page * 7 + 1) as u8
 }
 
-/// 13: one block grown by `realloc` from 256 KiB by half again each step
+/// 14: one block grown by `realloc` from 256 KiB by half again each step
 /// (to 554 MiB; 21 MiB with `--quick`), written in full after every step.
 /// Before writing, it checks that the old contents survived: one byte per
 /// 4 KiB page and the last byte.

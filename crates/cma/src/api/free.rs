@@ -13,7 +13,7 @@ use crate::check::lookup::{self, Found};
 use crate::check::report;
 use crate::check::trailer;
 use crate::heap::guard::AllocatorGuard;
-use crate::heap::{free_local_fast, Heap};
+use crate::heap::{free_local_fast, free_remote_fast, Heap};
 
 /// The engine's free entry. Null is accepted; misuse is reported and aborts.
 #[inline(always)]
@@ -26,14 +26,19 @@ pub(crate) fn free_with(p: *mut u8, operation: &'static str) {
     free_other(p, operation)
 }
 
-/// Everything the fast path does not free: null, another thread's block, a
-/// slab with remote frees pending, a trailer to check, a large block, or
-/// misuse, which is reported.
+/// Everything the fast path does not free: another thread's block (its own
+/// fast path first), null, a slab with remote frees pending, a trailer to
+/// check, a large block, or misuse, which is reported.
 // `extern "C"`: cannot unwind, so libcma's `extern "C"` entry points need no
 // landing pad around the call and make it a tail call.
 #[allow(improper_ctypes_definitions)]
 #[inline(never)]
 extern "C" fn free_other(p: *mut u8, operation: &'static str) {
+    if let Some(span) = lookup::span_fast(p as usize) {
+        if free_remote_fast(span, p as usize) {
+            return;
+        }
+    }
     if let Err(e) = try_free(p) {
         report::fatal(operation, e);
     }

@@ -81,7 +81,8 @@ impl Heap {
         // SAFETY: the caller validated `span` as a live large or huge block.
         let s = unsafe { &*span };
         if new_size > isize::MAX as usize / 2 {
-            // Beyond any mapping; `alloc_slow` reports it.
+            // Beyond any mapping (near usize::MAX, no page count even fits):
+            // not in place; `alloc_slow` reports it.
             return null_mut();
         }
         let old = s.bytes();

@@ -35,6 +35,7 @@ pub(crate) mod counters;
 mod free;
 
 pub(crate) use free::free_local_fast;
+pub(crate) use remote::free_remote_fast;
 pub(crate) mod guard;
 mod large;
 pub(crate) mod pool;
@@ -44,7 +45,7 @@ mod slabs;
 use counters::Counter;
 
 /// The owner-token tag of slabs whose frees must take the checked path.
-const CHECKED_OWNER: u64 = 1;
+pub(crate) const CHECKED_OWNER: u64 = 1;
 
 /// Per size class state of one heap: what the allocation fast path reads,
 /// in one cache line. Owner thread only (the counters are read by anyone).

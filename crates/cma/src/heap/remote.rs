@@ -7,12 +7,46 @@
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering;
 
-use super::Heap;
+use super::guard::{fast_heap, fast_token};
+use super::{Heap, CHECKED_OWNER};
 use crate::check::lookup::slot_error;
 use crate::check::report;
 use crate::meta::span::{SlabList, Span};
-use crate::slab::remote_free::{self, RemoteFree};
-use crate::slab::slot::SlotState;
+use crate::slab::remote_free::{self, RemoteFree, OWNER_PENDING};
+use crate::slab::slot::{slot_at, SlotState};
+
+/// The remote free's fast path: the calling thread frees an allocated slot
+/// of another heap's slab, at the `fast` level, with no guard (it calls
+/// nothing that could re-enter cma, and writes only the slab's remote words,
+/// the owner's delayed list, which are atomic, and its own heap's counter).
+/// Returns false, having changed nothing, for anything else (no slab, a
+/// checked level's slab, not an allocated slot, a slot another thread freed
+/// already, a thread without a heap): the full path decides and reports.
+/// `span` may be stale or `NO_SPAN`: the slot check only accepts an address
+/// inside the slab it names.
+#[inline]
+pub(crate) fn free_remote_fast(span: &Span, addr: usize) -> bool {
+    let heap = fast_heap();
+    let owner = span.owner.load(Ordering::Relaxed);
+    // Not a slab (owner 0), a checked level's slab, the thread's own slab
+    // (with remote frees pending: the full path frees it locally), or no
+    // heap to count the free in.
+    if owner == 0
+        || owner & CHECKED_OWNER != 0
+        || owner & !OWNER_PENDING == fast_token()
+        || heap.is_empty_heap()
+    {
+        return false;
+    }
+    let Some(index) = slot_at(span, addr) else {
+        return false;
+    };
+    let (w, bit) = (index / 64, 1u64 << (index % 64));
+    if span.allocated_word(w).load(Ordering::Relaxed) & bit == 0 {
+        return false;
+    }
+    heap.free_slot_remote(span, index)
+}
 
 impl Heap {
     /// Another thread than the owner frees allocated slot `index` of

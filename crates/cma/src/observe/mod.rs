@@ -1,5 +1,7 @@
 //! Observability and controls: statistics merged from the per-heap counters
-//! (`stats`) and allocation limits for failure injection (`limits`).
+//! (`stats`), allocation limits for failure injection (`limits`), and the
+//! heap report file written at exit (`report_file`).
 
 pub(crate) mod limits;
+pub(crate) mod report_file;
 pub(crate) mod stats;

@@ -1,11 +1,12 @@
 //! Applying options: each setting goes to the module it configures; each
 //! error becomes one warning on stderr.
 
-use super::parse::{parse, Setting};
+use super::parse::{parse, Lossy, Setting};
 use crate::check::level;
 use crate::check::report;
 use crate::heap::pool;
 use crate::observe::limits;
+use crate::observe::report_file::{self, DestinationRefused};
 use crate::os::process;
 use crate::pages::{purge_thread, PAGES};
 
@@ -20,6 +21,7 @@ pub(crate) fn load_from_env() {
 pub(crate) fn apply(options: &[u8]) {
     let mut alloc_limits = limits::alloc_limits();
     let mut limits_changed = false;
+    let mut report_path = None;
     parse(options, |item| match item {
         Ok(Setting::Check(l)) if l != level::level() => {
             if pool::heaps_exist() {
@@ -50,10 +52,27 @@ pub(crate) fn apply(options: &[u8]) {
             alloc_limits.max_bytes_in_use = Some(n);
             limits_changed = true;
         }
-        Ok(Setting::Report(_) | Setting::Json(_) | Setting::Loaded(_) | Setting::Stats(_)) => {}
+        // As for every key, the last in the list counts (`cma run` adds
+        // its own after the user's).
+        Ok(Setting::Report(path)) => report_path = Some(path),
+        Ok(Setting::Json(_) | Setting::Loaded(_) | Setting::Stats(_)) => {}
         Err(e) => report::warn(format_args!("{e}")),
     });
     if limits_changed {
         limits::set_alloc_limits(alloc_limits);
+    }
+    if let Some(path) = report_path {
+        if let Err(why) = report_file::set_destination(path) {
+            let why = match why {
+                DestinationRefused::AlreadyChosen => {
+                    "the report's destination is chosen once, by the first list of options that names one"
+                }
+                DestinationRefused::TooLong => "the path is too long",
+            };
+            report::warn(format_args!(
+                "option 'report={}': {why}; ignored",
+                Lossy(path)
+            ));
+        }
     }
 }

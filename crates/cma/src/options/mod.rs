@@ -13,13 +13,13 @@
 //! | `purge_thread` | `0` or `1` | whether a quiet program's idle pages are purged by a thread (default 1) |
 //! | `limit_request` | size (`K`, `M`, `G` suffixes) | largest single request |
 //! | `limit_total` | size | largest total of bytes in use |
+//! | `report` | a path (`%p`: the pid) or `stderr` | where the heap report goes at exit (`observe::report_file`) |
 //!
-//! The front ends' keys (`report`, `json`, `loaded`, `stats`) parse as
-//! settings too;
+//! The front ends' keys (`json`, `loaded`, `stats`) parse as settings too;
 //! the engine leaves them to libcma and the `cma` command.
 
 mod apply;
 mod parse;
 
 pub(crate) use apply::{apply, load_from_env};
-pub use parse::{parse, OptionError, Setting};
+pub use parse::{parse, sort_items, OptionError, Setting};

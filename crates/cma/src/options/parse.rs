@@ -20,7 +20,8 @@ pub enum Setting<'a> {
     LimitRequest(usize),
     /// `limit_total=SIZE`: the largest total of bytes in use.
     LimitTotal(usize),
-    /// `report=FILE`: where libcma writes its heap report at exit.
+    /// `report=FILE`: where the engine writes its heap report at exit
+    /// (`%p` becomes the pid; `stderr` for stderr).
     Report(&'a [u8]),
     /// `json=FILE`: where `cma run` writes its JSON report.
     Json(&'a [u8]),
@@ -84,55 +85,99 @@ impl fmt::Display for OptionError<'_> {
 /// assert!(settings[2].is_err());
 /// ```
 pub fn parse<'a>(options: &'a [u8], mut each: impl FnMut(Result<Setting<'a>, OptionError<'a>>)) {
-    for item in options.split(|&b| b == b',' || b == b' ') {
-        if item.is_empty() {
-            continue;
-        }
-        let (key, value) = match item.iter().position(|&b| b == b'=') {
-            Some(i) => (&item[..i], &item[i + 1..]),
-            None => (item, &b""[..]),
-        };
-        const SIZE: &str = "a size like 4096, 64K or 1M";
-        // Err(Some(what the key takes)) for a bad value, Err(None) for an
-        // unknown key.
-        let parsed = match key {
-            b"check" => match value {
-                b"fast" => Ok(Setting::Check(CheckLevel::Fast)),
-                b"default" => Ok(Setting::Check(CheckLevel::Default)),
-                b"strict" => {
-                    each(Err(OptionError::StrictNotBuilt));
-                    Ok(Setting::Check(CheckLevel::Default))
-                }
-                _ => Err(Some("fast or default")),
-            },
-            b"huge_pages" => parse_bool(value)
-                .map(Setting::HugePages)
-                .ok_or(Some("0 or 1")),
-            b"purge_thread" => parse_bool(value)
-                .map(Setting::PurgeThread)
-                .ok_or(Some("0 or 1")),
-            b"purge_delay_ms" => parse_size(value)
-                .map(|ms| Setting::PurgeDelayMs(ms as u64))
-                .ok_or(Some("milliseconds")),
-            b"limit_request" => parse_size(value)
-                .map(Setting::LimitRequest)
-                .ok_or(Some(SIZE)),
-            b"limit_total" => parse_size(value).map(Setting::LimitTotal).ok_or(Some(SIZE)),
-            b"report" => Ok(Setting::Report(value)),
-            b"json" => Ok(Setting::Json(value)),
-            b"loaded" => Ok(Setting::Loaded(value)),
-            b"stats" => Ok(Setting::Stats(value)),
-            _ => Err(None),
-        };
-        each(parsed.map_err(|expected| match expected {
-            Some(expected) => OptionError::BadValue {
-                key,
-                value,
-                expected,
-            },
-            None => OptionError::UnknownKey { key },
-        }));
+    for item in items(options) {
+        parse_item(item, &mut each);
     }
+}
+
+/// Sorts a `CMA_OPTIONS` list into what cma honours and what it does not,
+/// item by item and without allocating: `keep` gets every item to pass on
+/// as it should be written (`check=strict` as `check=default`, the level
+/// used instead), `reject` every error, in order. `cma run` and libcma use
+/// it to warn once and hand the processes they start a list that warns no
+/// more.
+///
+/// ```
+/// let (mut kept, mut errors) = (Vec::new(), 0);
+/// cma::options::sort_items(b"check=strict,colour=red,limit_total=1M", |i| kept.push(i), |_| errors += 1);
+/// assert_eq!(kept, [&b"check=default"[..], &b"limit_total=1M"[..]]);
+/// assert_eq!(errors, 2);
+/// ```
+pub fn sort_items<'a>(
+    options: &'a [u8],
+    mut keep: impl FnMut(&'a [u8]),
+    mut reject: impl FnMut(OptionError<'a>),
+) {
+    for item in items(options) {
+        let mut kept = Some(item);
+        parse_item(item, &mut |parsed| {
+            if let Err(e) = parsed {
+                kept = match e {
+                    OptionError::StrictNotBuilt => Some(b"check=default"),
+                    _ => None,
+                };
+                reject(e);
+            }
+        });
+        if let Some(item) = kept {
+            keep(item);
+        }
+    }
+}
+
+/// The items of a comma- (or space-) separated list, empty ones skipped.
+fn items(options: &[u8]) -> impl Iterator<Item = &[u8]> {
+    options
+        .split(|&b| b == b',' || b == b' ')
+        .filter(|item| !item.is_empty())
+}
+
+/// Parses one `key=value` item (see `parse`).
+fn parse_item<'a>(item: &'a [u8], each: &mut impl FnMut(Result<Setting<'a>, OptionError<'a>>)) {
+    let (key, value) = match item.iter().position(|&b| b == b'=') {
+        Some(i) => (&item[..i], &item[i + 1..]),
+        None => (item, &b""[..]),
+    };
+    const SIZE: &str = "a size like 4096, 64K or 1M";
+    // Err(Some(what the key takes)) for a bad value, Err(None) for an
+    // unknown key.
+    let parsed = match key {
+        b"check" => match value {
+            b"fast" => Ok(Setting::Check(CheckLevel::Fast)),
+            b"default" => Ok(Setting::Check(CheckLevel::Default)),
+            b"strict" => {
+                each(Err(OptionError::StrictNotBuilt));
+                Ok(Setting::Check(CheckLevel::Default))
+            }
+            _ => Err(Some("fast or default")),
+        },
+        b"huge_pages" => parse_bool(value)
+            .map(Setting::HugePages)
+            .ok_or(Some("0 or 1")),
+        b"purge_thread" => parse_bool(value)
+            .map(Setting::PurgeThread)
+            .ok_or(Some("0 or 1")),
+        b"purge_delay_ms" => parse_size(value)
+            .map(|ms| Setting::PurgeDelayMs(ms as u64))
+            .ok_or(Some("milliseconds")),
+        b"limit_request" => parse_size(value)
+            .map(Setting::LimitRequest)
+            .ok_or(Some(SIZE)),
+        b"limit_total" => parse_size(value).map(Setting::LimitTotal).ok_or(Some(SIZE)),
+        b"report" => Ok(Setting::Report(value)),
+        b"json" => Ok(Setting::Json(value)),
+        b"loaded" => Ok(Setting::Loaded(value)),
+        b"stats" => Ok(Setting::Stats(value)),
+        _ => Err(None),
+    };
+    each(parsed.map_err(|expected| match expected {
+        Some(expected) => OptionError::BadValue {
+            key,
+            value,
+            expected,
+        },
+        None => OptionError::UnknownKey { key },
+    }));
 }
 
 fn parse_bool(value: &[u8]) -> Option<bool> {
@@ -165,7 +210,7 @@ fn parse_size(value: &[u8]) -> Option<usize> {
 }
 
 /// Shows bytes as text without allocating (invalid UTF-8 as '?').
-struct Lossy<'a>(&'a [u8]);
+pub(super) struct Lossy<'a>(pub(super) &'a [u8]);
 
 impl fmt::Display for Lossy<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

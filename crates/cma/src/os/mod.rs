@@ -1,10 +1,12 @@
 //! The only layer that talks to the kernel or libc: memory mappings
-//! (`memory`), the clock (`clock`), threads (`thread`) and the process
-//! itself (`process`: stderr, errno, abort, the environment, entropy).
+//! (`memory`), the clock (`clock`), threads (`thread`), files by path
+//! (`file`) and the process itself (`process`: stderr, errno, abort, the
+//! environment, entropy, the process image's identity).
 //!
 //! Nothing here allocates, and nothing here knows about heaps or spans.
 
 pub(crate) mod clock;
+pub(crate) mod file;
 pub(crate) mod memory;
 pub(crate) mod process;
 pub(crate) mod thread;

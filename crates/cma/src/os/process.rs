@@ -122,3 +122,19 @@ pub fn command_line(buf: &mut [u8]) -> &[u8] {
     }
     &buf[..end]
 }
+
+/// The 16 random bytes the kernel gave this process image at `execve`
+/// (`AT_RANDOM`): the same for every copy of cma loaded in the process, new
+/// for each program image, so that two reports of one pid can tell whether
+/// they come from the same run. Zero when the kernel did not provide them.
+pub(crate) fn image_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    // SAFETY: getauxval has no preconditions.
+    let at = unsafe { libc::getauxval(libc::AT_RANDOM) } as *const u8;
+    if !at.is_null() {
+        // SAFETY: AT_RANDOM points to 16 readable bytes for the life of the
+        // process (on the initial stack, above `main`'s frame).
+        unsafe { core::ptr::copy_nonoverlapping(at, id.as_mut_ptr(), 16) };
+    }
+    id
+}
