@@ -23,7 +23,7 @@ import subprocess
 import sys
 
 WORKLOADS = ["churn", "mixed", "larson", "prodcons", "false-sharing", "realloc", "large",
-             "calloc", "aligned", "stress6", "rust-collections", "threads"]
+             "calloc", "aligned", "stress6", "rust-collections", "threads", "realloc-large"]
 
 
 def child(binary, workload, allocator, quick, timeout):

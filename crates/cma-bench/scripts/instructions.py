@@ -50,15 +50,22 @@ def build(work):
          "--bin", "churn_pairs"], cwd=ROOT)
     exe = os.path.join(work, "churn_pairs_c")
     run(["gcc", "-O2", "-o", exe, os.path.join(BENCH, "c", "churn_pairs.c")])
-    src, version = mimalloc3_sources()
     mi = os.path.join(work, "libmimalloc3.so")
+    version = build_mimalloc3(mi)
+    return exe, mi, version
+
+
+def build_mimalloc3(out):
+    """Builds mimalloc 3 as a preloadable shared library at `out` from the
+    vendored sources of the `libmimalloc-sys` crate; returns its version."""
+    src, version = mimalloc3_sources()
     # The crate's own flags for the static library (cc's -O3 release build),
     # plus what a preloadable shared library needs.
     run(["gcc", "-O3", "-DNDEBUG", "-DMI_MALLOC_OVERRIDE", "-fno-builtin-malloc",
          "-ftls-model=initial-exec", "-fPIC", "-shared", "-I", os.path.join(src, "include"),
-         "-I", os.path.join(src, "src"), os.path.join(src, "src", "static.c"), "-o", mi,
+         "-I", os.path.join(src, "src"), os.path.join(src, "src", "static.c"), "-o", out,
          "-lpthread"])
-    return exe, mi, version
+    return version
 
 
 def collected(cmd, env, work, functions):

@@ -1,5 +1,5 @@
 //! cma-bench: cma against mimalloc, jemalloc, glibc, rusty_alloc and
-//! snmalloc on twelve workloads.
+//! snmalloc on fourteen workloads.
 //!
 //! The parent process runs every (repetition, workload, allocator) in a fresh
 //! child process, `cma-bench --child WORKLOAD ALLOCATOR`, interleaved (in a

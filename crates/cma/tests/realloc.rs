@@ -1,9 +1,11 @@
 //! realloc semantics: in place when the block allows it (a small change inside
 //! a slot, a large block shrunk or grown into free pages after it, a huge
-//! block inside its mapping), a move otherwise with `min(old usable, new)`
-//! bytes preserved, and a failed realloc returns null and leaves the old block
-//! intact and usable. Counters: in place changes no counts; a move is one
-//! allocation and one free.
+//! block inside its mapping or into the address space reserved after it), a
+//! move otherwise with `min(old usable, new)` bytes preserved (a huge block's
+//! pages move without a copy: `huge_growth.rs`), and a failed
+//! realloc returns null and leaves the old block intact and usable.
+//! Counters: in place changes no counts; a move is one allocation and one
+//! free.
 //!
 //! The tests of this binary run one at a time (page placement and counters
 //! are process-wide); the binary does not use cma as its global allocator.
@@ -258,6 +260,91 @@ fn huge_blocks_resize_inside_their_mapping() {
 }
 
 #[test]
+fn a_huge_block_grown_by_half_again_each_step_keeps_its_contents_and_its_count() {
+    let _s = serial();
+    let before = cma::stats();
+    let mut size = 3 * MIB;
+    let mut p = cma::malloc(size);
+    fill(p, size, 21);
+    let mut seed = 21;
+    while size < 60 * MIB {
+        let new_size = size + size / 2;
+        // `resize` checks the contents, the counts (a move is one allocation
+        // and one free) and that the old address is no live block any more.
+        p = resize(p, size, seed, new_size);
+        seed = seed.wrapping_add(1);
+        size = new_size;
+        assert_eq!(cma::block_size(p), size.div_ceil(PAGE) * PAGE);
+        assert_eq!(
+            cma::stats().bytes_in_use - before.bytes_in_use,
+            cma::block_size(p) as u64
+        );
+    }
+    // Shrinking it step by step, back to a large block inside a segment.
+    while size > MIB {
+        let new_size = size / 3;
+        p = resize(p, new_size, seed, new_size);
+        seed = seed.wrapping_add(1);
+        size = new_size;
+        assert_eq!(
+            cma::stats().bytes_in_use - before.bytes_in_use,
+            cma::block_size(p) as u64
+        );
+    }
+    // SAFETY: live.
+    unsafe { cma::free(p) };
+    let after = cma::stats();
+    assert_eq!(after.bytes_in_use, before.bytes_in_use);
+    assert_eq!(
+        after.allocations - before.allocations,
+        after.frees - before.frees
+    );
+    assert_eq!(
+        after.large_allocations - before.large_allocations,
+        after.large_frees - before.large_frees
+    );
+}
+
+#[test]
+fn a_huge_block_shrunk_gives_back_its_whole_granules_and_grows_again() {
+    let _s = serial();
+    let p = cma::malloc(40 * MIB);
+    fill(p, 40 * MIB, 51);
+    let mapped = cma::stats().mapped_bytes;
+    let q = resize(p, 40 * MIB, 51, 6 * MIB);
+    assert_eq!(q, p, "a huge block shrank by moving");
+    let given_back = mapped.saturating_sub(cma::stats().mapped_bytes);
+    assert!(
+        given_back >= 32 * MIB,
+        "shrinking a huge block from 40 to 6 MiB unmapped {given_back} bytes"
+    );
+    let r = resize(q, 6 * MIB, 52, 40 * MIB);
+    assert_eq!(cma::block_size(r), 40 * MIB);
+    // SAFETY: live.
+    unsafe { cma::free(r) };
+}
+
+#[test]
+fn a_huge_block_keeps_its_alignment_when_it_moves_to_grow() {
+    use std::alloc::{GlobalAlloc, Layout};
+    let _s = serial();
+    let align = 16 * MIB;
+    let layout = Layout::from_size_align(5 * MIB, align).unwrap();
+    // SAFETY: a non-zero layout.
+    let p = unsafe { cma::Cma.alloc(layout) };
+    assert!(!p.is_null());
+    assert_eq!(p as usize % align, 0);
+    fill(p, 5 * MIB, 61);
+    // SAFETY: live with `layout`.
+    let q = unsafe { cma::Cma.realloc(p, layout, 50 * MIB) };
+    assert!(!q.is_null());
+    assert_eq!(q as usize % align, 0, "moved to {q:p}");
+    assert_filled(q, 5 * MIB, 61);
+    // SAFETY: live, now 50 MiB at `align`.
+    unsafe { cma::Cma.dealloc(q, Layout::from_size_align(50 * MIB, align).unwrap()) };
+}
+
+#[test]
 fn realloc_of_null_allocates_and_realloc_to_zero_frees() {
     let _s = serial();
     let (a0, f0) = counts();
@@ -287,8 +374,16 @@ fn realloc_of_null_allocates_and_realloc_to_zero_frees() {
 #[test]
 fn a_failed_realloc_returns_null_and_leaves_the_block_intact_and_usable() {
     let _s = serial();
-    for size in [100usize, 5000, 300 * KIB, 2 * MIB] {
+    for size in [100usize, 5000, 300 * KIB, 2 * MIB, 3 * MIB, 24 * MIB] {
         let p = cma::malloc(size);
+        fill(p, size, 19);
+        // A huge block that moved to grow has room reserved after it: the
+        // limit must hold for a growth into it too.
+        let p = if size == 24 * MIB {
+            resize(p, size, 19, size + 1)
+        } else {
+            p
+        };
         fill(p, size, 19);
         let (a0, f0) = counts();
         let bytes = cma::stats().bytes_in_use;
@@ -330,7 +425,7 @@ fn a_failed_realloc_returns_null_and_leaves_the_block_intact_and_usable() {
 #[test]
 fn blocks_realloced_by_another_thread_keep_their_contents() {
     let _s = serial();
-    let blocks: Vec<usize> = [10usize, 100, 1000, 10_000, 100_000, 300_000]
+    let blocks: Vec<usize> = [10usize, 100, 1000, 10_000, 100_000, 300_000, 3 << 20]
         .iter()
         .map(|&n| {
             let p = cma::malloc(n);
@@ -338,7 +433,7 @@ fn blocks_realloced_by_another_thread_keep_their_contents() {
             p as usize
         })
         .collect();
-    let sizes = [10usize, 100, 1000, 10_000, 100_000, 300_000];
+    let sizes = [10usize, 100, 1000, 10_000, 100_000, 300_000, 3 << 20];
     let grown: Vec<usize> = std::thread::spawn(move || {
         blocks
             .iter()

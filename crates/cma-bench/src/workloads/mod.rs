@@ -59,6 +59,7 @@ pub const WORKLOADS: &[Workload] = &[
     Workload { number: 11, name: "rust-collections", about: "Rust-heavy: BTreeMap, HashMap, String and Vec built and dropped (global allocator)" },
     Workload { number: 12, name: "threads", about: "many short threads: each allocates 200 blocks, frees half, hands the rest to the main thread" },
     Workload { number: 13, name: "rss-phases", about: "memory: 560 MB of 16 B-64 KiB blocks, then a contiguous tenth kept, then one block in 64 of it, then none; resident set after a pause with no allocator call (not timed)" },
+    Workload { number: 14, name: "realloc-large", about: "one block grown by realloc from 256 KiB by half again each step to 554 MiB, written in full each time" },
 ];
 
 /// Whether a workload's time means anything: `rss-phases` mostly sleeps, so
@@ -90,6 +91,7 @@ pub fn run<A: GlobalAlloc + Sync>(a: &A, name: &str, p: &Params) -> u64 {
         "rust-collections" => collections::rust_collections(a, p),
         "threads" => threads::threads(a, p),
         "rss-phases" => memory::rss_phases(a, p),
+        "realloc-large" => realloc::realloc_large(a, p),
         _ => panic!("unknown workload {name}"),
     }
 }

@@ -153,8 +153,9 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
             }
         }
         Found::Large(span) => {
-            if heap_ref.resize_large_in_place(span as *const _ as *mut _, new_size) {
-                return Ok(p);
+            let q = heap_ref.resize_large(span as *const _ as *mut _, new_size, align);
+            if !q.is_null() {
+                return Ok(q);
             }
         }
     }

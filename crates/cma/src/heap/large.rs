@@ -3,14 +3,13 @@
 //! allocator does the work under its lock; the heap counts them.
 
 use core::ptr::null_mut;
-use core::sync::atomic::Ordering;
 
 use super::counters::sample_peaks;
 use super::slabs::pages_freed;
 use super::Heap;
 use crate::meta::span::{Span, SpanKind};
-use crate::os::{memory, PAGE_SIZE};
-use crate::pages::{pages_for, Pages, LARGE_MAX, MAX_SPAN_PAGES, PAGES};
+use crate::os::PAGE_SIZE;
+use crate::pages::{pages_for, resize_huge, LARGE_MAX, MAX_SPAN_PAGES, PAGES};
 use crate::slab::size_class::{SizeClass, MAX_SMALL};
 
 impl Heap {
@@ -71,32 +70,48 @@ impl Heap {
         pages_freed(dirty);
     }
 
-    /// Resizes a large block in place when its pages allow. Returns whether it
-    /// did.
-    pub(crate) fn resize_large_in_place(&self, span: *mut Span, new_size: usize) -> bool {
+    /// Resizes a large or huge block without copying it: a large block in
+    /// place when the pages after it allow, a huge block in place or by
+    /// moving its pages (`pages::resize_huge`; `align` is kept if it moves).
+    /// Returns the block's address, a new one when it moved, or null when
+    /// the caller must copy it into a new block (the block is then
+    /// unchanged). A move counts as one allocation and one free, as a copy
+    /// does.
+    pub(crate) fn resize_large(&self, span: *mut Span, new_size: usize, align: usize) -> *mut u8 {
         // SAFETY: the caller validated `span` as a live large or huge block.
         let s = unsafe { &*span };
+        if new_size > isize::MAX as usize / 2 {
+            // Beyond any mapping (near usize::MAX, no page count even fits):
+            // not in place; `alloc_slow` reports it.
+            return null_mut();
+        }
         let old = s.bytes();
-        // A size near usize::MAX has no page count that fits: not in place.
-        let Some(new_bytes) = pages_for(new_size).checked_mul(PAGE_SIZE) else {
-            return false;
-        };
+        let new_bytes = pages_for(new_size) * PAGE_SIZE;
         if s.kind() == SpanKind::Huge {
-            if new_bytes <= Pages::huge_reserved(s) && new_bytes > LARGE_MAX {
-                if new_bytes < old {
-                    memory::decommit_tail(s.start() + new_bytes, s.start() + old);
-                }
-                s.bytes.store(new_bytes, Ordering::Relaxed);
-                self.large_bytes_changed(new_bytes, old);
-                return true;
+            if new_bytes <= LARGE_MAX {
+                // Into a segment: copied.
+                return null_mut();
             }
-            return false;
+            let old_start = s.start();
+            // SAFETY: a live huge block, resized by its owner's realloc.
+            let Some(start) = (unsafe { resize_huge(span, new_bytes, align) }) else {
+                return null_mut();
+            };
+            if start != old_start {
+                self.large_allocs.add(1);
+                self.large_frees.add(1);
+            }
+            self.large_bytes_changed(new_bytes, old);
+            if new_bytes > old {
+                sample_peaks(SizeClass::from_index(0));
+            }
+            return start as *mut u8;
         }
         if new_size > LARGE_MAX || new_size <= MAX_SMALL {
-            return false;
+            return null_mut();
         }
         if new_bytes == old {
-            return true;
+            return s.start() as *mut u8;
         }
         let mut pages = PAGES.lock();
         let done = if new_bytes < old {
@@ -107,10 +122,12 @@ impl Heap {
             // SAFETY: live large span.
             unsafe { pages.grow_large(span, new_bytes / PAGE_SIZE) }
         };
-        if done {
-            self.large_bytes_changed(s.bytes(), old);
+        drop(pages);
+        if !done {
+            return null_mut();
         }
-        done
+        self.large_bytes_changed(s.bytes(), old);
+        s.start() as *mut u8
     }
 
     /// A large block went from `old` to `new` bytes in place.

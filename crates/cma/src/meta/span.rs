@@ -108,8 +108,16 @@ pub(crate) struct Span {
     pub(crate) dirty: Cell<bool>,
     pub(crate) zeroed: Cell<bool>,
     pub(crate) freed_at_ms: Cell<u64>,
-    /// Huge blocks only: the size of the whole mapping.
+    /// Huge blocks only: the readable and writable part of the mapping
+    /// (charged against the commit limit), from `start`: at least `bytes`, a
+    /// whole number of segment-map granules.
     pub(crate) reserved: Cell<usize>,
+    /// Huge blocks only: address space reserved right after `reserved`, no
+    /// access and no charge, for the block to grow into in place (a live
+    /// block that grew by moving; 0 otherwise, and always 0 once freed). A
+    /// whole number of granules; the segment map names the block for all of
+    /// it.
+    pub(crate) headroom: Cell<usize>,
 }
 
 /// A count that only a slab's owner writes, with a plain load and store, and
@@ -251,6 +259,7 @@ impl Span {
             zeroed: Cell::new(false),
             freed_at_ms: Cell::new(0),
             reserved: Cell::new(0),
+            headroom: Cell::new(0),
         }
     }
 }

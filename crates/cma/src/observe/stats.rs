@@ -50,7 +50,9 @@ pub struct Stats {
     /// Heaps created so far (one per thread that allocated, reused after the
     /// thread ends).
     pub heaps: usize,
-    /// Bytes of address space mapped for blocks.
+    /// Bytes mapped for blocks, readable and writable (the address space a
+    /// huge block keeps reserved to grow into is not counted: it holds no
+    /// memory and no commit charge).
     pub mapped_bytes: usize,
     /// Bytes in free pages not yet given back to the kernel.
     pub dirty_free_bytes: usize,

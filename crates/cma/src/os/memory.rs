@@ -1,5 +1,10 @@
-//! Memory mappings: map, release, move, decommit, and transparent huge-page
-//! hints.
+//! Memory mappings: map, reserve, release, move, decommit, and transparent
+//! huge-page hints.
+//!
+//! Address space can be reserved without memory (`reserve_aligned`: no
+//! access, no commit charge) for a mapping to move into and to grow over
+//! later (`remap`, `grow_in_place`, charged then): that is how a huge block
+//! keeps room to grow in place.
 
 use core::ptr::null_mut;
 
@@ -19,16 +24,39 @@ pub(crate) enum Charge {
     Sparse,
 }
 
+impl Charge {
+    fn map_flags(self) -> libc::c_int {
+        match self {
+            Charge::Accounted => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            Charge::Sparse => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+        }
+    }
+}
+
 /// Maps `bytes` of fresh, zeroed, read-write anonymous memory whose start is a
 /// multiple of `align` (a power of two, at least a page), charged as
 /// `Charge::Accounted`. Returns null when the kernel refuses.
 pub(crate) fn map_aligned(bytes: usize, align: usize) -> *mut u8 {
+    map_aligned_with(bytes, align, libc::PROT_READ | libc::PROT_WRITE)
+}
+
+/// Reserves `bytes` of address space whose start is a multiple of `align`,
+/// with no access and no commit charge (a mapping the process cannot write
+/// is not charged): room that `remap` or `grow_in_place` turns into memory
+/// later, charged then. Returns null when the kernel refuses.
+pub(crate) fn reserve_aligned(bytes: usize, align: usize) -> *mut u8 {
+    map_aligned_with(bytes, align, libc::PROT_NONE)
+}
+
+fn map_aligned_with(bytes: usize, align: usize, prot: libc::c_int) -> *mut u8 {
     debug_assert!(align.is_power_of_two() && align >= PAGE_SIZE);
     debug_assert!(bytes % PAGE_SIZE == 0);
     let Some(over) = bytes.checked_add(align - PAGE_SIZE) else {
         return null_mut();
     };
-    let raw = map(over, Charge::Accounted);
+    // Never MAP_NORESERVE, not even without access: a mapping that grows
+    // over this address space must be charged.
+    let raw = map_with(over, prot, Charge::Accounted.map_flags());
     if raw.is_null() {
         return raw;
     }
@@ -48,22 +76,17 @@ pub(crate) fn map_aligned(bytes: usize, align: usize) -> *mut u8 {
 /// Maps `bytes` of zeroed read-write memory, charged as `charge` says.
 /// Returns null when the kernel refuses.
 pub(crate) fn map(bytes: usize, charge: Charge) -> *mut u8 {
-    let flags = match charge {
-        Charge::Accounted => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-        Charge::Sparse => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-    };
+    map_with(
+        bytes,
+        libc::PROT_READ | libc::PROT_WRITE,
+        charge.map_flags(),
+    )
+}
+
+fn map_with(bytes: usize, prot: libc::c_int, flags: libc::c_int) -> *mut u8 {
     // SAFETY: an anonymous private mapping at a kernel-chosen address touches
     // no existing memory; failure is reported as MAP_FAILED and checked.
-    let p = unsafe {
-        libc::mmap(
-            null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            flags,
-            -1,
-            0,
-        )
-    };
+    let p = unsafe { libc::mmap(null_mut(), bytes, prot, flags, -1, 0) };
     if p == libc::MAP_FAILED {
         null_mut()
     } else {
@@ -71,31 +94,52 @@ pub(crate) fn map(bytes: usize, charge: Charge) -> *mut u8 {
     }
 }
 
-/// Returns a mapping (or a page-aligned part of one) to the kernel.
-pub(crate) fn unmap(p: *mut u8, bytes: usize) {
-    // SAFETY: callers pass whole pages of a mapping made by `map`, which no
-    // live block uses any more.
-    unsafe {
-        libc::munmap(p.cast(), bytes);
-    }
+/// Returns a mapping (or a page-aligned part of one) to the kernel. Returns
+/// false when the kernel refuses (it can, when cutting a mapping in two
+/// would pass the limit on mappings); the range is then still mapped.
+pub(crate) fn unmap(p: *mut u8, bytes: usize) -> bool {
+    // SAFETY: callers pass whole pages of a mapping of ours, which no live
+    // block uses any more.
+    unsafe { libc::munmap(p.cast(), bytes) == 0 }
 }
 
-/// Moves the pages of the mapping `[from, from+bytes)` to `to`, replacing what
-/// was mapped there; `from` is unmapped. Committed pages move as they are (no
-/// fault, no zeroing). Returns false when the kernel refuses.
-pub(crate) fn move_pages(from: usize, bytes: usize, to: usize) -> bool {
+/// Moves the pages of the mapping `[from, from+old_bytes)` to `to` with
+/// `mremap`, replacing what was mapped at `[to, to+new_bytes)`, and makes the
+/// mapping there `new_bytes` long; `from` is unmapped. Committed pages move
+/// as they are (the kernel moves page tables: no copy, no fault, no
+/// zeroing); what `new_bytes` adds reads as zero, and is charged against the
+/// commit limit as the mapping was (a growth the kernel would refuse fails
+/// here). With `new_bytes != old_bytes`, `from` must be one mapping, not
+/// several. Returns false when the kernel refuses: nothing moved then, and
+/// `from` is as it was, but `[to, to+new_bytes)` may have been unmapped
+/// already (Linux unmaps the destination before it checks the rest).
+pub(crate) fn remap(from: usize, old_bytes: usize, to: usize, new_bytes: usize) -> bool {
     // SAFETY: both ranges are whole pages of our own mappings; the caller
-    // gives up `from` and owns `[to, to+bytes)`, which holds no live block.
+    // gives up `from` and owns `[to, to+new_bytes)`, which holds no live
+    // block.
     let p = unsafe {
         libc::mremap(
             from as *mut libc::c_void,
-            bytes,
-            bytes,
+            old_bytes,
+            new_bytes,
             libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
             to as *mut libc::c_void,
         )
     };
     p as usize == to
+}
+
+/// Grows the mapping `[p, p+old_bytes)` in place to `new_bytes` with
+/// `mremap` (no move), into address space that must be free right after it;
+/// the mapping stays one piece, and what it gains reads as zero and is
+/// charged against the commit limit as the mapping was. Returns false when
+/// the kernel refuses (the room is taken, the charge is refused, `p` is not
+/// one mapping): nothing changed then.
+pub(crate) fn grow_in_place(p: usize, old_bytes: usize, new_bytes: usize) -> bool {
+    // SAFETY: a mapping of ours grows into free address space; without
+    // MREMAP_MAYMOVE nothing moves and nothing else is touched.
+    let q = unsafe { libc::mremap(p as *mut libc::c_void, old_bytes, new_bytes, 0) };
+    q as usize == p
 }
 
 /// Gives the physical pages behind `[p, p+bytes)` back to the kernel; the

@@ -1,5 +1,5 @@
-//! Huge blocks: above `LARGE_MAX`, each block gets a mapping of its own.
-//! A freed mapping is kept in a small cache, decommitted after the purge
+//! Huge blocks: above `LARGE_MAX`, each block gets a mapping of its own
+//! (resized in `huge_resize`). A freed mapping is kept in a small cache, decommitted after the purge
 //! delay: a second free of it is still recognised as a double free, and a
 //! new huge block reuses it (or moves its committed pages) instead of
 //! faulting fresh ones.
@@ -85,49 +85,57 @@ impl Pages {
         if desc.is_null() {
             return null_mut();
         }
-        let base = memory::map_aligned(reserved, align.max(SEGMENT_SIZE));
-        if base.is_null() || !segment_map::in_range(base as usize, reserved) {
-            if !base.is_null() {
-                memory::unmap(base, reserved);
-            }
-            // SAFETY: allocated above, never published.
-            unsafe { self.meta.free(desc.cast(), header_bytes()) };
-            return null_mut();
-        }
-        self.mapped += reserved;
-        if self.huge_pages {
-            memory::hint_huge_pages(base, reserved);
-            self.hint_first_segment();
-        }
+        let align = align.max(SEGMENT_SIZE);
         // No cached mapping is big enough: move the committed pages of the
         // largest freed one to the start of the new mapping, so the new block
         // does not fault (and the kernel does not zero) all of them again.
+        let mut base = 0;
         let donor = self.take_largest_dirty_huge(reserved);
-        let zeroed = if donor.is_null() {
-            true
-        } else {
+        if !donor.is_null() {
             // SAFETY: a cached huge descriptor, now out of the cache.
             let d = unsafe { &*donor };
             let (from, len) = (d.start(), d.reserved.get());
             segment_map::set_range(from, len, 0);
-            self.dirty_bytes -= len;
-            self.mapped -= len;
-            if !memory::move_pages(from, len, base as usize) {
-                // The kernel refused: forget the donor's pages instead.
-                memory::unmap(from as *mut u8, len);
+            (base, _) = move_to_new_space(from, len, reserved, reserved, align, self.huge_pages);
+            if base == 0 {
+                // The kernel refused; the donor's mapping is as it was.
+                segment_map::set_range(from, len, donor as usize | TAG_HUGE);
+                self.return_to_cache(donor);
+            } else {
+                self.dirty_bytes -= len;
+                self.mapped -= len;
+                // SAFETY: no map entry points at the donor any more.
+                unsafe { self.meta.free(donor.cast(), header_bytes()) };
             }
-            // SAFETY: no map entry points at the donor any more.
-            unsafe { self.meta.free(donor.cast(), header_bytes()) };
-            false
-        };
+        }
+        let zeroed = base == 0;
+        if base == 0 {
+            let p = memory::map_aligned(reserved, align);
+            if p.is_null() || !segment_map::in_range(p as usize, reserved) {
+                if !p.is_null() {
+                    memory::unmap(p, reserved);
+                }
+                // SAFETY: allocated above, never published.
+                unsafe { self.meta.free(desc.cast(), header_bytes()) };
+                return null_mut();
+            }
+            if self.huge_pages {
+                memory::hint_huge_pages(p, reserved);
+            }
+            base = p as usize;
+        }
+        self.mapped += reserved;
+        if self.huge_pages {
+            self.hint_first_segment();
+        }
         // SAFETY: fresh zeroed descriptor.
         let d = unsafe { &*desc };
-        d.start.store(base as usize, Ordering::Relaxed);
+        d.start.store(base, Ordering::Relaxed);
         d.bytes.store(bytes, Ordering::Relaxed);
         d.reserved.set(reserved);
         d.zeroed.set(zeroed);
         d.set_kind(SpanKind::Huge);
-        segment_map::set_range(base as usize, reserved, desc as usize | TAG_HUGE);
+        segment_map::set_range(base, reserved, desc as usize | TAG_HUGE);
         desc
     }
 
@@ -164,21 +172,36 @@ impl Pages {
         best
     }
 
-    /// Bytes a huge block may grow to in place.
-    pub(crate) fn huge_reserved(span: &Span) -> usize {
-        span.reserved.get()
+    /// Puts a dirty cached mapping that `take_largest_dirty_huge` took back
+    /// into the cache, as it was.
+    fn return_to_cache(&mut self, span: *mut Span) {
+        // SAFETY: a cached huge descriptor, out of the cache.
+        let s = unsafe { &*span };
+        s.free_next.set(self.huge_cache);
+        self.huge_cache = span;
+        self.huge_cached += 1;
+        self.huge_cached_bytes += s.reserved.get();
     }
 
     /// Frees a huge block: the mapping is kept (so that a second free of it is
     /// recognised, and a new huge block can reuse it without page faults) and
-    /// decommitted after the purge delay like any free span.
+    /// decommitted after the purge delay like any free span. Its headroom
+    /// goes back to the kernel now: only a live block grows into it.
     ///
     /// # Safety
     /// `span` is a live huge block of ours.
     pub(crate) unsafe fn free_huge(&mut self, span: *mut Span) {
         // SAFETY: the caller guarantees `span` is a live huge descriptor.
         let s = unsafe { &*span };
-        let reserved = Self::huge_reserved(s);
+        let reserved = s.reserved.get();
+        let headroom = s.headroom.get();
+        if headroom > 0 {
+            segment_map::set_range(s.start() + reserved, headroom, 0);
+            // Should the kernel refuse, the range stays reserved, costing
+            // address space only (no access, no charge).
+            memory::unmap((s.start() + reserved) as *mut u8, headroom);
+            s.headroom.set(0);
+        }
         s.set_kind(SpanKind::HugeFree);
         s.dirty.set(true);
         s.freed_at_ms.set(clock::now_ms());
@@ -207,7 +230,7 @@ impl Pages {
                 (*prev).free_next.set(null_mut());
             }
             let s = &*cur;
-            let reserved = Self::huge_reserved(s);
+            let reserved = s.reserved.get();
             if s.dirty.get() {
                 self.dirty_bytes -= reserved;
             }
@@ -219,4 +242,68 @@ impl Pages {
             self.meta.free(cur.cast(), header_bytes());
         }
     }
+}
+
+/// Reserves `space` bytes of address space at `align` (both whole
+/// segment-map granules) for a huge mapping, inside the segment map's range,
+/// hinted for transparent huge pages when `huge_pages` (what becomes memory
+/// there keeps the hint). Returns 0 when the kernel refuses.
+fn reserve_huge_space(space: usize, align: usize, huge_pages: bool) -> usize {
+    let p = memory::reserve_aligned(space, align);
+    if p.is_null() {
+        return 0;
+    }
+    if !segment_map::in_range(p as usize, space) {
+        memory::unmap(p, space);
+        return 0;
+    }
+    if huge_pages {
+        memory::hint_huge_pages(p, space);
+    }
+    p as usize
+}
+
+/// Moves the pages of the huge mapping `[from, from+len)` to the start of
+/// fresh address space at `align`, of which the first `reserved` bytes (more
+/// than `len`) are then readable and writable, charged, and the rest (up to
+/// `space` bytes when the kernel grants that much address space, else none)
+/// stays reserved as headroom. Returns the new start and the size of the
+/// address space taken, or 0 when the kernel refuses: `from` is then as it
+/// was. The caller clears the map entries of `from` first, and names the
+/// new range in the map once the move is done.
+///
+/// One `mremap` moves the mapping and grows it, charging the growth against
+/// the commit limit. A move that also resizes is one the kernel does only
+/// for a mapping it holds in one piece, and then all at once or not at all:
+/// one it has cut in several (say, by the program's own `mprotect` on part
+/// of its block) is refused, and the caller copies instead. (A plain move
+/// of several pieces, which Linux allows since 6.17, could stop halfway,
+/// some pieces moved and some not.)
+pub(super) fn move_to_new_space(
+    from: usize,
+    len: usize,
+    reserved: usize,
+    space: usize,
+    align: usize,
+    huge_pages: bool,
+) -> (usize, usize) {
+    debug_assert!(len < reserved && reserved <= space);
+    let (target, space) = match reserve_huge_space(space, align, huge_pages) {
+        0 if space > reserved => (reserve_huge_space(reserved, align, huge_pages), reserved),
+        target => (target, space),
+    };
+    if target == 0 {
+        return (0, 0);
+    }
+    if memory::remap(from, len, target, reserved) {
+        return (target, space);
+    }
+    // A refused mremap may have unmapped its destination first: then
+    // `[target, target+reserved)` is a hole that another thread's mapping
+    // can take at any time, so it is left alone (at worst, address space
+    // stays reserved there, without access or charge). The rest is ours.
+    if space > reserved {
+        memory::unmap((target + reserved) as *mut u8, space - reserved);
+    }
+    (0, 0)
 }

@@ -7,6 +7,9 @@
 //!   granularity);
 //! - `segments`: mapping and unmapping 4 MiB segments, huge-page hints;
 //! - `huge`: huge blocks, and the cache of freed huge mappings;
+//! - `huge_resize`: growing and shrinking a huge block without copying it
+//!   (in place, into address space reserved after it, or by moving its pages
+//!   with `mremap`);
 //! - `large_resize`: growing and shrinking a large block in place;
 //! - `purge`: decommitting what has been idle for `purge_delay_ms`;
 //! - `purge_slabs`: decommitting the free pages inside slabs nobody
@@ -15,6 +18,7 @@
 //!
 //! Everything in `Pages` runs under its one lock, `PAGES`, which also
 //! guards the metadata allocator: every descriptor is made and freed here.
+//! (`huge_resize` takes the lock itself, to move pages outside it.)
 
 use crate::meta::meta_alloc::MetaAlloc;
 use crate::meta::span::{Segment, Span, PAGES_PER_SEGMENT};
@@ -22,12 +26,15 @@ use crate::os::PAGE_SIZE;
 use crate::util::spin_lock::SpinLock;
 
 mod huge;
+mod huge_resize;
 mod large_resize;
 pub(crate) mod purge;
 mod purge_slabs;
 pub(crate) mod purge_thread;
 mod segments;
 mod spans;
+
+pub(crate) use huge_resize::resize_huge;
 
 /// Blocks above this size get a mapping of their own; below, they are spans
 /// of a segment, which reuse freed pages without a system call.
