@@ -12,8 +12,8 @@ use core::ptr::{null_mut, NonNull};
 use super::init::thread_heap;
 use super::{c_align, small_slot};
 use crate::check::error::CmaError;
-use crate::check::level::{self, fast_size_limit, MODE_FAST, MODE_TRAILERS};
-use crate::check::trailer::{self, TRAILER};
+use crate::check::level::{self, fast_size_limit, MODE_CHECKED, MODE_FAST};
+use crate::check::trailer::TRAILER;
 use crate::heap::guard::{fast_heap, AllocatorGuard};
 use crate::heap::{ClassState, Heap};
 use crate::observe::limits;
@@ -145,15 +145,8 @@ pub(crate) extern "C" fn alloc_other(size: usize, align: usize) -> *mut u8 {
         if mode == MODE_FAST && size <= MAX_SMALL {
             return h.alloc_small(class_of(small_slot(size, align)));
         }
-        if mode == MODE_TRAILERS && size <= MAX_SMALL - TRAILER {
-            let class = class_of(small_slot(size + TRAILER, align));
-            let p = h.alloc_small(class);
-            if !p.is_null() {
-                // SAFETY: a fresh slot of the class's size, which holds
-                // size + TRAILER bytes.
-                unsafe { trailer::arm(p, class.block_size(), size) };
-            }
-            return p;
+        if mode == MODE_CHECKED && size <= MAX_SMALL - TRAILER {
+            return h.alloc_checked(class_of(small_slot(size + TRAILER, align)), size);
         }
     }
     match alloc_slow(heap, size, align, false) {
@@ -193,18 +186,13 @@ pub(super) fn alloc_slow(
         limits::check(size, usable)?;
     }
     let p = match class {
+        // A checked level's slot reads as zero already (verified).
+        Some(class) if trailer != 0 => heap.alloc_checked(class, size),
         Some(class) => {
             let p = heap.alloc_small(class);
-            if !p.is_null() {
-                let bs = class.block_size();
-                if zero {
-                    // SAFETY: a fresh block of `bs` bytes.
-                    unsafe { core::ptr::write_bytes(p, 0, bs - trailer) };
-                }
-                if trailer != 0 {
-                    // SAFETY: a fresh slot of `bs` bytes; size + trailer <= bs.
-                    unsafe { trailer::arm(p, bs, size) };
-                }
+            if !p.is_null() && zero {
+                // SAFETY: a fresh block of the class's size.
+                unsafe { core::ptr::write_bytes(p, 0, class.block_size()) };
             }
             p
         }

@@ -8,10 +8,8 @@
 
 use super::init::thread_heap;
 use crate::check::error::CmaError;
-use crate::check::level;
-use crate::check::lookup::{self, Found};
+use crate::check::lookup;
 use crate::check::report;
-use crate::check::trailer;
 use crate::heap::guard::AllocatorGuard;
 use crate::heap::{free_local_fast, free_remote_fast, Heap};
 
@@ -65,13 +63,5 @@ pub(super) fn try_free(p: *mut u8) -> Result<(), CmaError> {
 
 #[inline(never)]
 fn free_slow(heap: &Heap, addr: usize) -> Result<(), CmaError> {
-    let found = lookup::find_block(addr)?;
-    if level::trailers_enabled() {
-        if let Found::Slot { span, .. } = found {
-            lookup::live_size(&found)?;
-            // SAFETY: `live_size` validated a live slot of this block size.
-            unsafe { trailer::junk(addr as *mut u8, span.slot_size()) };
-        }
-    }
-    heap.free_block(found)
+    heap.free_block(lookup::find_block(addr)?)
 }

@@ -11,6 +11,7 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
+use crate::check::trailer;
 use crate::heap::guard::AllocatorGuard;
 use crate::heap::{pool, Heap};
 use crate::options;
@@ -68,6 +69,8 @@ fn init_slow() {
         return;
     }
     options::load_from_env();
+    // The canaries' secret, whatever the level (the default level has them).
+    trailer::ensure_secret();
     pool::init_thread_exit();
     STATE.store(READY, Ordering::Release);
     // Registered after READY: glibc may allocate while registering, and that

@@ -4,7 +4,7 @@
 use super::parse::{parse, Lossy, Setting};
 use crate::check::level;
 use crate::check::report;
-use crate::heap::pool;
+use crate::heap::{pool, quarantine};
 use crate::observe::limits;
 use crate::observe::report_file::{self, DestinationRefused};
 use crate::os::process;
@@ -55,6 +55,14 @@ pub(crate) fn apply(options: &[u8]) {
         // As for every key, the last in the list counts (`cma run` adds
         // its own after the user's).
         Ok(Setting::Report(path)) => report_path = Some(path),
+        Ok(Setting::Quarantine(bytes)) => {
+            let (slots, _) = quarantine::bounds();
+            quarantine::set_bounds(slots, bytes);
+        }
+        Ok(Setting::QuarantineSlots(slots)) => {
+            let (_, bytes) = quarantine::bounds();
+            quarantine::set_bounds(slots, bytes);
+        }
         Ok(Setting::Json(_) | Setting::Loaded(_) | Setting::Stats(_)) => {}
         Err(e) => report::warn(format_args!("{e}")),
     });

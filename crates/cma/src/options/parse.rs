@@ -30,6 +30,12 @@ pub enum Setting<'a> {
     Loaded(&'a [u8]),
     /// `stats=...`: accepted for the front ends.
     Stats(&'a [u8]),
+    /// `quarantine=SIZE`: bytes of freed blocks each thread holds back from
+    /// reuse at a checked level (0: none).
+    Quarantine(usize),
+    /// `quarantine_slots=N`: how many freed blocks each thread holds back at
+    /// most (0: none; at most 4096).
+    QuarantineSlots(usize),
 }
 
 /// An option that `parse` could not honour as written.
@@ -168,6 +174,11 @@ fn parse_item<'a>(item: &'a [u8], each: &mut impl FnMut(Result<Setting<'a>, Opti
         b"json" => Ok(Setting::Json(value)),
         b"loaded" => Ok(Setting::Loaded(value)),
         b"stats" => Ok(Setting::Stats(value)),
+        b"quarantine" => parse_size(value).map(Setting::Quarantine).ok_or(Some(SIZE)),
+        b"quarantine_slots" => parse_size(value)
+            .filter(|&n| n <= 4096)
+            .map(Setting::QuarantineSlots)
+            .ok_or(Some("a count up to 4096")),
         _ => Err(None),
     };
     each(parsed.map_err(|expected| match expected {
