@@ -292,7 +292,7 @@ fn freed_blocks_are_wiped_and_held_back_from_reuse() {
 }
 
 #[test]
-fn a_write_after_free_is_reported_when_the_slot_leaves_the_quarantine() {
+fn a_write_after_free_is_reported_when_the_slot_is_reused_after_the_quarantine() {
     if scenario().is_some() {
         let p = cma::malloc(48);
         eprintln!("UAF-ADDR={:#x}", p as usize);
@@ -311,7 +311,7 @@ fn a_write_after_free_is_reported_when_the_slot_leaves_the_quarantine() {
         unreachable!("the write after free went unnoticed");
     }
     let out = run_child(
-        "a_write_after_free_is_reported_when_the_slot_leaves_the_quarantine",
+        "a_write_after_free_is_reported_when_the_slot_is_reused_after_the_quarantine",
         "uaf",
     );
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -53,6 +53,18 @@ pub(crate) fn mode() -> u8 {
 /// is on.
 static FAST_SIZE_LIMIT: AtomicUsize = AtomicUsize::new(0);
 
+/// The checked level's allocation fast path serves requests below this:
+/// `SMALL_TABLE_MAX + 1 - TRAILER` while the mode is `MODE_CHECKED` alone,
+/// 0 otherwise. Looked at only when the `fast` level's limit turned the
+/// request down, so the `fast` level's path does not pay for it.
+static CHECKED_SIZE_LIMIT: AtomicUsize = AtomicUsize::new(SMALL_TABLE_MAX + 1 - trailer::TRAILER);
+
+/// See `CHECKED_SIZE_LIMIT`.
+#[inline(always)]
+pub(crate) fn checked_size_limit() -> usize {
+    CHECKED_SIZE_LIMIT.load(Ordering::Relaxed)
+}
+
 /// See `FAST_SIZE_LIMIT`.
 #[inline(always)]
 pub(crate) fn fast_size_limit() -> usize {
@@ -76,6 +88,12 @@ pub(crate) fn set_mode_bit(bit: u8, on: bool) {
             0
         };
         FAST_SIZE_LIMIT.store(limit, Ordering::Release);
+        let checked = if mode == MODE_CHECKED {
+            SMALL_TABLE_MAX + 1 - trailer::TRAILER
+        } else {
+            0
+        };
+        CHECKED_SIZE_LIMIT.store(checked, Ordering::Release);
         if MODE.load(Ordering::Acquire) == mode {
             break;
         }

@@ -35,6 +35,7 @@ mod checked;
 pub(crate) mod counters;
 mod free;
 
+pub(crate) use checked::free_checked_local_fast;
 pub(crate) use free::free_local_fast;
 pub(crate) use remote::free_remote_fast;
 pub(crate) mod guard;

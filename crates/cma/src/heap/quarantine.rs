@@ -1,50 +1,47 @@
 //! The quarantine of a checked level: a freed slot is held back from reuse
 //! for a while, so that a use after free touches a block nobody owns (and
-//! still zero: the write is found when the slot leaves the quarantine or is
-//! handed out again) instead of the next owner's data.
+//! still zero: the write is found when the slot is handed out again,
+//! `heap::checked`) instead of the next owner's data.
 //!
-//! Each heap keeps a ring of the slots it freed (and collected from other
-//! threads), bounded by a count and by bytes (`quarantine` and
-//! `quarantine_bytes` in `CMA_OPTIONS`; the levels set them). When either
-//! bound is reached, one of the four oldest leaves, chosen at random so
-//! that the reuse order cannot be relied on. A quarantined slot is free in
-//! the slab's allocated bitmap (a second free of it is a double free) and set
-//! in its quarantine bitmap (the cache never loads it), and still counts in
-//! the slab's `used` until it leaves, so its slab stays alive.
+//! A quarantined slot is free in its slab's allocated bitmap (a second free
+//! of it is a double free) and set in its quarantine bitmap (the cache never
+//! loads it), and still counts in the slab's `used` until it leaves, so the
+//! slab stays alive.
 //!
-//! Owner thread only. The ring comes from the metadata allocator at the
-//! first quarantined free.
+//! The quarantine holds slots by generations, so that a free costs a bit, a
+//! count and a sum, and slots leave a whole slab at a time: each heap has a
+//! current generation and an older one, each a list of the slabs that hold
+//! its slots. Frees join the current generation; when it holds half the
+//! bounds (`quarantine` bytes, `quarantine_slots` slots in `CMA_OPTIONS`,
+//! the levels set them), within a random quarter either way, the older
+//! generation leaves and the current one becomes the older. A slab holds
+//! slots of one generation only: a free into a slab that holds slots of the
+//! older one lets those leave first. So a slot waits between one and two
+//! generations, about the bounds' worth of frees, in the order it came
+//! (FIFO by generation), and when exactly it leaves is not predictable.
+//!
+//! Owner thread only.
 
 use core::cell::Cell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use super::guard::AllocatorGuard;
 use super::Heap;
 use crate::check::error::{BlockKind, CmaError};
-use crate::check::report;
 use crate::meta::span::Span;
-use crate::pages::PAGES;
 
-/// One quarantined slot.
-#[derive(Clone, Copy)]
-struct Entry {
-    slab: *mut Span,
-    index: u32,
-}
-
-/// Slots a heap's quarantine holds at most, and the bytes.
+/// Slots and bytes a heap's quarantine holds at most.
 static MAX_SLOTS: AtomicUsize = AtomicUsize::new(DEFAULT_SLOTS);
 static MAX_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_BYTES);
 
 /// The `default` level's bounds.
-pub(crate) const DEFAULT_SLOTS: usize = 256;
+pub(crate) const DEFAULT_SLOTS: usize = 1024;
 pub(crate) const DEFAULT_BYTES: usize = 256 * 1024;
-/// The largest ring (the metadata allocator's largest block).
-pub(crate) const SLOTS_LIMIT: usize = 4096;
 
-/// Sets the bounds (before the first allocation; `options::apply`). A count
-/// of 0 turns the quarantine off.
+/// Sets the bounds (`options::apply`). A bound of 0 turns the quarantine
+/// off.
 pub(crate) fn set_bounds(slots: usize, bytes: usize) {
-    MAX_SLOTS.store(slots.min(SLOTS_LIMIT), Ordering::Relaxed);
+    MAX_SLOTS.store(slots, Ordering::Relaxed);
     MAX_BYTES.store(bytes, Ordering::Relaxed);
 }
 
@@ -58,23 +55,29 @@ pub(crate) fn bounds() -> (usize, usize) {
 
 /// A heap's quarantine (owner thread only).
 pub(crate) struct Quarantine {
-    ring: Cell<*mut Entry>,
-    capacity: Cell<u32>,
-    /// Index of the oldest entry.
-    head: Cell<u32>,
-    len: Cell<u32>,
-    bytes: Cell<usize>,
+    /// Per generation: the slabs holding its slots, and their slots and
+    /// bytes.
+    slabs: [Cell<*mut Span>; 2],
+    slots: [Cell<usize>; 2],
+    bytes: [Cell<usize>; 2],
+    /// The current generation (0 or 1).
+    current: Cell<u8>,
+    /// The current generation's bounds (half the quarantine's, give or take
+    /// a random quarter), 0 before the first quarantined free.
+    slot_limit: Cell<usize>,
+    byte_limit: Cell<usize>,
     rng: Cell<u64>,
 }
 
 impl Quarantine {
     pub(crate) const fn new() -> Quarantine {
         Quarantine {
-            ring: Cell::new(core::ptr::null_mut()),
-            capacity: Cell::new(0),
-            head: Cell::new(0),
-            len: Cell::new(0),
-            bytes: Cell::new(0),
+            slabs: [const { Cell::new(core::ptr::null_mut()) }; 2],
+            slots: [const { Cell::new(0) }; 2],
+            bytes: [const { Cell::new(0) }; 2],
+            current: Cell::new(0),
+            slot_limit: Cell::new(0),
+            byte_limit: Cell::new(0),
             rng: Cell::new(0x9E37_79B9_7F4A_7C15),
         }
     }
@@ -82,120 +85,140 @@ impl Quarantine {
 
 impl Heap {
     /// Holds slot `index` of `slab` (of `bs` bytes, wiped, free in the
-    /// allocated bitmap) back from reuse: sets its quarantine bit, makes
-    /// room if the quarantine is full, and queues it. Without a quarantine
-    /// (bounds of 0, or no memory for the ring) the slot leaves at once.
+    /// allocated bitmap) back from reuse.
+    #[inline]
     pub(crate) fn quarantine_slot(&self, slab: &Span, index: usize, bs: usize) {
+        let q = &self.quarantine;
+        let g = q.current.get() as usize;
+        if slab.held.get() == 0 || slab.held_generation.get() as usize != g {
+            self.hold_in_current(slab);
+        }
         let (w, bit) = (index / 64, 1u64 << (index % 64));
         let word = slab.quarantine_word(w);
         word.store(word.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
+        slab.held.set(slab.held.get() + 1);
+        let slots = q.slots[g].get() + 1;
+        let bytes = q.bytes[g].get() + bs;
+        q.slots[g].set(slots);
+        q.bytes[g].set(bytes);
+        if slots > q.slot_limit.get() || bytes > q.byte_limit.get() {
+            self.next_generation();
+        }
+    }
+
+    /// `slab` joins the current generation's list (after its slots of the
+    /// older generation, if any, leave).
+    #[cold]
+    #[inline(never)]
+    fn hold_in_current(&self, slab: &Span) {
+        let q = &self.quarantine;
+        let g = q.current.get();
+        if slab.held.get() != 0 {
+            // Its slots belong to the older generation: they go now, a little
+            // early, so the slab holds one generation only.
+            self.unlink_held(slab.held_generation.get() as usize, slab);
+            self.release_slab_slots(slab);
+        }
+        let head = q.slabs[g as usize].get();
+        slab.held_generation.set(g);
+        slab.prev_held.set(core::ptr::null_mut());
+        slab.next_held.set(head);
+        if !head.is_null() {
+            // SAFETY: listed slabs are alive.
+            unsafe { (*head).prev_held.set(slab as *const Span as *mut Span) };
+        }
+        q.slabs[g as usize].set(slab as *const Span as *mut Span);
+    }
+
+    /// The current generation is full: the older one leaves, the current
+    /// becomes the older, and a new one starts with bounds drawn afresh.
+    #[cold]
+    #[inline(never)]
+    fn next_generation(&self) {
         let q = &self.quarantine;
         let (max_slots, max_bytes) = bounds();
-        if q.ring.get().is_null() && !self.make_ring(max_slots) {
-            self.leave_quarantine(slab, index);
-            return;
+        let old = 1 - q.current.get() as usize;
+        self.release_generation(old);
+        q.current.set(old as u8);
+        if max_slots == 0 || max_bytes == 0 {
+            // No quarantine: what was just freed leaves too.
+            self.release_generation(1 - old);
         }
-        while q.len.get() > 0
-            && (q.len.get() as usize >= (q.capacity.get() as usize).min(max_slots)
-                || q.bytes.get() + bs > max_bytes)
-        {
-            self.release_one();
-        }
-        if max_slots == 0 || bs > max_bytes {
-            self.leave_quarantine(slab, index);
-            return;
-        }
-        let tail = (q.head.get() + q.len.get()) % q.capacity.get();
-        // SAFETY: `tail` is below the ring's capacity.
-        unsafe {
-            *q.ring.get().add(tail as usize) = Entry {
-                slab: slab as *const Span as *mut Span,
-                index: index as u32,
-            }
-        };
-        q.len.set(q.len.get() + 1);
-        q.bytes.set(q.bytes.get() + bs);
-    }
-
-    #[cold]
-    fn make_ring(&self, slots: usize) -> bool {
-        if slots == 0 {
-            return false;
-        }
-        let slots = slots.min(SLOTS_LIMIT);
-        let ring = PAGES
-            .lock()
-            .meta
-            .alloc(slots * core::mem::size_of::<Entry>())
-            .cast::<Entry>();
-        if ring.is_null() {
-            return false;
-        }
-        let q = &self.quarantine;
-        q.ring.set(ring);
-        q.capacity.set(slots as u32);
-        q.head.set(0);
-        q.len.set(0);
-        q.bytes.set(0);
-        q.rng.set(q.rng.get() ^ (self as *const Heap as u64));
-        true
-    }
-
-    /// Lets one of the four oldest slots leave, at random.
-    fn release_one(&self) {
-        let q = &self.quarantine;
-        let (ring, cap, head) = (q.ring.get(), q.capacity.get(), q.head.get());
-        let mut x = q.rng.get();
+        let mut x = q.rng.get() ^ (self as *const Heap as u64);
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         q.rng.set(x);
-        let pick = (head + (x % u64::from(q.len.get().min(4))) as u32) % cap;
-        // SAFETY: `head` and `pick` are indices of live entries of the ring.
-        let entry = unsafe {
-            let chosen = *ring.add(pick as usize);
-            *ring.add(pick as usize) = *ring.add(head as usize);
-            chosen
-        };
-        q.head.set((head + 1) % cap);
-        q.len.set(q.len.get() - 1);
-        // SAFETY: quarantined slots keep their slab alive (`used`).
-        let slab = unsafe { &*entry.slab };
-        q.bytes.set(q.bytes.get() - slab.slot_size());
-        self.check_still_wiped(slab, entry.index as usize);
-        self.leave_quarantine(slab, entry.index as usize);
+        // Half the bounds, between 3/8 and 5/8 of them.
+        let jitter = |bound: usize| bound / 2 - bound / 8 + ((x as usize) % (bound / 4 + 1));
+        q.slot_limit.set(jitter(max_slots));
+        q.byte_limit.set(jitter(max_bytes));
     }
 
-    /// A slot leaves the quarantine: reusable, and no longer counted in its
-    /// slab's `used` (the slab may become partial or empty).
-    fn leave_quarantine(&self, slab: &Span, index: usize) {
-        let (w, bit) = (index / 64, 1u64 << (index % 64));
-        let word = slab.quarantine_word(w);
-        word.store(word.load(Ordering::Relaxed) & !bit, Ordering::Relaxed);
-        let used = slab.used.get().wrapping_sub(1);
+    /// Lets every slot of generation `g` leave.
+    fn release_generation(&self, g: usize) {
+        let q = &self.quarantine;
+        let mut cur = q.slabs[g].get();
+        q.slabs[g].set(core::ptr::null_mut());
+        q.slots[g].set(0);
+        q.bytes[g].set(0);
+        while !cur.is_null() {
+            // SAFETY: slabs holding quarantined slots are alive (`used`).
+            let slab = unsafe { &*cur };
+            cur = slab.next_held.get();
+            self.release_slab_slots(slab);
+        }
+    }
+
+    /// Takes `slab` off generation `g`'s list.
+    fn unlink_held(&self, g: usize, slab: &Span) {
+        let q = &self.quarantine;
+        let (prev, next) = (slab.prev_held.get(), slab.next_held.get());
+        if prev.is_null() {
+            q.slabs[g].set(next);
+        } else {
+            // SAFETY: listed slabs are alive.
+            unsafe { (*prev).next_held.set(next) };
+        }
+        if !next.is_null() {
+            // SAFETY: as above.
+            unsafe { (*next).prev_held.set(prev) };
+        }
+        let held = slab.held.get() as usize;
+        q.slots[g].set(q.slots[g].get() - held);
+        q.bytes[g].set(q.bytes[g].get() - held * slab.slot_size());
+    }
+
+    /// Clears `slab`'s quarantine bitmap: its held slots become reusable
+    /// and leave its `used` count (it may become partial or empty).
+    fn release_slab_slots(&self, slab: &Span) {
+        let held = slab.held.get();
+        if held == 0 {
+            return;
+        }
+        for w in 0..slab.words.get() as usize {
+            slab.quarantine_word(w).store(0, Ordering::Relaxed);
+        }
+        slab.held.set(0);
+        let used = slab.used.get().wrapping_sub(held);
         slab.used.set(used);
         if used as i32 <= 0 {
-            self.slab_gained_space(slab as *const Span as *mut Span);
+            self.slab_gained_space_guarded(slab);
         }
     }
 
-    /// A quarantined slot must still read as zero: anything else was written
-    /// after it was freed.
-    fn check_still_wiped(&self, slab: &Span, index: usize) {
-        let bs = slab.slot_size();
-        let addr = slab.start() + index * bs;
-        // SAFETY: a slot of `bs` bytes in a live slab, quarantined: nobody
-        // may write it.
-        if !unsafe { is_zero(addr as *const u8, bs) } {
-            report::fatal("free", write_after_free(slab, addr));
-        }
+    #[cold]
+    #[inline(never)]
+    fn slab_gained_space_guarded(&self, slab: &Span) {
+        // Giving an empty slab back takes the page lock and may defer work.
+        let _guard = AllocatorGuard::enter();
+        self.slab_gained_space(slab as *const Span as *mut Span);
     }
 
     /// Empties the quarantine (the thread is ending).
     pub(crate) fn flush_quarantine(&self) {
-        while self.quarantine.len.get() > 0 {
-            self.release_one();
-        }
+        self.release_generation(0);
+        self.release_generation(1);
     }
 }
 
@@ -209,21 +232,4 @@ pub(crate) fn write_after_free(slab: &Span, addr: usize) -> CmaError {
             block_size: slab.slot_size(),
         },
     }
-}
-
-/// Whether `bytes` bytes at `p` are all zero.
-///
-/// # Safety
-/// `p` points to `bytes` readable bytes, `bytes` a multiple of 8, `p`
-/// 8-byte aligned.
-#[inline]
-pub(crate) unsafe fn is_zero(p: *const u8, bytes: usize) -> bool {
-    debug_assert!(bytes % 8 == 0 && p as usize % 8 == 0);
-    // SAFETY: the caller's contract; whole aligned words.
-    let words = unsafe { core::slice::from_raw_parts(p.cast::<u64>(), bytes / 8) };
-    // Or-reduce in chunks: the compiler vectorises it, and a dirty chunk
-    // ends the scan early.
-    words
-        .chunks(32)
-        .all(|c| c.iter().fold(0, |acc, &w| acc | w) == 0)
 }

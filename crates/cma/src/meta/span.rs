@@ -99,6 +99,13 @@ pub(crate) struct Span {
     /// is current, and the slots it took into the cache (`slab::page_purge`).
     pub(crate) cache_word: AtomicU32,
     pub(crate) cache_mask: AtomicU64,
+    /// Slab only, owner only: its quarantined slots (set in the quarantine
+    /// bitmap), the quarantine generation they belong to, and the next slab
+    /// of that generation (`heap::quarantine`).
+    pub(crate) held: Cell<u32>,
+    pub(crate) held_generation: Cell<u8>,
+    pub(crate) next_held: Cell<*mut Span>,
+    pub(crate) prev_held: Cell<*mut Span>,
     // owner (cold)
     pub(crate) prev: Cell<*mut Span>,
     pub(crate) next: Cell<*mut Span>,
@@ -266,6 +273,10 @@ impl Span {
             used_seen: AtomicU32::new(0),
             cache_word: AtomicU32::new(0),
             cache_mask: AtomicU64::new(0),
+            held: Cell::new(0),
+            held_generation: Cell::new(0),
+            next_held: Cell::new(core::ptr::null_mut()),
+            prev_held: Cell::new(core::ptr::null_mut()),
             prev: Cell::new(core::ptr::null_mut()),
             next: Cell::new(core::ptr::null_mut()),
             segment: Cell::new(core::ptr::null_mut()),
