@@ -28,6 +28,18 @@ use crate::slab::size_class::{class_for, class_of, MAX_SMALL};
 /// registers.
 #[inline(always)]
 pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
+    alloc_or(size, align, alloc_other)
+}
+
+/// `alloc`, leaving through `other` for everything the fast path does not
+/// serve (which is where cma initialises: `CmaFast` asks for its level
+/// there, at no cost to the fast path).
+#[inline(always)]
+pub(crate) fn alloc_or(
+    size: usize,
+    align: usize,
+    other: extern "C" fn(usize, usize) -> *mut u8,
+) -> *mut u8 {
     if align <= 8 && size < fast_size_limit() {
         let st = fast_heap().state_for(size);
         return match st.pop() {
@@ -35,7 +47,7 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
             None => refill(st, size, 8),
         };
     }
-    alloc_other(size, align)
+    other(size, align)
 }
 
 /// C's `malloc`: `alloc(size, c_align(size))`, with the alignment folded

@@ -109,7 +109,18 @@ pub(crate) fn level() -> CheckLevel {
     }
 }
 
+/// Whether something chose the level (an option), as opposed to the level
+/// in force by default; `api::init` lets a `GlobalAlloc` type's preference
+/// apply only then.
+static CHOSEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether an option chose the level.
+pub(crate) fn chosen() -> bool {
+    CHOSEN.load(Ordering::Relaxed)
+}
+
 pub(crate) fn set_level(level: CheckLevel) {
+    CHOSEN.store(true, Ordering::Relaxed);
     trailer::ensure_secret();
     set_mode_bit(MODE_CHECKED, level == CheckLevel::Default);
 }

@@ -36,7 +36,9 @@ pub(crate) fn apply(options: &[u8]) {
                 level::set_level(l);
             }
         }
-        Ok(Setting::Check(_)) => {}
+        // The level in force, named: it is chosen now (a `GlobalAlloc`
+        // type's preference no longer applies).
+        Ok(Setting::Check(l)) => level::set_level(l),
         Ok(Setting::HugePages(on)) => PAGES.lock().huge_pages = on,
         Ok(Setting::PurgeThread(on)) => {
             if !on {
