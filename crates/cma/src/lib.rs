@@ -51,6 +51,7 @@ pub use api::public::{
     try_realloc_checked, usable_size,
 };
 pub use check::error::{BlockKind, CmaError};
+pub use check::kind::AllocKind;
 pub use check::level::CheckLevel;
 pub use heap::guard::guard_depth;
 pub use observe::limits::{alloc_limits, set_alloc_limits, AllocLimits};
@@ -78,6 +79,40 @@ pub mod faces {
     #[inline(always)]
     pub fn c_malloc(size: usize) -> *mut u8 {
         crate::api::alloc::c_malloc(size)
+    }
+
+    /// C++'s `operator new` family: a block recorded as `kind` (checked at
+    /// release at the `default` level). Null when memory runs out.
+    #[inline]
+    pub fn alloc_of_kind(size: usize, align: usize, kind: crate::AllocKind) -> *mut u8 {
+        crate::api::alloc::alloc_of_kind(size, align, kind)
+    }
+
+    /// Frees a block of `kind`'s family (`operation` names the function in
+    /// a diagnostic).
+    ///
+    /// # Safety
+    /// As for `cma::free`.
+    #[inline]
+    pub unsafe fn free_of_kind(p: *mut u8, operation: &'static str, kind: crate::AllocKind) {
+        crate::api::free::free_with(p, operation, kind)
+    }
+
+    /// A sized or aligned release of a block of `kind`'s family: checked
+    /// against the block at the `default` level (`size` `None` and `align`
+    /// 1 for none).
+    ///
+    /// # Safety
+    /// As for `cma::free`.
+    #[inline]
+    pub unsafe fn free_sized(
+        p: *mut u8,
+        size: Option<usize>,
+        align: usize,
+        operation: &'static str,
+        kind: crate::AllocKind,
+    ) {
+        crate::api::free::free_sized(p, size, align, operation, kind)
     }
 
     /// C's `calloc` of `size` bytes (the product of its arguments, already

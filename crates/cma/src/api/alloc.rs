@@ -12,7 +12,9 @@ use core::ptr::{null_mut, NonNull};
 use super::init::thread_heap;
 use super::{c_align, small_slot};
 use crate::check::error::CmaError;
+use crate::check::kind::{set_slot_kind, AllocKind};
 use crate::check::level::{self, checked_size_limit, fast_size_limit, MODE_CHECKED, MODE_FAST};
+use crate::check::lookup::{self, Found};
 use crate::check::trailer::TRAILER;
 use crate::heap::guard::{fast_heap, AllocatorGuard};
 use crate::heap::{ClassState, Heap};
@@ -277,4 +279,31 @@ pub(crate) fn calloc(size: usize) -> *mut u8 {
         }
     }
     alloc_zeroed_slow(size, c_align(size))
+}
+
+/// C++'s `operator new` family: `c_malloc`'s block (or `align`'s, above
+/// 16), recorded as `kind` at a checked level so that a release by another
+/// family is reported (`check::kind`). Null when memory runs out.
+pub(crate) fn alloc_of_kind(size: usize, align: usize, kind: AllocKind) -> *mut u8 {
+    let p = if align <= 16 {
+        c_malloc(size)
+    } else {
+        alloc_other(size, align)
+    };
+    if !p.is_null() && kind != AllocKind::Malloc && level::checked() {
+        record_kind(p, kind);
+    }
+    p
+}
+
+#[cold]
+#[inline(never)]
+fn record_kind(p: *mut u8, kind: AllocKind) {
+    let _guard = AllocatorGuard::enter();
+    match lookup::find_block(p as usize) {
+        // The slot was just handed out on this thread: its owner's.
+        Ok(Found::Slot { span, index }) => set_slot_kind(span, index, kind),
+        Ok(Found::Large(span)) => span.alloc_kind.set(kind as u8),
+        Err(_) => {}
+    }
 }

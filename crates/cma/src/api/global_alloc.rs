@@ -3,6 +3,8 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 
+use crate::check::kind::AllocKind;
+
 use super::alloc::{alloc, alloc_or, alloc_other, alloc_zeroed};
 use super::free::free_with;
 use super::init::{initialised, prefer_fast_level};
@@ -31,7 +33,7 @@ unsafe impl GlobalAlloc for Cma {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        free_with(ptr, "dealloc")
+        free_with(ptr, "dealloc", AllocKind::Malloc)
     }
 
     #[inline]
@@ -80,7 +82,7 @@ unsafe impl GlobalAlloc for CmaFast {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        free_with(ptr, "dealloc")
+        free_with(ptr, "dealloc", AllocKind::Malloc)
     }
 
     #[inline]

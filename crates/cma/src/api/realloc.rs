@@ -8,6 +8,7 @@ use super::alloc::{alloc, alloc_slow};
 use super::init::thread_heap;
 use super::small_slot;
 use crate::check::error::CmaError;
+use crate::check::kind::AllocKind;
 use crate::check::level::{self, MODE_FAST};
 use crate::check::lookup::{self, Found};
 use crate::check::report;
@@ -106,6 +107,10 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
     let heap_ref = unsafe { &*heap };
     let found = lookup::find_block(p as usize)?;
     let old_size = lookup::live_size(&found)?;
+    if level::checked() {
+        // realloc is the malloc family's: a `new` block is a mismatch.
+        lookup::check_kind(&found, AllocKind::Malloc)?;
+    }
     if limits::active() {
         // In place, a slot keeps its size; a large block grows by whole
         // pages. A move is checked again by `alloc_slow`.
@@ -152,6 +157,6 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
     }
     // SAFETY: both blocks are live and distinct; the copy stays inside both.
     unsafe { core::ptr::copy_nonoverlapping(p, q, old_size.min(new_size)) };
-    heap_ref.free_block(found)?;
+    heap_ref.free_block(found, AllocKind::Malloc)?;
     Ok(q)
 }

@@ -4,6 +4,8 @@
 
 use core::fmt;
 
+use super::kind::AllocKind;
+
 /// What kind of block an address was found in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockKind {
@@ -38,6 +40,30 @@ pub enum CmaError {
     /// reads as the zeros it was wiped to (found at the `default` check level
     /// when the slot leaves the quarantine or is handed out again).
     WriteAfterFree { addr: usize, block: BlockKind },
+    /// The block at `addr` was allocated by one family of functions and
+    /// released (or resized) by another: `free` of a `new[]` block, `delete`
+    /// of a `malloc` block (found at the `default` check level).
+    KindMismatch {
+        addr: usize,
+        allocated: AllocKind,
+        released: AllocKind,
+        block: BlockKind,
+    },
+    /// A sized release (`free_sized`, sized `operator delete`) named a size
+    /// the block at `addr` was not allocated with (`size`; it was
+    /// `actual`), or an alignment it does not have (found at the `default`
+    /// check level).
+    SizeMismatch {
+        addr: usize,
+        size: usize,
+        actual: usize,
+        block: BlockKind,
+    },
+    AlignMismatch {
+        addr: usize,
+        align: usize,
+        block: BlockKind,
+    },
     /// `addr` is not in memory that cma manages: another allocator's block,
     /// the stack, static data, or unmapped memory.
     NotOurs { addr: usize },
@@ -69,6 +95,9 @@ impl CmaError {
             CmaError::NotOurs { .. } => "invalid free: not a cma block",
             CmaError::BufferOverflow { .. } => "heap buffer overflow",
             CmaError::WriteAfterFree { .. } => "write after free",
+            CmaError::KindMismatch { .. } => "alloc-dealloc mismatch",
+            CmaError::SizeMismatch { .. } => "sized free with the wrong size",
+            CmaError::AlignMismatch { .. } => "aligned free with the wrong alignment",
             CmaError::RequestLimitExceeded { .. } => "request over the allocation limit",
             CmaError::TotalLimitExceeded { .. } => "total over the allocation limit",
             CmaError::OutOfMemory { .. } => "out of memory",
@@ -88,6 +117,9 @@ impl CmaError {
                 | CmaError::NotOurs { .. }
                 | CmaError::BufferOverflow { .. }
                 | CmaError::WriteAfterFree { .. }
+                | CmaError::KindMismatch { .. }
+                | CmaError::SizeMismatch { .. }
+                | CmaError::AlignMismatch { .. }
         )
     }
 }
@@ -134,6 +166,29 @@ impl fmt::Display for CmaError {
                     "{kind}: the freed block at {addr:#x} was written after it was freed ({block})"
                 )
             }
+            CmaError::KindMismatch {
+                addr,
+                allocated,
+                released,
+                block,
+            } => write!(
+                f,
+                "{kind}: {addr:#x} was allocated by {allocated} and released by {} ({block})",
+                released.releaser()
+            ),
+            CmaError::SizeMismatch {
+                addr,
+                size,
+                actual,
+                block,
+            } => write!(
+                f,
+                "{kind}: {addr:#x} released as {size} bytes, allocated as {actual} ({block})"
+            ),
+            CmaError::AlignMismatch { addr, align, block } => write!(
+                f,
+                "{kind}: {addr:#x} released with alignment {align}, which it does not have ({block})"
+            ),
             CmaError::NotOurs { addr } => {
                 write!(
                     f,

@@ -7,6 +7,7 @@
 use core::sync::atomic::Ordering;
 
 use super::error::{BlockKind, CmaError};
+use super::kind::AllocKind;
 use super::level;
 use super::trailer;
 use crate::meta::segment_map::{self, TAG_HUGE};
@@ -158,5 +159,39 @@ pub(crate) fn live_size(found: &Found) -> Result<usize, CmaError> {
             Ok(block_size)
         }
         Found::Large(span) => Ok(span.bytes()),
+    }
+}
+
+/// Whether a found block belongs to `kind`'s family (`check::kind`); the
+/// mismatch otherwise.
+pub(crate) fn check_kind(found: &Found, kind: AllocKind) -> Result<(), CmaError> {
+    let (allocated, addr, block) = match *found {
+        Found::Slot { span, index } => {
+            let (addr, _, block) = slot_block(span, index);
+            (super::kind::slot_kind(span, index), addr, block)
+        }
+        Found::Large(span) => {
+            let bytes = span.bytes();
+            let block = if span.kind() == SpanKind::Huge {
+                BlockKind::Huge { bytes }
+            } else {
+                BlockKind::Large { bytes }
+            };
+            (
+                AllocKind::from_bits(span.alloc_kind.get()),
+                span.start(),
+                block,
+            )
+        }
+    };
+    if allocated == kind {
+        Ok(())
+    } else {
+        Err(CmaError::KindMismatch {
+            addr,
+            allocated,
+            released: kind,
+            block,
+        })
     }
 }

@@ -22,6 +22,7 @@ use super::guard::{fast_heap, fast_token};
 use super::quarantine::write_after_free;
 use super::{ClassState, Heap, CHECKED_OWNER};
 use crate::check::error::CmaError;
+use crate::check::kind::{self as kinds, AllocKind};
 use crate::check::lookup::slot_error;
 use crate::check::report;
 use crate::check::trailer;
@@ -61,7 +62,7 @@ impl ClassState {
 /// and quarantined. Returns false, having changed nothing, for anything else
 /// (the full path decides and reports).
 #[inline]
-pub(crate) fn free_checked_local_fast(span: &Span, addr: usize) -> bool {
+pub(crate) fn free_checked_local_fast(span: &Span, addr: usize, kind: AllocKind) -> bool {
     if span.owner.load(Ordering::Relaxed) != fast_token() | CHECKED_OWNER {
         return false;
     }
@@ -77,9 +78,13 @@ pub(crate) fn free_checked_local_fast(span: &Span, addr: usize) -> bool {
     let cleared = bits & !(1u64 << (index % 64));
     let bs = span.slot_size();
     // SAFETY: an allocated slot (its bit is set), armed when handed out.
-    if cleared == bits || unsafe { trailer::verify(addr as *const u8, bs) }.is_none() {
+    if cleared == bits
+        || unsafe { trailer::verify(addr as *const u8, bs) }.is_none()
+        || kinds::slot_kind(span, index) != kind
+    {
         return false;
     }
+    kinds::clear_slot_kind(span, index, kind);
     // SAFETY: the caller gives the block up; `bs` bytes.
     unsafe { wipe(addr as *mut u8, bs) };
     word.store(cleared, Ordering::Relaxed);
@@ -114,7 +119,12 @@ impl Heap {
     /// Frees slot `index` of `slab` at a checked level, whoever owns it:
     /// checks its state and trailer, wipes it, and quarantines it (or records
     /// the remote free). Nothing changes when it returns an error.
-    pub(crate) fn free_checked(&self, slab: &Span, index: usize) -> Result<(), CmaError> {
+    pub(crate) fn free_checked(
+        &self,
+        slab: &Span,
+        index: usize,
+        kind: AllocKind,
+    ) -> Result<(), CmaError> {
         let word = match slot_state(slab, index) {
             SlotState::Allocated { word } => word,
             state => return Err(slot_error(slab, index, state)),
@@ -131,7 +141,20 @@ impl Heap {
                 },
             });
         }
+        let allocated = kinds::slot_kind(slab, index);
+        if allocated != kind {
+            return Err(CmaError::KindMismatch {
+                addr,
+                allocated,
+                released: kind,
+                block: crate::check::error::BlockKind::Class {
+                    class: slab.class.load(Ordering::Relaxed) as usize,
+                    block_size: bs,
+                },
+            });
+        }
         if !self.owns(slab) {
+            // The kind stays marked: the owner clears it when it collects.
             // The wipe first: once recorded, the owner may reuse the slot.
             // SAFETY: the caller gives the block up; `bs` bytes.
             unsafe { wipe(addr as *mut u8, bs) };
@@ -142,6 +165,7 @@ impl Heap {
         }
         // SAFETY: as above.
         unsafe { wipe(addr as *mut u8, bs) };
+        kinds::clear_slot_kind(slab, index, kind);
         let (w, bit) = (index / 64, 1u64 << (index % 64));
         slab.allocated_word(w).store(word & !bit, Ordering::Relaxed);
         self.frees[slab.class.load(Ordering::Relaxed) as usize].add(1);

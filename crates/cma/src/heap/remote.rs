@@ -9,6 +9,7 @@ use core::sync::atomic::Ordering;
 
 use super::guard::{fast_heap, fast_token};
 use super::{Heap, CHECKED_OWNER};
+use crate::check::kind::{self as kinds, AllocKind};
 use crate::check::level;
 use crate::check::lookup::slot_error;
 use crate::check::report;
@@ -119,6 +120,9 @@ impl Heap {
                         while rest != 0 {
                             let index = w * 64 + rest.trailing_zeros() as usize;
                             rest &= rest - 1;
+                            // The remote free checked its kind; the kind
+                            // bits are the owner's to clear.
+                            kinds::set_slot_kind(s, index, AllocKind::Malloc);
                             self.quarantine_slot(s, index, s.slot_size());
                         }
                     } else {
