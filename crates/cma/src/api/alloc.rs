@@ -240,9 +240,25 @@ pub(super) fn alloc_slow(
             }
             p
         }
-        None => heap.alloc_large(size, align, zero),
+        None => {
+            let p = heap.alloc_large(size + trailer, align, zero);
+            if trailer != 0 && !p.is_null() {
+                arm_large(p, size);
+            }
+            p
+        }
     };
     NonNull::new(p).ok_or(CmaError::OutOfMemory { size })
+}
+
+/// Arms the trailer of a large or huge block that holds `size` bytes (a
+/// checked level's; the block has room for it after `size`).
+pub(super) fn arm_large(p: *mut u8, size: usize) {
+    if let Ok(Found::Large(span)) = lookup::find_block(p as usize) {
+        // SAFETY: a live block of `span.bytes()` bytes of this thread's
+        // making; size + TRAILER <= its bytes.
+        unsafe { crate::check::trailer::arm(p, span.bytes(), size) };
+    }
 }
 
 /// Allocates zeroed memory: the fast path and a clear of the bytes asked

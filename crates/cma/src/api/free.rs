@@ -15,7 +15,6 @@ use crate::check::report;
 use crate::heap::guard::AllocatorGuard;
 use crate::heap::{free_checked_local_fast, free_local_fast, free_remote_fast, Heap};
 use crate::meta::span::Span;
-use crate::pages::pages_for;
 
 /// The engine's free entry for blocks of `kind`'s family (checked at the
 /// `default` level). Null is accepted; misuse is reported and aborts.
@@ -96,8 +95,8 @@ fn free_slow(heap: &Heap, addr: usize, kind: AllocKind) -> Result<(), CmaError> 
 
 /// A sized release (`free_sized`, `free_aligned_sized`, the sized and
 /// aligned `operator delete`s) of a block of `kind`'s family: at a checked
-/// level the size must be the one the block was allocated with (for a
-/// large block: the same number of pages) and the block must have the
+/// level the size must be the one the block was allocated with and the
+/// block must have the
 /// alignment; then the block is freed as by `free_with`.
 pub(crate) fn free_sized(
     p: *mut u8,
@@ -120,22 +119,15 @@ fn check_sized(p: *mut u8, size: Option<usize>, align: usize) -> Result<(), CmaE
     let _guard = AllocatorGuard::enter();
     let found = lookup::find_block(p as usize)?;
     let actual = lookup::live_size(&found)?;
-    let (block, matches) = match found {
-        lookup::Found::Slot { span, .. } => (
-            BlockKind::Class {
-                class: span.class.load(core::sync::atomic::Ordering::Relaxed) as usize,
-                block_size: span.slot_size(),
-            },
-            size.is_none_or(|size| size == actual),
-        ),
-        lookup::Found::Large(span) => (
-            BlockKind::Large {
-                bytes: span.bytes(),
-            },
-            size.is_none_or(|size| pages_for(size.max(1)) == pages_for(actual)),
-        ),
+    let block = match found {
+        lookup::Found::Slot { span, .. } => BlockKind::Class {
+            class: span.class.load(core::sync::atomic::Ordering::Relaxed) as usize,
+            block_size: span.slot_size(),
+        },
+        lookup::Found::Large(span) => lookup::large_block(span),
     };
-    if !matches {
+    // At a checked level `live_size` is the size asked for, large or small.
+    if size.is_some_and(|size| size != actual) {
         return Err(CmaError::SizeMismatch {
             addr: p as usize,
             size: size.unwrap_or(0),

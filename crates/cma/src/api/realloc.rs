@@ -133,8 +133,17 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
             }
         }
         Found::Large(span) => {
-            let q = heap_ref.resize_large(span as *const _ as *mut _, new_size, align);
+            let q = heap_ref.resize_large(
+                span as *const _ as *mut _,
+                new_size.saturating_add(trailer),
+                align,
+            );
             if !q.is_null() {
+                if trailer != 0 {
+                    // SAFETY: the resized block of `span.bytes()` bytes holds
+                    // new_size + TRAILER; its old trailer lies in the data now.
+                    unsafe { trailer::arm(q, span.bytes(), new_size) };
+                }
                 return Ok(q);
             }
         }

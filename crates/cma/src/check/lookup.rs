@@ -158,7 +158,29 @@ pub(crate) fn live_size(found: &Found) -> Result<usize, CmaError> {
             }
             Ok(block_size)
         }
-        Found::Large(span) => Ok(span.bytes()),
+        Found::Large(span) => {
+            if level::checked() {
+                // SAFETY: a live large or huge block, armed when it was
+                // handed out (the level has not changed since).
+                return unsafe { trailer::verify(span.start() as *const u8, span.bytes()) }.ok_or(
+                    CmaError::BufferOverflow {
+                        addr: span.start(),
+                        block: large_block(span),
+                    },
+                );
+            }
+            Ok(span.bytes())
+        }
+    }
+}
+
+/// A large or huge block's kind for a report.
+pub(crate) fn large_block(span: &Span) -> BlockKind {
+    let bytes = span.bytes();
+    if span.kind() == SpanKind::Huge {
+        BlockKind::Huge { bytes }
+    } else {
+        BlockKind::Large { bytes }
     }
 }
 
@@ -170,19 +192,11 @@ pub(crate) fn check_kind(found: &Found, kind: AllocKind) -> Result<(), CmaError>
             let (addr, _, block) = slot_block(span, index);
             (super::kind::slot_kind(span, index), addr, block)
         }
-        Found::Large(span) => {
-            let bytes = span.bytes();
-            let block = if span.kind() == SpanKind::Huge {
-                BlockKind::Huge { bytes }
-            } else {
-                BlockKind::Large { bytes }
-            };
-            (
-                AllocKind::from_bits(span.alloc_kind.get()),
-                span.start(),
-                block,
-            )
-        }
+        Found::Large(span) => (
+            AllocKind::from_bits(span.alloc_kind.get()),
+            span.start(),
+            large_block(span),
+        ),
     };
     if allocated == kind {
         Ok(())

@@ -166,6 +166,7 @@ impl Heap {
             Found::Slot { span, index } => self.free_slot_checked(span, index),
             Found::Large(span) => {
                 if level::checked() {
+                    crate::check::lookup::live_size(&found)?;
                     crate::check::lookup::check_kind(&found, kind)?;
                 }
                 self.free_large(span as *const Span as *mut Span);
