@@ -1,9 +1,10 @@
 //! Options, from `CMA_OPTIONS` (for example
-//! `CMA_OPTIONS=check=default,limit_total=64M`) or from `apply_options`.
-//! `parse` reads a list into typed `Setting`s without allocating; `apply`
-//! hands each to the module it configures. An unknown key or a malformed
-//! value is reported once on stderr and ignored; everything else keeps
-//! working.
+//! `CMA_OPTIONS=check=default,limit_total=64M`), from `apply_options`, or
+//! typed, from [`Options`](crate::Options). `parse` reads a list into typed
+//! `Setting`s without allocating; `apply` hands each to the module it
+//! configures. In a list, an unknown key or a malformed value is reported
+//! once on stderr and ignored, and everything else keeps working; the typed
+//! `Options::apply` returns what it cannot honour instead.
 //!
 //! | key | value | effect |
 //! | --- | --- | --- |
@@ -14,12 +15,16 @@
 //! | `limit_request` | size (`K`, `M`, `G` suffixes) | largest single request |
 //! | `limit_total` | size | largest total of bytes in use |
 //! | `report` | a path (`%p`: the pid) or `stderr` | where the heap report goes at exit (`observe::report_file`) |
+//! | `alloc_log` | `0` or `1` | libcma: log every `cma_*` allocation call from the start (`cma_set_alloc_logging`) |
+//! | `alloc_log_fd` | integer | libcma: the file descriptor logged calls go to (default 2) |
 //!
 //! The front ends' keys (`json`, `loaded`, `stats`) parse as settings too;
 //! the engine leaves them to libcma and the `cma` command.
 
 mod apply;
 mod parse;
+mod typed;
 
 pub(crate) use apply::{apply, load_from_env};
 pub use parse::{parse, sort_items, OptionError, Setting};
+pub use typed::{Options, OptionsError};

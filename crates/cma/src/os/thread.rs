@@ -94,3 +94,10 @@ pub(crate) fn set_current_name(name: &core::ffi::CStr) {
         libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0);
     }
 }
+
+/// The calling thread's kernel id (`gettid`): what `/proc/PID/task/TID`,
+/// `top -H` and `gdb` show. One system call, nothing allocated.
+pub(crate) fn current_id() -> i64 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) }
+}
