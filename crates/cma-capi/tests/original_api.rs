@@ -72,3 +72,19 @@ fn cxx_program_of_the_original_compiles_and_runs() {
         assert!(out.contains("original_api_cxx: ok"), "{out}\n{err}");
     }
 }
+
+#[test]
+fn backends_set_and_cleared_under_threads_get_their_own_blocks_back() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    let dir = scratch("backend_threads");
+    let exe = compile("cc", "backend_threads.c", &dir, true, &["-std=c11"]);
+    let (o, out, err) = output(preloaded(&mut Command::new(&exe)));
+    assert!(
+        o.status.success(),
+        "backend_threads failed ({}):\n{out}\n{err}",
+        o.status
+    );
+    assert!(out.contains("backend_threads: ok"), "{out}\n{err}");
+}
