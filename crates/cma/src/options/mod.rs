@@ -1,6 +1,6 @@
 //! Options, from `CMA_OPTIONS` (for example
 //! `CMA_OPTIONS=check=default,limit_total=64M`), from `apply_options`, or
-//! typed, from [`Options`](crate::Options). `parse` reads a list into typed
+//! typed, from [`Options`]. `parse` reads a list into typed
 //! `Setting`s without allocating; `apply` hands each to the module it
 //! configures. In a list, an unknown key or a malformed value is reported
 //! once on stderr and ignored, and everything else keeps working; the typed
