@@ -108,7 +108,9 @@ enum cma_error {
  * and deallocates; without aligned_allocate, it uses allocate and fails
  * (NULL, ENOMEM) when that block is not aligned. Requests of 0 bytes reach
  * the backend as 1. owns_allocation must answer for any pointer (and false
- * for cma's blocks); every hook may be called from any thread.
+ * for cma's blocks); every hook may be called from any thread. A hook must
+ * not call the cma_* functions that allocate or free (they would come back
+ * to it); it may use malloc and free, which never go to a backend.
  *
  * The hooks' blocks count in the statistics (by get_allocation_size), in the
  * allocation limits and in cma_bytes_in_use. The malloc family (malloc,

@@ -71,7 +71,10 @@ impl<'a> Batch<'a> {
     pub(super) fn take(&mut self, setting: Setting<'a>) -> Result<(), OptionsError> {
         match setting {
             Setting::Check(requested) => {
-                check_level_allowed(requested).map(|()| level::set_level(requested))?
+                check_level_allowed(requested)?;
+                if requested != level::level() {
+                    level::set_level(requested);
+                }
             }
             Setting::HugePages(on) => PAGES.lock().huge_pages = on,
             Setting::PurgeThread(on) => {
