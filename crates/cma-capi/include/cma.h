@@ -165,10 +165,10 @@ size_t cma_block_size(const void *ptr);
  * a live block (then *block_size is 0). */
 int32_t cma_checked_block_size(const void *ptr, size_t *block_size);
 
-/* The original's other name for the usable size: the request rounded up to
- * its size class, all of which the program may use (at check=default, where
- * the bytes after the request hold a canary, the request itself). 0 with
- * errno = EINVAL as for cma_block_size. */
+/* The original's other name for the usable size, all of which the program
+ * may use: at check=fast, the request rounded up to its size class; at
+ * check=default (the default), where the bytes after the request hold a
+ * canary, the request itself. 0 with errno = EINVAL as for cma_block_size. */
 size_t cma_alloc_size(const void *ptr);
 
 /* The largest single request, in bytes; 0 lifts the limit. Larger requests

@@ -296,11 +296,11 @@ pub unsafe extern "C" fn cma_checked_block_size(ptr: *const c_void, block_size: 
 }
 
 /// `size_t cma_alloc_size(const void *ptr)`: the original's other name for
-/// the usable size of a live block: the request rounded up to its size
-/// class (or pages), which the program may use whole. At the `default`
-/// check level, where the bytes after the request hold the canary, it is
-/// the request itself. As `cma_block_size`: 0 with `EINVAL` for null or a
-/// pointer that is not a live block.
+/// the usable size of a live block, which the program may use whole: at
+/// the `fast` check level the request rounded up to its size class (or
+/// pages); at `default` (the default), where the bytes after the request
+/// hold the canary, the request itself. As `cma_block_size`: 0 with
+/// `EINVAL` for null or a pointer that is not a live block.
 #[no_mangle]
 pub extern "C" fn cma_alloc_size(ptr: *const c_void) -> usize {
     cma_block_size(ptr)

@@ -57,7 +57,7 @@ mod util;
 
 pub mod options;
 
-pub use api::global_alloc::Cma;
+pub use api::global_alloc::{Cma, CmaFast};
 pub use api::public::{
     aligned_alloc, apply_options, block_size, bzero_and_free, calloc, check_level,
     checked_block_size, checked_free, free, malloc, realloc, trim, try_alloc, try_alloc_zeroed,

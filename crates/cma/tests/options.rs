@@ -93,6 +93,27 @@ fn typed_options_apply_all_or_nothing_and_say_what_they_cannot_honour() {
             .disable_purge_thread())
     );
     assert!(Options::parse(b"limit_total=lots").is_err());
+    assert_eq!(
+        Options::parse(b"quarantine=64K,quarantine_slots=8"),
+        Ok(Options::new().quarantine(64 << 10).quarantine_slots(8))
+    );
+    assert_eq!(
+        Options::new().quarantine_slots(5000).limit_total(1).apply(),
+        Err(OptionsError::QuarantineSlotsTooMany {
+            requested: 5000,
+            max: 4096
+        })
+    );
+    assert_eq!(
+        cma::alloc_limits(),
+        AllocLimits::default(),
+        "nothing applied"
+    );
+    Options::new()
+        .quarantine(64 << 10)
+        .quarantine_slots(64)
+        .apply()
+        .expect("quarantine bounds");
     // SAFETY: `p` is a live block from cma.
     unsafe { cma::free(p) };
 }

@@ -130,11 +130,15 @@ fn a_block_grown_a_little_at_a_time_gets_headroom_and_moves_rarely() {
         assert_filled(q, size, 7);
         if q != p {
             moves += 1;
-            let room = cma::block_size(q);
-            assert!(
-                room >= old_room + old_room / 4,
-                "a block of {old_room} bytes grew into {room} bytes: no headroom"
-            );
+            // At a checked level a block's size is the size asked for (its
+            // trailer records it); the headroom shows in the moves alone.
+            if cma::check_level() == cma::CheckLevel::Fast {
+                let room = cma::block_size(q);
+                assert!(
+                    room >= old_room + old_room / 4,
+                    "a block of {old_room} bytes grew into {room} bytes: no headroom"
+                );
+            }
         }
         fill(q, new_size, 7);
         (p, size) = (q, new_size);

@@ -8,12 +8,12 @@
 
 use super::init::thread_heap;
 use crate::check::error::CmaError;
-use crate::check::level;
-use crate::check::lookup::{self, Found};
+use crate::check::level::{self, MODE_CHECKED};
+use crate::check::lookup;
 use crate::check::report;
-use crate::check::trailer;
 use crate::heap::guard::AllocatorGuard;
-use crate::heap::{free_local_fast, free_remote_fast, Heap};
+use crate::heap::{free_checked_local_fast, free_local_fast, free_remote_fast, Heap};
+use crate::meta::span::Span;
 
 /// The engine's free entry. Null is accepted; misuse is reported and aborts.
 #[inline(always)]
@@ -22,8 +22,27 @@ pub(crate) fn free_with(p: *mut u8, operation: &'static str) {
         if free_local_fast(span, p as usize) {
             return;
         }
+        return free_not_local(span, p, operation);
     }
     free_other(p, operation)
+}
+
+/// The fast path's miss with the slab it found: the checked level's free,
+/// or another thread's block (their own fast paths first), else the full
+/// path.
+#[allow(improper_ctypes_definitions)]
+#[inline(never)]
+extern "C" fn free_not_local(span: &Span, p: *mut u8, operation: &'static str) {
+    if level::mode() == MODE_CHECKED {
+        if free_checked_local_fast(span, p as usize) {
+            return;
+        }
+    } else if free_remote_fast(span, p as usize) {
+        return;
+    }
+    if let Err(e) = try_free(p) {
+        report::fatal(operation, e);
+    }
 }
 
 /// Everything the fast path does not free: another thread's block (its own
@@ -35,7 +54,11 @@ pub(crate) fn free_with(p: *mut u8, operation: &'static str) {
 #[inline(never)]
 extern "C" fn free_other(p: *mut u8, operation: &'static str) {
     if let Some(span) = lookup::span_fast(p as usize) {
-        if free_remote_fast(span, p as usize) {
+        if level::mode() == MODE_CHECKED {
+            if free_checked_local_fast(span, p as usize) {
+                return;
+            }
+        } else if free_remote_fast(span, p as usize) {
             return;
         }
     }
@@ -65,13 +88,5 @@ pub(super) fn try_free(p: *mut u8) -> Result<(), CmaError> {
 
 #[inline(never)]
 fn free_slow(heap: &Heap, addr: usize) -> Result<(), CmaError> {
-    let found = lookup::find_block(addr)?;
-    if level::trailers_enabled() {
-        if let Found::Slot { span, .. } = found {
-            lookup::live_size(&found)?;
-            // SAFETY: `live_size` validated a live slot of this block size.
-            unsafe { trailer::junk(addr as *mut u8, span.slot_size()) };
-        }
-    }
-    heap.free_block(found)
+    heap.free_block(lookup::find_block(addr)?)
 }

@@ -34,6 +34,10 @@ pub enum CmaError {
     /// The bytes after the caller's part of the block at `addr` were
     /// overwritten (found at the `default` check level).
     BufferOverflow { addr: usize, block: BlockKind },
+    /// The freed block at `addr` was written after it was freed: it no longer
+    /// reads as the zeros it was wiped to (found at the `default` check level
+    /// when the slot leaves the quarantine or is handed out again).
+    WriteAfterFree { addr: usize, block: BlockKind },
     /// `addr` is not in memory that cma manages: another allocator's block,
     /// the stack, static data, or unmapped memory.
     NotOurs { addr: usize },
@@ -64,6 +68,7 @@ impl CmaError {
             CmaError::InteriorPointer { .. } => "invalid free: interior pointer",
             CmaError::NotOurs { .. } => "invalid free: not a cma block",
             CmaError::BufferOverflow { .. } => "heap buffer overflow",
+            CmaError::WriteAfterFree { .. } => "write after free",
             CmaError::RequestLimitExceeded { .. } => "request over the allocation limit",
             CmaError::TotalLimitExceeded { .. } => "total over the allocation limit",
             CmaError::OutOfMemory { .. } => "out of memory",
@@ -82,6 +87,7 @@ impl CmaError {
                 | CmaError::InteriorPointer { .. }
                 | CmaError::NotOurs { .. }
                 | CmaError::BufferOverflow { .. }
+                | CmaError::WriteAfterFree { .. }
         )
     }
 }
@@ -120,6 +126,12 @@ impl fmt::Display for CmaError {
                 write!(
                     f,
                     "{kind}: the bytes after the block at {addr:#x} were overwritten ({block})"
+                )
+            }
+            CmaError::WriteAfterFree { addr, block } => {
+                write!(
+                    f,
+                    "{kind}: the freed block at {addr:#x} was written after it was freed ({block})"
                 )
             }
             CmaError::NotOurs { addr } => {

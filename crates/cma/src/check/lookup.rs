@@ -150,7 +150,7 @@ pub(crate) fn live_size(found: &Found) -> Result<usize, CmaError> {
                 return Err(slot_error(span, index, state));
             }
             let (addr, block_size, block) = slot_block(span, index);
-            if level::trailers_enabled() {
+            if level::checked() {
                 // SAFETY: the slot is allocated, so it was armed when handed out.
                 return unsafe { trailer::verify(addr as *const u8, block_size) }
                     .ok_or(CmaError::BufferOverflow { addr, block });

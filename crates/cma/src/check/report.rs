@@ -5,25 +5,29 @@
 use core::fmt::{self, Write};
 
 use super::error::CmaError;
-use crate::os::process;
+use crate::os::{process, thread};
 use crate::util::stack_buf::StackBuf;
 
 /// Reports misuse found in `operation` and aborts. The line names the
 /// process (pid and command line), so that in a tree of processes sharing a
-/// stderr each report says whose it is.
+/// stderr each report says whose it is, and the thread (its id and name).
 #[cold]
 #[inline(never)]
 pub(crate) fn fatal(operation: &str, error: CmaError) -> ! {
-    let mut line = StackBuf::<512>::new();
+    let mut line = StackBuf::<640>::new();
     let mut command = [0u8; 160];
     let command = process::command_line(&mut command);
+    let mut name = [0u8; 16];
+    let name = thread::current_name(&mut name);
     let _ = write!(
         line,
-        "cma: {error} [in {operation}] [pid {}: {}]",
+        "cma: {error} [in {operation}] [pid {}: {}] [thread {} '{}']",
         process::pid(),
-        utf8_prefix(command)
+        utf8_prefix(command),
+        thread::current_id(),
+        utf8_prefix(name)
     );
-    line.truncate(511);
+    line.truncate(639);
     let _ = line.write_str("\n");
     process::write_stderr(line.as_bytes());
     process::abort()

@@ -18,6 +18,7 @@ use super::counters::Counter;
 use super::guard::{fast_heap, fast_token, AllocatorGuard};
 use super::Heap;
 use crate::check::error::CmaError;
+use crate::check::level;
 use crate::check::lookup::{slot_error, Found};
 use crate::meta::span::Span;
 use crate::slab::size_class::slot_of_offset;
@@ -159,6 +160,7 @@ impl Heap {
     /// kind, or returns why it is not allocated.
     pub(crate) fn free_block(&self, found: Found) -> Result<(), CmaError> {
         match found {
+            Found::Slot { span, index } if level::checked() => self.free_checked(span, index),
             Found::Slot { span, index } => self.free_slot_checked(span, index),
             Found::Large(span) => {
                 self.free_large(span as *const Span as *mut Span);

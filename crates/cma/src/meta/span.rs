@@ -1,7 +1,8 @@
 //! Span descriptors: the out-of-line metadata of every run of pages that cma
 //! hands out (a slab, a large or huge block) or keeps free. A slab's
-//! descriptor is followed by its two slot bitmaps (allocated, and freed by
-//! other threads); what a slot's bits mean is `slab::slot`'s to say.
+//! descriptor is followed by its three slot bitmaps (allocated, freed by
+//! other threads, quarantined); what a slot's bits mean is `slab::slot`'s to
+//! say.
 //!
 //! Segment tables live here too (the two point at each other): a segment is
 //! 4 MiB of user memory, aligned to 4 MiB, and a table mapping each of its
@@ -98,6 +99,13 @@ pub(crate) struct Span {
     /// is current, and the slots it took into the cache (`slab::page_purge`).
     pub(crate) cache_word: AtomicU32,
     pub(crate) cache_mask: AtomicU64,
+    /// Slab only, owner only: its quarantined slots (set in the quarantine
+    /// bitmap), the quarantine generation they belong to, and the next slab
+    /// of that generation (`heap::quarantine`).
+    pub(crate) held: Cell<u32>,
+    pub(crate) held_generation: Cell<u8>,
+    pub(crate) next_held: Cell<*mut Span>,
+    pub(crate) prev_held: Cell<*mut Span>,
     // owner (cold)
     pub(crate) prev: Cell<*mut Span>,
     pub(crate) next: Cell<*mut Span>,
@@ -205,9 +213,24 @@ impl Span {
     #[inline(always)]
     pub(crate) fn allocated_word(&self, w: usize) -> &AtomicU64 {
         debug_assert!(w < self.words.get() as usize);
-        // SAFETY: a slab descriptor is allocated with `2 * words` bitmap words
+        // SAFETY: a slab descriptor is allocated with `3 * words` bitmap words
         // after the header (`descriptor_bytes`), allocated bitmap first.
         unsafe { &*(self as *const Span).add(1).cast::<AtomicU64>().add(w) }
+    }
+    /// Slab only: word `w` of the bitmap of quarantined slots (freed, held
+    /// back from reuse for a while at a checked level; see
+    /// `heap::quarantine`). Only the owner writes it.
+    #[inline(always)]
+    pub(crate) fn quarantine_word(&self, w: usize) -> &AtomicU64 {
+        debug_assert!(w < self.words.get() as usize);
+        // SAFETY: as in `allocated_word`; the quarantine bitmap follows the
+        // remote one.
+        unsafe {
+            &*(self as *const Span)
+                .add(1)
+                .cast::<AtomicU64>()
+                .add(2 * self.words.get() as usize + w)
+        }
     }
     /// Slab only: word `w` of the bitmap of slots freed by other threads and
     /// not yet collected by the owner (see `remote_free`).
@@ -250,6 +273,10 @@ impl Span {
             used_seen: AtomicU32::new(0),
             cache_word: AtomicU32::new(0),
             cache_mask: AtomicU64::new(0),
+            held: Cell::new(0),
+            held_generation: Cell::new(0),
+            next_held: Cell::new(core::ptr::null_mut()),
+            prev_held: Cell::new(core::ptr::null_mut()),
             prev: Cell::new(core::ptr::null_mut()),
             next: Cell::new(core::ptr::null_mut()),
             segment: Cell::new(core::ptr::null_mut()),
@@ -344,7 +371,8 @@ impl Segment {
 /// Bytes of one segment table.
 pub(crate) const SEGMENT_META_BYTES: usize = core::mem::size_of::<Segment>();
 
-/// Bytes to allocate for a descriptor with `words` bitmap words per bitmap.
+/// Bytes to allocate for a descriptor with `words` bitmap words in each of
+/// its three bitmaps (allocated, remote, quarantined).
 pub(crate) const fn descriptor_bytes(words: usize) -> usize {
-    core::mem::size_of::<Span>() + 2 * words * 8
+    core::mem::size_of::<Span>() + 3 * words * 8
 }

@@ -6,7 +6,7 @@ use super::parse::{parse, Lossy, Setting};
 use super::typed::OptionsError;
 use crate::check::level;
 use crate::check::report;
-use crate::heap::pool;
+use crate::heap::{pool, quarantine};
 use crate::observe::alloc_log;
 use crate::observe::limits::{self, AllocLimits};
 use crate::observe::report_file::{self, DestinationRefused};
@@ -72,9 +72,9 @@ impl<'a> Batch<'a> {
         match setting {
             Setting::Check(requested) => {
                 check_level_allowed(requested)?;
-                if requested != level::level() {
-                    level::set_level(requested);
-                }
+                // Even the level in force, named, is chosen now (a
+                // `GlobalAlloc` type's preference no longer applies).
+                level::set_level(requested);
             }
             Setting::HugePages(on) => PAGES.lock().huge_pages = on,
             Setting::PurgeThread(on) => {
@@ -92,6 +92,14 @@ impl<'a> Batch<'a> {
                 self.limits_changed = true;
             }
             Setting::Report(path) => self.report_path = Some(path),
+            Setting::Quarantine(bytes) => {
+                let (slots, _) = quarantine::bounds();
+                quarantine::set_bounds(slots, bytes);
+            }
+            Setting::QuarantineSlots(slots) => {
+                let (_, bytes) = quarantine::bounds();
+                quarantine::set_bounds(slots, bytes);
+            }
             Setting::AllocLog(on) => alloc_log::set_alloc_logging(on),
             Setting::AllocLogFd(fd) => alloc_log::set_log_fd(fd),
             Setting::Json(_) | Setting::Loaded(_) | Setting::Stats(_) => {}

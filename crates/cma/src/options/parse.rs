@@ -36,6 +36,12 @@ pub enum Setting<'a> {
     /// `alloc_log_fd=N`: the file descriptor logged events go to (default
     /// 2, stderr).
     AllocLogFd(i32),
+    /// `quarantine=SIZE`: bytes of freed blocks each thread holds back from
+    /// reuse at a checked level (0: none).
+    Quarantine(usize),
+    /// `quarantine_slots=N`: how many freed blocks each thread holds back at
+    /// most (0: none; at most 4096).
+    QuarantineSlots(usize),
 }
 
 /// An option that `parse` could not honour as written.
@@ -187,6 +193,11 @@ fn parse_item<'a>(item: &'a [u8], each: &mut impl FnMut(Result<Setting<'a>, Opti
             .and_then(|fd| i32::try_from(fd).ok())
             .map(Setting::AllocLogFd)
             .ok_or(Some("a file descriptor number")),
+        b"quarantine" => parse_size(value).map(Setting::Quarantine).ok_or(Some(SIZE)),
+        b"quarantine_slots" => parse_size(value)
+            .filter(|&n| n <= 4096)
+            .map(Setting::QuarantineSlots)
+            .ok_or(Some("a count up to 4096")),
         _ => Err(None),
     };
     each(parsed.map_err(|expected| match expected {

@@ -38,7 +38,12 @@ pub struct Options<'a> {
     limit_request: Option<usize>,
     limit_total: Option<usize>,
     report: Option<&'a [u8]>,
+    quarantine: Option<usize>,
+    quarantine_slots: Option<usize>,
 }
+
+/// The most blocks `quarantine_slots` can hold back (as in `CMA_OPTIONS`).
+const MAX_QUARANTINE_SLOTS: usize = 4096;
 
 impl<'a> Options<'a> {
     /// No option set: `apply` changes nothing.
@@ -84,6 +89,8 @@ impl<'a> Options<'a> {
                 report: Some(path),
                 ..self
             },
+            Setting::Quarantine(bytes) => self.quarantine(bytes),
+            Setting::QuarantineSlots(n) => self.quarantine_slots(n),
             Setting::Json(_)
             | Setting::Loaded(_)
             | Setting::Stats(_)
@@ -95,7 +102,7 @@ impl<'a> Options<'a> {
     /// `check=`: the check level (see README's table). It can be chosen
     /// only while no thread has allocated from cma; after that, `apply`
     /// returns [`OptionsError::CheckLevelFixed`] unless it is the level in
-    /// force. Default: `Fast`.
+    /// force. Default: `Default`.
     pub fn check(self, level: CheckLevel) -> Options<'a> {
         Options {
             check: Some(level),
@@ -162,6 +169,27 @@ impl<'a> Options<'a> {
         }
     }
 
+    /// `quarantine=`: at the `default` level, the bytes of freed blocks
+    /// each thread holds back from reuse, so that a write after free lands
+    /// in a block nobody has yet (0: no quarantine). Default: 256 KiB.
+    pub fn quarantine(self, bytes: usize) -> Options<'a> {
+        Options {
+            quarantine: Some(bytes),
+            ..self
+        }
+    }
+
+    /// `quarantine_slots=`: at the `default` level, how many freed blocks
+    /// each thread holds back at most, up to 4096 (more gives
+    /// [`OptionsError::QuarantineSlotsTooMany`]; 0: no quarantine).
+    /// Default: 1024.
+    pub fn quarantine_slots(self, blocks: usize) -> Options<'a> {
+        Options {
+            quarantine_slots: Some(blocks),
+            ..self
+        }
+    }
+
     /// Applies every option set, or none: each value is first checked
     /// against the allocator's state, and the first that cannot be honoured
     /// is returned.
@@ -171,6 +199,12 @@ impl<'a> Options<'a> {
         }
         if let Some(path) = self.report {
             report_allowed(path)?;
+        }
+        if let Some(requested) = self.quarantine_slots.filter(|&n| n > MAX_QUARANTINE_SLOTS) {
+            return Err(OptionsError::QuarantineSlotsTooMany {
+                requested,
+                max: MAX_QUARANTINE_SLOTS,
+            });
         }
         let mut batch = Batch::new();
         let settings = [
@@ -182,6 +216,8 @@ impl<'a> Options<'a> {
             self.limit_request.map(Setting::LimitRequest),
             self.limit_total.map(Setting::LimitTotal),
             self.report.map(Setting::Report),
+            self.quarantine.map(Setting::Quarantine),
+            self.quarantine_slots.map(Setting::QuarantineSlots),
         ];
         for setting in settings.into_iter().flatten() {
             batch.take(setting)?;
@@ -207,10 +243,20 @@ pub enum OptionsError {
     ReportAlreadyChosen,
     /// The report path does not fit cma's fixed buffer (`PATH_MAX`).
     ReportPathTooLong,
+    /// More quarantine slots than a heap's quarantine can hold.
+    QuarantineSlotsTooMany {
+        /// The count asked for.
+        requested: usize,
+        /// The most there can be.
+        max: usize,
+    },
 }
 
 impl fmt::Display for OptionsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let OptionsError::QuarantineSlotsTooMany { requested, max } = self {
+            return write!(f, "{requested} quarantine slots asked for; at most {max}");
+        }
         f.write_str(match self {
             OptionsError::CheckLevelFixed { .. } => {
                 "the check level is chosen before the first allocation (set it in CMA_OPTIONS)"
@@ -219,6 +265,7 @@ impl fmt::Display for OptionsError {
                 "the report's destination is chosen once, by the first list of options that names one"
             }
             OptionsError::ReportPathTooLong => "the path is too long",
+            OptionsError::QuarantineSlotsTooMany { .. } => "too many quarantine slots",
         })
     }
 }
