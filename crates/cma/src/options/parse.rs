@@ -30,6 +30,12 @@ pub enum Setting<'a> {
     Loaded(&'a [u8]),
     /// `stats=...`: accepted for the front ends.
     Stats(&'a [u8]),
+    /// `alloc_log=0|1`: whether allocation logging starts on (libcma logs
+    /// its `cma_*` calls; see `cma.h`).
+    AllocLog(bool),
+    /// `alloc_log_fd=N`: the file descriptor logged events go to (default
+    /// 2, stderr).
+    AllocLogFd(i32),
     /// `quarantine=SIZE`: bytes of freed blocks each thread holds back from
     /// reuse at a checked level (0: none).
     Quarantine(usize),
@@ -42,10 +48,15 @@ pub enum Setting<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OptionError<'a> {
     /// A key cma does not know; ignored.
-    UnknownKey { key: &'a [u8] },
+    UnknownKey {
+        /// The key as written.
+        key: &'a [u8],
+    },
     /// A known key with a value it cannot take; ignored.
     BadValue {
+        /// The key as written.
         key: &'a [u8],
+        /// The value as written.
         value: &'a [u8],
         /// What the key takes.
         expected: &'static str,
@@ -174,6 +185,14 @@ fn parse_item<'a>(item: &'a [u8], each: &mut impl FnMut(Result<Setting<'a>, Opti
         b"json" => Ok(Setting::Json(value)),
         b"loaded" => Ok(Setting::Loaded(value)),
         b"stats" => Ok(Setting::Stats(value)),
+        b"alloc_log" => parse_bool(value)
+            .map(Setting::AllocLog)
+            .ok_or(Some("0 or 1")),
+        b"alloc_log_fd" => parse_size(value)
+            .filter(|_| value.iter().all(u8::is_ascii_digit))
+            .and_then(|fd| i32::try_from(fd).ok())
+            .map(Setting::AllocLogFd)
+            .ok_or(Some("a file descriptor number")),
         b"quarantine" => parse_size(value).map(Setting::Quarantine).ok_or(Some(SIZE)),
         b"quarantine_slots" => parse_size(value)
             .filter(|&n| n <= 4096)
@@ -260,7 +279,7 @@ mod tests {
     #[test]
     fn every_key_parses_and_errors_keep_their_words() {
         assert_eq!(
-            all(b"check=fast huge_pages=0,purge_thread=1,purge_delay_ms=100,limit_request=1K,limit_total=2M,report=/r.%p,json=a.json,stats=1,,"),
+            all(b"check=fast huge_pages=0,purge_thread=1,purge_delay_ms=100,limit_request=1K,limit_total=2M,report=/r.%p,json=a.json,stats=1,alloc_log=1,alloc_log_fd=7,,"),
             vec![
                 Ok(Setting::Check(CheckLevel::Fast)),
                 Ok(Setting::HugePages(false)),
@@ -271,8 +290,12 @@ mod tests {
                 Ok(Setting::Report(b"/r.%p")),
                 Ok(Setting::Json(b"a.json")),
                 Ok(Setting::Stats(b"1")),
+                Ok(Setting::AllocLog(true)),
+                Ok(Setting::AllocLogFd(7)),
             ]
         );
+        assert!(all(b"alloc_log_fd=2K")[0].is_err());
+        assert!(all(b"alloc_log_fd=99999999999")[0].is_err());
         let errors = all(b"x,huge_pages=2,check=strict");
         assert_eq!(errors.len(), 4);
         assert_eq!(
