@@ -8,6 +8,7 @@ mod forward;
 mod json;
 mod report;
 mod run;
+mod symbolize;
 
 use std::process::ExitCode;
 

@@ -66,6 +66,10 @@ pub(super) fn try_free(p: *mut u8) -> Result<(), CmaError> {
 #[inline(never)]
 fn free_slow(heap: &Heap, addr: usize) -> Result<(), CmaError> {
     let found = lookup::find_block(addr)?;
+    if let Found::Sampled(_) = found {
+        // At every level: its head and slack patterns.
+        lookup::live_size(&found)?;
+    }
     if level::trailers_enabled() {
         if let Found::Slot { span, .. } = found {
             lookup::live_size(&found)?;

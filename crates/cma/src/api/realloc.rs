@@ -135,7 +135,7 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
         // In place, a slot keeps its size; a large block grows by whole
         // pages. A move is checked again by `alloc_slow`.
         let growth = match found {
-            Found::Slot { .. } => 0,
+            Found::Slot { .. } | Found::Sampled(_) => 0,
             Found::Large(span) => (pages_for(new_size) * PAGE_SIZE).saturating_sub(span.bytes()),
         };
         limits::check(new_size, growth)?;
@@ -156,6 +156,13 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
             let q = heap_ref.resize_large(span as *const _ as *mut _, new_size, align);
             if !q.is_null() {
                 return Ok(q);
+            }
+        }
+        // Right-aligned on its page: it stays only at the same size (and a
+        // sufficient alignment); anything else moves.
+        Found::Sampled(_) => {
+            if new_size == old_size && p as usize % align == 0 {
+                return Ok(p);
             }
         }
     }

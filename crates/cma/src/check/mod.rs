@@ -6,9 +6,12 @@
 //! - `lookup`: is this address the start of one of our blocks, in which
 //!   state, and if not, which error;
 //! - `error`: the errors, with their one-line texts;
-//! - `report`: the one reporting path (a line on stderr, then abort).
+//! - `report`: the one reporting path (a line on stderr, then abort);
+//! - `fault`: the fault handler's judgement of a fault in the pool of
+//!   sampled blocks.
 
 pub(crate) mod error;
+pub(crate) mod fault;
 pub(crate) mod level;
 pub(crate) mod lookup;
 pub(crate) mod report;

@@ -17,7 +17,7 @@ use core::sync::atomic::Ordering;
 use super::counters::Counter;
 use super::guard::{fast_heap, fast_token, AllocatorGuard};
 use super::Heap;
-use crate::check::error::CmaError;
+use crate::check::error::{BlockKind, CmaError};
 use crate::check::lookup::{slot_error, Found};
 use crate::meta::span::Span;
 use crate::slab::size_class::slot_of_offset;
@@ -163,6 +163,16 @@ impl Heap {
             Found::Large(span) => {
                 self.free_large(span as *const Span as *mut Span);
                 Ok(())
+            }
+            Found::Sampled(slot) => {
+                if self.free_sampled(slot) {
+                    Ok(())
+                } else {
+                    Err(CmaError::DoubleFree {
+                        addr: slot.start(),
+                        block: BlockKind::Sampled { size: slot.size() },
+                    })
+                }
             }
         }
     }

@@ -10,6 +10,8 @@
 //!   (`free_slot_remote`) and their collection by the owner;
 //! - `slabs`: taking, listing and giving back slabs;
 //! - `large`: blocks of whole pages;
+//! - `sample`: the countdown to the heap's next sampled block, and serving
+//!   it from the guarded pool (`guarded`);
 //! - `counters`: per-heap counters and the process-wide peaks;
 //! - `pool`: giving each thread a heap, and taking it back at thread exit;
 //! - `guard`: the allocator guard and the thread's state.
@@ -24,6 +26,7 @@ use core::cell::Cell;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use crate::check::level::{self, MODE_TRAILERS};
+use crate::guarded::sampling::{self, NEVER};
 use crate::meta::span::Span;
 use crate::slab::remote_free::OWNER_PENDING;
 use crate::slab::size_class::{
@@ -40,6 +43,7 @@ pub(crate) mod guard;
 mod large;
 pub(crate) mod pool;
 mod remote;
+mod sample;
 mod slabs;
 
 use counters::Counter;
@@ -115,6 +119,12 @@ pub(crate) struct Heap {
     /// heap's blocks); see `counters`.
     pub(crate) live_bytes: Counter,
     pub(crate) peak_live_bytes: Counter,
+    /// Small allocations left until this heap's next sampled block, counted
+    /// as refills load caches (see `sample`); `sampling::NEVER` when
+    /// sampling is off. Owner thread only.
+    sample_countdown: Cell<u64>,
+    /// The generator of the countdowns (`guarded::sampling`).
+    sample_state: Cell<u64>,
     /// Next heap ever created (append-only list for statistics).
     next_all: AtomicPtr<Heap>,
     /// Next abandoned heap in the pool (pool lock).
@@ -137,6 +147,8 @@ impl Heap {
             large_live_bytes: Counter::new(),
             live_bytes: Counter::new(),
             peak_live_bytes: Counter::new(),
+            sample_countdown: Cell::new(NEVER),
+            sample_state: Cell::new(0),
             next_all: AtomicPtr::new(core::ptr::null_mut()),
             next_free: Cell::new(core::ptr::null_mut()),
         }
@@ -149,6 +161,9 @@ impl Heap {
         for (st, bs) in self.classes.iter().zip(sizes) {
             st.block_size.set(bs);
         }
+        self.sample_state.set(sampling::heap_seed());
+        self.sample_countdown
+            .set(sampling::next_countdown(&self.sample_state));
     }
 
     pub(crate) fn class(&self, class: usize) -> &ClassState {

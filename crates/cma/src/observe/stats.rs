@@ -12,6 +12,7 @@
 
 use core::sync::atomic::Ordering;
 
+use crate::guarded;
 use crate::heap::counters::{PEAK_BYTES, PEAK_LIVE};
 use crate::heap::guard::AllocatorGuard;
 use crate::heap::pool::{for_each_heap, heaps_created};
@@ -58,6 +59,9 @@ pub struct Stats {
     pub dirty_free_bytes: usize,
     /// Bytes mapped for metadata (descriptors, page tables, heaps).
     pub metadata_bytes: usize,
+    /// Blocks served from the guarded pool so far (`sample=N`): counted in
+    /// their size classes above too, like any block.
+    pub sampled_allocations: u64,
 }
 
 /// Reads the statistics.
@@ -76,6 +80,7 @@ pub fn stats() -> Stats {
         mapped_bytes: 0,
         dirty_free_bytes: 0,
         metadata_bytes: 0,
+        sampled_allocations: guarded::sampled_count(),
     };
     let mut large_bytes = 0u64;
     let mut single_peak_bytes = 0u64;

@@ -4,6 +4,7 @@
 use super::parse::{parse, Lossy, Setting};
 use crate::check::level;
 use crate::check::report;
+use crate::guarded::{self, sampling};
 use crate::heap::pool;
 use crate::observe::limits;
 use crate::observe::report_file::{self, DestinationRefused};
@@ -56,6 +57,35 @@ pub(crate) fn apply(options: &[u8]) {
         // its own after the user's).
         Ok(Setting::Report(path)) => report_path = Some(path),
         Ok(Setting::Json(_) | Setting::Loaded(_) | Setting::Stats(_)) => {}
+        // Each heap draws its countdowns when it is made: like the check
+        // level, the rate and the seed are chosen before the first
+        // allocation.
+        Ok(Setting::Sample(n)) if n != sampling::rate() => {
+            if pool::heaps_exist() {
+                report::warn(format_args!(
+                    "option 'sample={n}': sampling is chosen before the first allocation (set it in CMA_OPTIONS); ignored"
+                ));
+            } else {
+                sampling::set_rate(n);
+            }
+        }
+        Ok(Setting::Sample(_)) => {}
+        Ok(Setting::SampleSeed(seed)) => {
+            if pool::heaps_exist() {
+                report::warn(format_args!(
+                    "option 'sample_seed={seed}': sampling is chosen before the first allocation (set it in CMA_OPTIONS); ignored"
+                ));
+            } else {
+                sampling::set_seed(seed);
+            }
+        }
+        Ok(Setting::SampleSlots(k)) => {
+            if !guarded::set_slot_count(k) {
+                report::warn(format_args!(
+                    "option 'sample_slots={k}': the pool of sampled blocks exists already; ignored"
+                ));
+            }
+        }
         Err(e) => report::warn(format_args!("{e}")),
     });
     if limits_changed {

@@ -30,6 +30,15 @@ pub enum Setting<'a> {
     Loaded(&'a [u8]),
     /// `stats=...`: accepted for the front ends.
     Stats(&'a [u8]),
+    /// `sample=N`: about one small allocation in N is a sampled block on a
+    /// guarded page (0: none).
+    Sample(u64),
+    /// `sample_slots=K`: the pool of sampled blocks has K slots (1 to
+    /// 4096), each a page between guard pages.
+    SampleSlots(u32),
+    /// `sample_seed=S`: the random gaps between sampled blocks repeat from
+    /// run to run.
+    SampleSeed(u64),
 }
 
 /// An option that `parse` could not honour as written.
@@ -168,6 +177,16 @@ fn parse_item<'a>(item: &'a [u8], each: &mut impl FnMut(Result<Setting<'a>, Opti
         b"json" => Ok(Setting::Json(value)),
         b"loaded" => Ok(Setting::Loaded(value)),
         b"stats" => Ok(Setting::Stats(value)),
+        b"sample" => parse_size(value)
+            .map(|n| Setting::Sample(n as u64))
+            .ok_or(Some("a number of allocations (0: off)")),
+        b"sample_slots" => parse_size(value)
+            .filter(|&n| (1..=4096).contains(&n))
+            .map(|n| Setting::SampleSlots(n as u32))
+            .ok_or(Some("a number of slots from 1 to 4096")),
+        b"sample_seed" => parse_size(value)
+            .map(|n| Setting::SampleSeed(n as u64))
+            .ok_or(Some("a number")),
         _ => Err(None),
     };
     each(parsed.map_err(|expected| match expected {
@@ -249,7 +268,7 @@ mod tests {
     #[test]
     fn every_key_parses_and_errors_keep_their_words() {
         assert_eq!(
-            all(b"check=fast huge_pages=0,purge_thread=1,purge_delay_ms=100,limit_request=1K,limit_total=2M,report=/r.%p,json=a.json,stats=1,,"),
+            all(b"check=fast huge_pages=0,purge_thread=1,purge_delay_ms=100,limit_request=1K,limit_total=2M,report=/r.%p,json=a.json,stats=1,sample=5000,sample_slots=64,sample_seed=7,,"),
             vec![
                 Ok(Setting::Check(CheckLevel::Fast)),
                 Ok(Setting::HugePages(false)),
@@ -260,7 +279,14 @@ mod tests {
                 Ok(Setting::Report(b"/r.%p")),
                 Ok(Setting::Json(b"a.json")),
                 Ok(Setting::Stats(b"1")),
+                Ok(Setting::Sample(5000)),
+                Ok(Setting::SampleSlots(64)),
+                Ok(Setting::SampleSeed(7)),
             ]
+        );
+        assert_eq!(
+            all(b"sample_slots=0")[0].unwrap_err().to_string(),
+            "option 'sample_slots=0' in CMA_OPTIONS: expected a number of slots from 1 to 4096; ignored"
         );
         let errors = all(b"x,huge_pages=2,check=strict");
         assert_eq!(errors.len(), 4);
