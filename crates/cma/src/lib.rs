@@ -54,6 +54,7 @@ pub use api::public::{
 };
 pub use check::error::{Access, AccessProblem, BlockKind, CmaError};
 pub use check::level::CheckLevel;
+pub use guarded::sampling::DEFAULT_RATE as DEFAULT_SAMPLE_RATE;
 pub use heap::guard::guard_depth;
 pub use observe::limits::{alloc_limits, set_alloc_limits, AllocLimits};
 pub use observe::stats::{stats, ClassStats, Stats};

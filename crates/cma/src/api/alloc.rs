@@ -97,7 +97,7 @@ extern "C" fn refill(st: &ClassState, size: usize, align: usize) -> *mut u8 {
         drop(_guard);
         return alloc_other(size, align);
     }
-    if heap.sample_due() {
+    if heap.sample_due(class) {
         if let Some(p) = heap.take_sample(class, size, align) {
             return p;
         }
@@ -114,7 +114,7 @@ fn small_block(h: &Heap, class: SizeClass, size: usize, align: usize) -> (*mut u
     if let Some(p) = h.class(class.index()).pop() {
         return (p.as_ptr(), false);
     }
-    if h.sample_due() {
+    if h.sample_due(class) {
         if let Some(p) = h.take_sample(class, size, align) {
             return (p, true);
         }

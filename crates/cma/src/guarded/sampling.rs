@@ -8,19 +8,24 @@
 //! Where the countdown runs: never on the allocation fast path. A heap
 //! counts allocations when its refill loads a cache (every slot loaded will
 //! be handed out by an allocation of that class), so the fast path pays
-//! nothing; when fewer allocations are left than a load would take, the
-//! refill loads just that many, and the refill after them, whose own
-//! allocation is the one due, serves it from the pool (`heap::alloc`).
-//! Every eligible allocation is thus equally likely to be sampled, not only
-//! those that happen to meet a refill.
+//! nothing. When the countdown ends among the slots of a load, the refill
+//! loads only the slots before it and marks the class due; the class's
+//! next refill, whose own allocation is the one the countdown reached,
+//! serves it from the pool (`heap::sample`). So the sampled allocation is
+//! not merely one that happened to meet a refill: its class is drawn in
+//! proportion to the class's allocations (the slots its loads cover), and
+//! its place among them is uniform (the countdown's), whatever the
+//! program's allocation pattern. Blocks above a page, which sampling does
+//! not serve, do not count.
 
 use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::os::process;
 
-/// The rate when `sample` does not say.
-pub(crate) const DEFAULT_RATE: u64 = 8192;
+/// The sampling rate when `sample` does not say: about one small
+/// allocation in this many is a sampled block.
+pub const DEFAULT_RATE: u64 = 8192;
 
 static RATE: AtomicU64 = AtomicU64::new(DEFAULT_RATE);
 /// The seed of the next heap's generator, once drawn or set.

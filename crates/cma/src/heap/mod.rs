@@ -125,6 +125,9 @@ pub(crate) struct Heap {
     sample_countdown: Cell<u64>,
     /// The generator of the countdowns (`guarded::sampling`).
     sample_state: Cell<u64>,
+    /// Bit `c`: the next allocation of size class `c` is to be sampled
+    /// (classes of blocks up to a page, all below 64). Owner thread only.
+    sample_due: Cell<u64>,
     /// Next heap ever created (append-only list for statistics).
     next_all: AtomicPtr<Heap>,
     /// Next abandoned heap in the pool (pool lock).
@@ -149,6 +152,7 @@ impl Heap {
             peak_live_bytes: Counter::new(),
             sample_countdown: Cell::new(NEVER),
             sample_state: Cell::new(0),
+            sample_due: Cell::new(0),
             next_all: AtomicPtr::new(core::ptr::null_mut()),
             next_free: Cell::new(core::ptr::null_mut()),
         }
@@ -162,8 +166,7 @@ impl Heap {
             st.block_size.set(bs);
         }
         self.sample_state.set(sampling::heap_seed());
-        self.sample_countdown
-            .set(sampling::next_countdown(&self.sample_state));
+        self.draw_sample_countdown();
     }
 
     pub(crate) fn class(&self, class: usize) -> &ClassState {

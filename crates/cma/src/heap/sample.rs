@@ -9,13 +9,31 @@ use super::guard::{self, begin_capture, end_capture};
 use super::Heap;
 use crate::guarded::{self, sampling, Slot, MAX_SAMPLED};
 use crate::os::signal;
-use crate::slab::size_class::SizeClass;
+use crate::slab::size_class::{class_of, SizeClass};
+
+/// Classes whose blocks sampling serves (up to a page): `0..=LAST`.
+fn last_sampled_class() -> usize {
+    class_of(MAX_SAMPLED).index()
+}
 
 impl Heap {
+    /// Draws the allocations until the next sample; a draw of 1 (the very
+    /// next allocation, whatever its class: every one at `sample=1`) makes
+    /// the next allocation of every class due.
+    pub(super) fn draw_sample_countdown(&self) {
+        let countdown = sampling::next_countdown(&self.sample_state);
+        self.sample_countdown.set(countdown);
+        if countdown == 1 {
+            let all = u64::MAX >> (63 - last_sampled_class());
+            self.sample_due.set(all);
+        }
+    }
+
     /// The slots of a cache load of `class` (`free`, a bitmap word's
-    /// slots) count toward the next sample; when fewer allocations are left
-    /// than they hold, only that many are loaded, so that the allocation
-    /// after them is the one due (it refills, and `sample_due` says so).
+    /// slots) count toward the next sample. When the sample falls among
+    /// them, only the slots before it are loaded (at least the one the
+    /// refill hands out) and the class is marked due: its next refill, the
+    /// allocation that the countdown reached, serves a sampled block.
     #[inline]
     pub(super) fn count_toward_sample(&self, class: SizeClass, free: u64) -> u64 {
         if class.block_size() > MAX_SAMPLED {
@@ -27,30 +45,27 @@ impl Heap {
             self.sample_countdown.set(left - loaded);
             return free;
         }
-        if left <= 1 {
-            // Due already (a refill that does not sample, or one whose
-            // sample was refused): load as usual; the next refill samples.
-            return free;
-        }
-        // The refill's own allocation and `left - 2` more from the cache;
-        // the next one is due.
-        self.sample_countdown.set(1);
-        lowest_bits(free, left as u32 - 1)
+        self.sample_due
+            .set(self.sample_due.get() | 1 << class.index());
+        // The next sample counts from here.
+        self.sample_countdown
+            .set(sampling::next_countdown(&self.sample_state));
+        lowest_bits(free, left.saturating_sub(1).max(1) as u32)
     }
 
-    /// Whether this heap's next small allocation is to be sampled: asked
-    /// when a cache is dry, before the refill.
+    /// Whether this heap's next allocation of `class` is to be sampled:
+    /// asked when the class's cache is dry, before the refill.
     #[inline(always)]
-    pub(crate) fn sample_due(&self) -> bool {
-        self.sample_countdown.get() <= 1
+    pub(crate) fn sample_due(&self, class: SizeClass) -> bool {
+        let i = class.index();
+        i < 64 && self.sample_due.get() >> i & 1 != 0
     }
 
-    /// Serves the allocation that is due (`sample_due`) of `size` bytes at
-    /// `align`, counted in `class`, from the guarded pool, and draws the
-    /// next countdown. `None` when the pool cannot serve it (the sample is
-    /// then skipped) or when this thread is already taking a stack (the
-    /// unwinder itself allocating; the sample waits for the next refill).
-    /// The caller holds a guard.
+    /// Serves the allocation of `class` that is due (`sample_due`), of
+    /// `size` bytes at `align`, from the guarded pool. `None` when the pool
+    /// cannot serve it (the sample is skipped) or when this thread is
+    /// already taking a stack (the unwinder itself allocating; the sample
+    /// waits for the next refill). The caller holds a guard.
     #[cold]
     #[inline(never)]
     pub(crate) fn take_sample(
@@ -62,8 +77,11 @@ impl Heap {
         if !begin_capture() {
             return None;
         }
-        self.sample_countdown
-            .set(sampling::next_countdown(&self.sample_state));
+        if sampling::rate() != 1 {
+            // At `sample=1` the class stays due.
+            self.sample_due
+                .set(self.sample_due.get() & !(1 << class.index()));
+        }
         let p = guarded::alloc(size, align, class.index(), guard::thread_id(), true, 0);
         end_capture();
         if p.is_null() {
