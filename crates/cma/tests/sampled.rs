@@ -519,8 +519,8 @@ fn repeated_overflows_are_caught_at_the_default_rate_within_bounded_tries() {
     let tries = c
         .stderr
         .lines()
-        .filter_map(|l| l.strip_prefix("SAMPLED-TRIES="))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("SAMPLED-TRIES="))
         .and_then(|t| t.parse::<u64>().ok())
         .unwrap_or(0);
     eprintln!(
