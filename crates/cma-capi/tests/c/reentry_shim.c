@@ -2,13 +2,14 @@
  * cma is inside one of its own calls on the same thread (its guard depth is
  * not zero), which would be cma allocating through itself (the unwinder
  * that takes a sampled block's stacks, for one). Forwards everything to
- * libcma's cma_* functions and prints the count at exit. */
+ * libcma's cma_realloc and cma_free, which call the engine directly
+ * (cma_malloc and cma_calloc go through the exported malloc and calloc,
+ * which this shim interposes), and prints the count at exit. */
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
-void *cma_malloc(size_t);
-void *cma_calloc(size_t, size_t);
 void *cma_realloc(void *, size_t);
 void cma_free(void *);
 unsigned cma_guard_depth(void);
@@ -21,8 +22,16 @@ static void check(void) {
         __atomic_fetch_add(&reentered, 1, __ATOMIC_RELAXED);
 }
 
-void *malloc(size_t n) { check(); return cma_malloc(n); }
-void *calloc(size_t c, size_t n) { check(); return cma_calloc(c, n); }
+void *malloc(size_t n) { check(); return cma_realloc(NULL, n); }
+void *calloc(size_t c, size_t n) {
+    check();
+    if (n && c > (size_t)-1 / n)
+        return NULL;
+    void *p = cma_realloc(NULL, c * n);
+    if (p)
+        memset(p, 0, c * n);
+    return p;
+}
 void *realloc(void *p, size_t n) { check(); return cma_realloc(p, n); }
 void free(void *p) { check(); cma_free(p); }
 
