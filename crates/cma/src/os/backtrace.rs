@@ -7,15 +7,18 @@
 //! into Rust programs by std, and statically into libcma, see cma-capi's
 //! build.rs), driven by the unwind tables every x86_64 and aarch64 Linux
 //! object carries, so it needs no frame pointers. It allocates nothing and
-//! takes no lock of its own: it finds each frame's unwind entry through
-//! `dl_iterate_phdr` (the loader's recursive lock, held only while the
-//! loader changes its list of objects, never while it allocates) and a
-//! static cache. (Objects registered with `__register_frame_info`, which
+//! takes no lock of its own: it finds each frame's table with glibc's
+//! `_dl_find_object` (glibc 2.35 and later: lock-free and
+//! async-signal-safe, so the fault handler may walk too) or, with an older
+//! libc, `dl_iterate_phdr` (the loader's recursive lock, held only while
+//! the loader changes its list of objects, never while it allocates) and
+//! a static cache. (Objects registered with `__register_frame_info`, which
 //! only fully static executables do, are sorted in memory the unwinder
 //! mallocs the first time; a nested call then finds `capturing` set and
-//! cma skips the stack instead of recursing: see `heap::guard`.)
-//! It costs about 100 ns per frame, which sampling pays once at allocation
-//! and once at free.
+//! cma skips the stack instead of recursing: see `heap::guard`.) It costs
+//! about 100 ns per frame, which sampling pays once at allocation and once
+//! at free; `cma-capi`'s tests check, with a shim preloaded before libcma,
+//! that no malloc call reaches libcma while it is inside a call.
 
 /// `_Unwind_Reason_Code` values.
 const URC_NO_REASON: i32 = 0;
