@@ -114,6 +114,12 @@ pub(crate) struct Heap {
     /// Bytes of large and huge blocks allocated minus freed through this
     /// heap (exact).
     pub(crate) large_live_bytes: Counter,
+    /// For the sampled blocks allocated minus freed through this heap: their
+    /// usable sizes (the sizes requested) minus their classes' block sizes,
+    /// which their classes' counts stand for (two's complement: usually
+    /// below zero). Added to the class bytes, it makes bytes in use the sum
+    /// of usable sizes, sampled blocks included.
+    pub(crate) sampled_bytes_delta: Counter,
     /// Bytes live through this heap as of the last refill of each class,
     /// plus large blocks (may wrap below zero when other threads free this
     /// heap's blocks); see `counters`.
@@ -148,6 +154,7 @@ impl Heap {
             large_allocs: Counter::new(),
             large_frees: Counter::new(),
             large_live_bytes: Counter::new(),
+            sampled_bytes_delta: Counter::new(),
             live_bytes: Counter::new(),
             peak_live_bytes: Counter::new(),
             sample_countdown: Cell::new(NEVER),

@@ -88,6 +88,9 @@ impl Heap {
             return None;
         }
         self.class_state(class.index()).allocs.add(1);
+        let delta = (size as u64).wrapping_sub(class.block_size() as u64);
+        self.sampled_bytes_delta.add(delta);
+        self.add_live_bytes(delta);
         if !signal::fault_handler_installed() {
             guard::defer_fault_handler();
         }
@@ -98,13 +101,19 @@ impl Heap {
     /// freed by this heap in its class. False, nothing changed, when
     /// another thread freed it meanwhile.
     pub(crate) fn free_sampled(&self, slot: &'static Slot) -> bool {
+        // Read first: once freed, the slot may serve another thread's block.
+        let (class, size) = (slot.class(), slot.size());
         let stack = begin_capture();
         let freed = guarded::free(slot, guard::thread_id(), stack, 0);
         if stack {
             end_capture();
         }
         if freed {
-            self.frees[slot.class()].add(1);
+            self.frees[class].add(1);
+            let block_size = SizeClass::from_index(class).block_size() as u64;
+            let delta = block_size.wrapping_sub(size as u64);
+            self.sampled_bytes_delta.add(delta);
+            self.live_bytes.add(delta);
         }
         freed
     }

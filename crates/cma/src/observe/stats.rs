@@ -7,8 +7,9 @@
 //! process-wide peaks are sampled whenever a heap takes a new slab or a
 //! large block, and the value now counts too. So a short spike can be
 //! missed by up to one cache refill per thread and class. Bytes are usable
-//! sizes (the size class, or whole pages for large blocks), not requested
-//! sizes.
+//! sizes (the size class, or whole pages for large blocks, or the size
+//! requested for a sampled block), not requested sizes; a class's own
+//! bytes are its blocks times its block size.
 
 use core::sync::atomic::Ordering;
 
@@ -93,7 +94,9 @@ pub fn stats() -> Stats {
         }
         s.large_allocations += h.large_allocs.get();
         s.large_frees += h.large_frees.get();
-        large_bytes = large_bytes.wrapping_add(h.large_live_bytes.get());
+        large_bytes = large_bytes
+            .wrapping_add(h.large_live_bytes.get())
+            .wrapping_add(h.sampled_bytes_delta.get());
         single_peak_bytes = h.peak_live_bytes.get();
     });
     s.heaps = heaps_created();
