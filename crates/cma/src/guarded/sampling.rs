@@ -25,7 +25,7 @@ use crate::os::process;
 
 /// The sampling rate when `sample` does not say: about one small
 /// allocation in this many is a sampled block.
-pub const DEFAULT_RATE: u64 = 16384;
+pub const DEFAULT_RATE: u64 = 32768;
 
 static RATE: AtomicU64 = AtomicU64::new(DEFAULT_RATE);
 /// The seed of the next heap's generator, once drawn or set.
