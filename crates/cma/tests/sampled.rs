@@ -593,10 +593,12 @@ fn sampled_blocks_count_measure_and_resize_like_any_block() {
         s.classes[class].blocks_in_use - before.classes[class].blocks_in_use,
         10
     );
+    // The class counts ten of its blocks; the total, their usable sizes.
     assert_eq!(
-        s.bytes_in_use - before.bytes_in_use,
-        10 * cma::class_block_sizes()[class] as u64
+        s.classes[class].bytes_in_use - before.classes[class].bytes_in_use,
+        10 * 112
     );
+    assert_eq!(s.bytes_in_use - before.bytes_in_use, 10 * 100);
     for &p in &blocks {
         assert_eq!(cma::usable_size(p), 100);
         assert_eq!(cma::checked_block_size(p), Ok(100));
