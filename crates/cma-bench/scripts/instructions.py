@@ -46,8 +46,9 @@ def mimalloc3_sources():
 
 
 def build(work):
-    run(["cargo", "build", "--release", "-q", "-p", "cma-capi", "-p", "cma-bench",
-         "--bin", "churn_pairs"], cwd=ROOT)
+    # Two builds: a `--bin` filter would leave libcma (a library) unbuilt.
+    run(["cargo", "build", "--release", "-q", "-p", "cma-capi"], cwd=ROOT)
+    run(["cargo", "build", "--release", "-q", "-p", "cma-bench", "--bin", "churn_pairs"], cwd=ROOT)
     exe = os.path.join(work, "churn_pairs_c")
     run(["gcc", "-O2", "-o", exe, os.path.join(BENCH, "c", "churn_pairs.c")])
     mi = os.path.join(work, "libmimalloc3.so")

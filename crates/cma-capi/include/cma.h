@@ -6,7 +6,9 @@
  *
  *     LD_PRELOAD=/path/to/libcma.so ./program
  *
- * libcma exports two things:
+ * C and C++ programs can include it (C99 or later; C++98 or later).
+ *
+ * libcma exports three things:
  *
  *  1. The whole malloc family with glibc's contracts (declared in <stdlib.h>
  *     and <malloc.h>, so not repeated here): malloc, free, calloc, realloc,
@@ -31,35 +33,50 @@
  *     - mallopt accepts and ignores every parameter (returns 1); cma's options
  *       come from the CMA_OPTIONS environment variable.
  *
- *  2. The cma_* API below: the same allocator, plus checked frees that return
- *     an error instead of aborting, statistics, and allocation limits for
- *     failure injection.
+ *  2. The original system's cma_* API, with its names, signatures and
+ *     meaning: cma_malloc ... cma_backend_is_enabled below. Programs written
+ *     against it compile and run unchanged.
+ *
+ *  3. cma's own functions, under names of their own: statistics with size
+ *     classes (cma_stats_get, cma_stats_get_extended), both allocation
+ *     limits (cma_limits_set), cma_bytes_in_use, cma_calloc, cma_strdup &
+ *     co., cma_strerror, cma_guard_depth.
+ *
+ * Status codes: functions that return int32_t return CMA_OK (0) for success
+ * and one of the named codes of enum cma_error otherwise. Functions that
+ * return a size return 0 with errno = EINVAL for NULL or a pointer that is
+ * not a live block. No function here crashes on a NULL argument.
  *
  * Options (environment, read once at start-up), comma separated:
  *     CMA_OPTIONS=purge_delay_ms=100,limit_request=1M,limit_total=64M,report=FILE
  * report=FILE writes a heap report (text, one "key value" a line) to FILE when
  * the process exits; "%p" in FILE is replaced by the process id, and
- * report=stderr writes it on stderr. `cma run` uses it.
+ * report=stderr writes it on stderr. `cma run` uses it. alloc_log=1 turns
+ * allocation logging on from the start, alloc_log_fd=N sends it to file
+ * descriptor N (default 2).
  *
- * Thread safety: every function may be called from any thread.
+ * Thread safety: every function may be called from any thread, always.
  */
 #ifndef CMA_H
 #define CMA_H
 
 #include <stddef.h>
 #include <stdint.h>
+#ifndef __cplusplus
+#include <stdbool.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Error codes returned by the checked functions. */
+/* Status codes. */
 enum cma_error {
     CMA_OK = 0,
     CMA_ERR_DOUBLE_FREE = 1,              /* the block was freed already */
     CMA_ERR_DOUBLE_FREE_OTHER_THREAD = 2, /* ... by another thread, not yet collected */
     CMA_ERR_INTERIOR_POINTER = 3,         /* the pointer is inside a block, not at its start */
-    CMA_ERR_NOT_OURS = 4,                 /* not memory from cma: stack, static, another allocator */
+    CMA_ERR_NOT_OURS = 4,                 /* not a live block of cma or of a backend */
     CMA_ERR_REQUEST_LIMIT = 5,            /* request over the per-request allocation limit */
     CMA_ERR_TOTAL_LIMIT = 6,              /* request would exceed the total allocation limit */
     CMA_ERR_OUT_OF_MEMORY = 7,            /* the kernel refused memory */
@@ -67,17 +84,152 @@ enum cma_error {
     CMA_ERR_SIZE_OVERFLOW = 9,            /* count * size overflows */
     CMA_ERR_NULL_ARGUMENT = 10,           /* a required pointer argument was NULL */
     CMA_ERR_BUFFER_OVERFLOW = 11,         /* the block's canary was overwritten */
-    CMA_ERR_OTHER = 12                    /* an error this header does not name yet */
+    CMA_ERR_OTHER = 12,                   /* an error this header does not name yet */
+    CMA_ERR_INVALID_ARGUMENT = 13,        /* an argument cma cannot use (a backend without a required hook) */
+    CMA_ERR_TOO_MANY_BACKENDS = 14        /* 16 other backends still hold live blocks */
 };
 
-/* The number of size classes reported by cma_get_extended_stats. */
+/* ------------------------------------------------------------------------
+ * The original system's API
+ * ------------------------------------------------------------------------ */
+
+/* Backend hooks: while a backend is set (cma_set_backend), new blocks of
+ * cma_malloc, cma_calloc, cma_realloc(NULL, n), cma_aligned_alloc and
+ * cma_strdup & co. come from it. cma_free, cma_checked_free,
+ * cma_bzero_and_free, cma_free_double, cma_realloc, cma_block_size,
+ * cma_checked_block_size and cma_alloc_size give a block to whoever handed it
+ * out: a backend's block (owns_allocation says yes) to that backend, a cma
+ * block to cma. So a backend can be set, replaced and cleared while blocks of
+ * every kind are live; a block of a cleared backend still goes back to it.
+ * A pointer that no one owns is an invalid free, reported as always.
+ *
+ * allocate, deallocate, get_allocation_size and owns_allocation are
+ * required. Without reallocate, cma allocates from the same backend, copies
+ * and deallocates; without aligned_allocate, it uses allocate and fails
+ * (NULL, ENOMEM) when that block is not aligned. Requests of 0 bytes reach
+ * the backend as 1. owns_allocation must answer for any pointer (and false
+ * for cma's blocks); every hook may be called from any thread. A hook must
+ * not call the cma_* functions that allocate or free (they would come back
+ * to it); it may use malloc and free, which never go to a backend.
+ *
+ * The hooks' blocks count in the statistics (by get_allocation_size), in the
+ * allocation limits and in cma_bytes_in_use. The malloc family (malloc,
+ * free...) never uses a backend. */
+typedef struct cma_backend_hooks {
+    void *(*allocate)(size_t size, void *user_data);
+    void *(*reallocate)(void *ptr, size_t size, void *user_data);
+    void (*deallocate)(void *ptr, void *user_data);
+    void *(*aligned_allocate)(size_t alignment, size_t size, void *user_data);
+    size_t (*get_allocation_size)(const void *ptr, void *user_data);
+    bool (*owns_allocation)(const void *ptr, void *user_data);
+    void *user_data;
+} cma_backend_hooks;
+
+/* size bytes, or NULL (errno = ENOMEM) when memory or a limit runs out. */
+void *cma_malloc(size_t size);
+
+/* Resizes ptr, keeping its contents up to the smaller size; a backend's
+ * block is resized by its backend. NULL ptr allocates. Unlike glibc's
+ * realloc, size 0 returns a minimal block (ptr is freed). On failure returns
+ * NULL (ENOMEM) and ptr is intact. */
+void *cma_realloc(void *ptr, size_t size);
+
+/* size bytes aligned to alignment (any power of two); NULL with EINVAL for
+ * an alignment that is not a power of two, NULL with ENOMEM when memory runs
+ * out. */
+void *cma_aligned_alloc(size_t alignment, size_t size);
+
+/* Frees ptr (NULL is accepted). Misuse aborts with a "cma: " diagnostic. */
+void cma_free(void *ptr);
+
+/* Overwrites the block's whole size with zeros (a backend's block: the
+ * size its get_allocation_size reports), then frees it. NULL is accepted. */
+void cma_bzero_and_free(void *ptr);
+
+/* Frees ptr and returns CMA_OK, or returns why ptr is not a live block
+ * (CMA_ERR_DOUBLE_FREE, CMA_ERR_INTERIOR_POINTER, CMA_ERR_NOT_OURS, ...)
+ * without changing anything. NULL returns CMA_OK. */
+int32_t cma_checked_free(void *ptr);
+
+/* Frees each string of the NULL-terminated array, then the array itself.
+ * NULL is accepted. */
+void cma_free_double(char **content);
+
+/* The usable size of the live block ptr (at least what was requested). 0
+ * with errno = EINVAL for NULL or a pointer that is not a live block
+ * (cma_checked_block_size says why). */
+size_t cma_block_size(const void *ptr);
+
+/* Stores the usable size of ptr in *block_size and returns CMA_OK, or returns
+ * why it cannot: CMA_ERR_NULL_ARGUMENT for a NULL argument, or why ptr is not
+ * a live block (then *block_size is 0). */
+int32_t cma_checked_block_size(const void *ptr, size_t *block_size);
+
+/* The original's other name for the usable size, all of which the program
+ * may use: at check=fast, the request rounded up to its size class; at
+ * check=default (the default), where the bytes after the request hold a
+ * canary, the request itself. 0 with errno = EINVAL as for cma_block_size. */
+size_t cma_alloc_size(const void *ptr);
+
+/* The largest single request, in bytes; 0 lifts the limit. Larger requests
+ * (to cma or to a backend) fail with NULL / ENOMEM. Returns CMA_OK. The total
+ * limit (cma_limits_set) is left as it is. */
+int32_t cma_set_alloc_limit(size_t limit);
+
+/* Allocation logging: every cma_* allocation and free call (not the malloc
+ * family) writes one line, "cma-log: OPERATION ptr=0x... size=N
+ * [old=0x...] tid=T", with one write(2) and no allocation, to file
+ * descriptor 2 or the one alloc_log_fd=N in CMA_OPTIONS names. Off by
+ * default (alloc_log=1 in CMA_OPTIONS turns it on from the start). */
+void cma_set_alloc_logging(bool enable);
+bool cma_get_alloc_logging(void);
+
+/* Thread safety: cma is always thread safe and takes no global lock on its
+ * fast paths (thread-local heaps), so there is nothing to switch on or off.
+ * These accept every request and return CMA_OK; the disabling ones change
+ * nothing (what disabling bought in the original, no lock on each call, cma
+ * always gives). cma_is_thread_safe_enabled() is always true. */
+int32_t cma_set_thread_safety(bool enable);
+int32_t cma_enable_thread_safety(void);
+int32_t cma_disable_thread_safety(void);
+bool cma_is_thread_safe_enabled(void);
+
+/* Blocks allocated and freed so far, cma's and the backends' together. As in
+ * the original, a NULL pointer skips its figure; CMA_ERR_NULL_ARGUMENT when
+ * every pointer is NULL. */
+int32_t cma_get_stats(size_t *allocation_count, size_t *free_count);
+
+/* The same, plus bytes in use now and the peak of bytes in use (cma's
+ * usable sizes plus the backends' block sizes; the peak is cma's peak plus
+ * the backends' peak, an upper bound of the two together). */
+int32_t cma_get_extended_stats(size_t *allocation_count, size_t *free_count,
+                               size_t *current_bytes, size_t *peak_bytes);
+
+/* Sets the backend (the table is copied), or returns CMA_ERR_NULL_ARGUMENT,
+ * CMA_ERR_INVALID_ARGUMENT (a required hook is NULL) or
+ * CMA_ERR_TOO_MANY_BACKENDS. Setting hooks equal to an earlier backend's
+ * (the same functions and user_data) makes that backend current again. */
+int32_t cma_set_backend(const cma_backend_hooks *hooks);
+
+/* No backend: new blocks come from cma again. Returns CMA_OK. */
+int32_t cma_clear_backend(void);
+
+/* Whether a backend is set. */
+bool cma_backend_is_enabled(void);
+
+/* ------------------------------------------------------------------------
+ * cma's own functions
+ * ------------------------------------------------------------------------ */
+
+/* The number of size classes reported by cma_stats_get_extended. */
 #define CMA_NUM_CLASSES 96
 
-/* Passed to cma_set_alloc_limit: no limit. */
+/* Passed to cma_limits_set: no limit. */
 #define CMA_NO_LIMIT ((size_t)-1)
 
 /* Process-wide counters. Bytes are usable sizes (the size class, or whole
- * pages for large blocks), not requested sizes. */
+ * pages for large blocks; a backend's get_allocation_size), not requested
+ * sizes. */
 struct cma_stats {
     uint64_t allocations;       /* blocks allocated so far */
     uint64_t frees;             /* blocks freed so far */
@@ -97,7 +249,9 @@ struct cma_class_stats {
 };
 
 struct cma_extended_stats {
-    struct cma_stats basic;
+    struct cma_stats basic;     /* everything: cma's blocks and the backends' */
+    struct cma_stats backend;   /* the backends' share of basic (a realloc by a
+                                   backend's own hook counts no allocation) */
     uint64_t large_allocations; /* blocks served by whole pages */
     uint64_t large_frees;
     size_t heaps;            /* thread heaps created (reused after threads exit) */
@@ -108,71 +262,40 @@ struct cma_extended_stats {
     struct cma_class_stats classes[CMA_NUM_CLASSES];
 };
 
-/* malloc: size bytes, or NULL (errno = ENOMEM) when memory or a limit runs out. */
-void *cma_malloc(size_t size);
+/* Fill *out; return CMA_OK, or CMA_ERR_NULL_ARGUMENT for NULL. */
+int32_t cma_stats_get(struct cma_stats *out);
+int32_t cma_stats_get_extended(struct cma_extended_stats *out);
 
-/* calloc: n * size zeroed bytes; NULL (ENOMEM) on overflow or when memory runs out. */
+/* Bytes in use now, all threads together (usable sizes; backends' blocks
+ * included). */
+size_t cma_bytes_in_use(void);
+
+/* Failure injection: allocations larger than max_request, or that would take
+ * the bytes in use (backends' blocks included) above max_total, fail (NULL,
+ * ENOMEM) before anything changes. CMA_NO_LIMIT lifts a limit. Returns
+ * CMA_OK. */
+int32_t cma_limits_set(size_t max_request, size_t max_total);
+
+/* calloc: n * size zeroed bytes; NULL (ENOMEM) on overflow or when memory
+ * runs out. From the backend when one is set. */
 void *cma_calloc(size_t n, size_t size);
 
-/* Resizes p, keeping its contents up to the smaller size. NULL p allocates.
- * Unlike glibc's realloc, size 0 returns a minimal block (p is freed).
- * On failure returns NULL (ENOMEM) and p is intact. */
-void *cma_realloc(void *p, size_t size);
-
-/* size bytes aligned to align (any power of two); NULL with EINVAL for an
- * alignment that is not a power of two, NULL with ENOMEM when memory runs out. */
-void *cma_aligned_alloc(size_t align, size_t size);
-
-/* Frees p (NULL is accepted). Misuse aborts with a "cma: " diagnostic. */
-void cma_free(void *p);
-
-/* Frees p and returns CMA_OK, or returns why p is not a live block
- * (CMA_ERR_DOUBLE_FREE, CMA_ERR_INTERIOR_POINTER, CMA_ERR_NOT_OURS, ...)
- * without changing anything. NULL returns CMA_OK. */
-int cma_checked_free(void *p);
-
-/* Overwrites the whole usable size of p with zeros, then frees it. */
-void cma_bzero_and_free(void *p);
-
-/* Frees each string of the NULL-terminated array, then the array itself.
- * NULL is accepted. */
-void cma_free_double(char **array);
-
-/* The usable size of the live block p (at least what was requested); 0 for
- * NULL. Aborts with a diagnostic when p is not a live cma block. */
-size_t cma_block_size(const void *p);
-
-/* Stores the usable size of p in *size and returns CMA_OK, or returns why p
- * is not a live block (CMA_ERR_NULL_ARGUMENT when size is NULL). */
-int cma_checked_block_size(const void *p, size_t *size);
+/* Copies into new blocks (from the backend when one is set; free them with
+ * cma_free). NULL with ENOMEM when memory runs out; NULL with EINVAL for a
+ * NULL string (or a NULL p with n > 0). cma_strndup copies at most n bytes
+ * and always terminates the copy. cma_memdup(p, 0) returns a minimal
+ * block. */
+char *cma_strdup(const char *s);
+char *cma_strndup(const char *s, size_t n);
+void *cma_memdup(const void *p, size_t n);
 
 /* The allocator guard depth of the calling thread: the number of cma calls
  * under way on it, so 0 whenever it is outside cma (every path out of cma,
  * error paths included, brings it back). For tests. */
 unsigned cma_guard_depth(void);
 
-/* Bytes in use now, all threads together (usable sizes). */
-size_t cma_alloc_size(void);
-
-/* Failure injection: allocations larger than max_request, or that would take
- * the bytes in use above max_total, fail (NULL, ENOMEM) before anything
- * changes. CMA_NO_LIMIT lifts a limit. */
-void cma_set_alloc_limit(size_t max_request, size_t max_total);
-
-/* Fill *out; return CMA_OK, or CMA_ERR_NULL_ARGUMENT for NULL. */
-int cma_get_stats(struct cma_stats *out);
-int cma_get_extended_stats(struct cma_extended_stats *out);
-
-/* Copies into new cma blocks (free them with cma_free or free). NULL with
- * ENOMEM when memory runs out; NULL with EINVAL for a NULL string.
- * cma_strndup copies at most n bytes and always terminates the copy.
- * cma_memdup(p, 0) returns a minimal block. */
-char *cma_strdup(const char *s);
-char *cma_strndup(const char *s, size_t n);
-void *cma_memdup(const void *p, size_t n);
-
 /* A static message for a cma_error code; "unknown cma error code" otherwise. */
-const char *cma_strerror(int code);
+const char *cma_strerror(int32_t code);
 
 #ifdef __cplusplus
 }

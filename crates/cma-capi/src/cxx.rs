@@ -9,10 +9,17 @@
 //! return null, as the standard says. An alignment that is not a power of two
 //! (undefined behaviour in C++) is treated the same way.
 //!
-//! Deletes accept null; sizes and alignments passed to the sized and aligned
-//! deletes are hints (the block is validated as in `free`).
+//! Deletes accept null. At the `default` check level every block records
+//! which family allocated it (`new`, `new[]`, the `malloc` family), and a
+//! release by another family (`delete` of a `malloc` block, `free` of a
+//! `new[]` block, `delete` of a `new[]` block) is reported; the sizes and
+//! alignments passed to the sized and aligned deletes are checked against
+//! the block. At `fast` they are hints (the block is validated as in
+//! `free`).
 
 use core::ffi::c_void;
+
+use engine::AllocKind;
 
 #[cold]
 #[inline(never)]
@@ -28,8 +35,8 @@ fn out_of_memory(size: usize) -> ! {
 }
 
 #[inline]
-fn new_or_abort(size: usize) -> *mut c_void {
-    let p = engine::malloc(size);
+fn new_or_abort(size: usize, kind: AllocKind) -> *mut c_void {
+    let p = engine::faces::alloc_of_kind(size, 16, kind);
     if p.is_null() {
         out_of_memory(size);
     }
@@ -37,62 +44,81 @@ fn new_or_abort(size: usize) -> *mut c_void {
 }
 
 #[inline]
-fn new_aligned(size: usize, align: usize) -> *mut c_void {
+fn new_aligned(size: usize, align: usize, kind: AllocKind) -> *mut c_void {
     if !align.is_power_of_two() {
         return core::ptr::null_mut();
     }
-    engine::aligned_alloc(align, size).cast()
+    engine::faces::alloc_of_kind(size, align.max(16), kind).cast()
 }
 
 #[inline]
-fn new_aligned_or_abort(size: usize, align: usize) -> *mut c_void {
-    let p = new_aligned(size, align);
+fn new_aligned_or_abort(size: usize, align: usize, kind: AllocKind) -> *mut c_void {
+    let p = new_aligned(size, align, kind);
     if p.is_null() {
         out_of_memory(size);
     }
     p
 }
 
+/// A delete of `kind`'s family; `size` and `align` (1 for none) are checked
+/// against the block at the `default` level.
 #[inline]
-unsafe fn delete(p: *mut c_void) {
+unsafe fn delete(
+    p: *mut c_void,
+    size: Option<usize>,
+    align: usize,
+    operation: &'static str,
+    kind: AllocKind,
+) {
     // SAFETY: the caller (compiled C++) gives up `p`; the engine validates it.
-    unsafe { engine::free(p.cast()) }
+    unsafe {
+        if size.is_none() && align == 1 {
+            engine::faces::free_of_kind(p.cast(), operation, kind)
+        } else {
+            engine::faces::free_sized(p.cast(), size, align, operation, kind)
+        }
+    }
 }
+
+const NEW: AllocKind = AllocKind::New;
+const NEW_ARRAY: AllocKind = AllocKind::NewArray;
+const DELETE: &str = "operator delete";
+const DELETE_ARRAY: &str = "operator delete[]";
 
 /// `operator new(size_t)`: aborts when memory runs out.
 #[no_mangle]
 pub extern "C" fn _Znwm(size: usize) -> *mut c_void {
-    new_or_abort(size)
+    new_or_abort(size, NEW)
 }
 
 /// `operator new[](size_t)`: aborts when memory runs out.
 #[no_mangle]
 pub extern "C" fn _Znam(size: usize) -> *mut c_void {
-    new_or_abort(size)
+    new_or_abort(size, NEW_ARRAY)
 }
 
 /// `operator new(size_t, const std::nothrow_t&)`: null when memory runs out.
 #[no_mangle]
 pub extern "C" fn _ZnwmRKSt9nothrow_t(size: usize, _nt: *const c_void) -> *mut c_void {
-    engine::malloc(size).cast()
+    engine::faces::alloc_of_kind(size, 16, NEW).cast()
 }
 
 /// `operator new[](size_t, const std::nothrow_t&)`: null when memory runs out.
 #[no_mangle]
 pub extern "C" fn _ZnamRKSt9nothrow_t(size: usize, _nt: *const c_void) -> *mut c_void {
-    engine::malloc(size).cast()
+    engine::faces::alloc_of_kind(size, 16, NEW_ARRAY).cast()
 }
 
 /// `operator new(size_t, std::align_val_t)`: aborts when memory runs out.
 #[no_mangle]
 pub extern "C" fn _ZnwmSt11align_val_t(size: usize, align: usize) -> *mut c_void {
-    new_aligned_or_abort(size, align)
+    new_aligned_or_abort(size, align, NEW)
 }
 
 /// `operator new[](size_t, std::align_val_t)`: aborts when memory runs out.
 #[no_mangle]
 pub extern "C" fn _ZnamSt11align_val_t(size: usize, align: usize) -> *mut c_void {
-    new_aligned_or_abort(size, align)
+    new_aligned_or_abort(size, align, NEW_ARRAY)
 }
 
 /// `operator new(size_t, std::align_val_t, const std::nothrow_t&)`.
@@ -102,7 +128,7 @@ pub extern "C" fn _ZnwmSt11align_val_tRKSt9nothrow_t(
     align: usize,
     _nt: *const c_void,
 ) -> *mut c_void {
-    new_aligned(size, align)
+    new_aligned(size, align, NEW)
 }
 
 /// `operator new[](size_t, std::align_val_t, const std::nothrow_t&)`.
@@ -112,7 +138,7 @@ pub extern "C" fn _ZnamSt11align_val_tRKSt9nothrow_t(
     align: usize,
     _nt: *const c_void,
 ) -> *mut c_void {
-    new_aligned(size, align)
+    new_aligned(size, align, NEW_ARRAY)
 }
 
 /// `operator delete(void*)`.
@@ -122,7 +148,7 @@ pub extern "C" fn _ZnamSt11align_val_tRKSt9nothrow_t(
 #[no_mangle]
 pub unsafe extern "C" fn _ZdlPv(p: *mut c_void) {
     // SAFETY: as for `free`.
-    unsafe { delete(p) }
+    unsafe { delete(p, None, 1, DELETE, NEW) }
 }
 
 /// `operator delete[](void*)`.
@@ -132,7 +158,7 @@ pub unsafe extern "C" fn _ZdlPv(p: *mut c_void) {
 #[no_mangle]
 pub unsafe extern "C" fn _ZdaPv(p: *mut c_void) {
     // SAFETY: as for `free`.
-    unsafe { delete(p) }
+    unsafe { delete(p, None, 1, DELETE_ARRAY, NEW_ARRAY) }
 }
 
 /// `operator delete(void*, size_t)`.
@@ -140,9 +166,9 @@ pub unsafe extern "C" fn _ZdaPv(p: *mut c_void) {
 /// # Safety
 /// As for `free`.
 #[no_mangle]
-pub unsafe extern "C" fn _ZdlPvm(p: *mut c_void, _size: usize) {
+pub unsafe extern "C" fn _ZdlPvm(p: *mut c_void, size: usize) {
     // SAFETY: as for `free`.
-    unsafe { delete(p) }
+    unsafe { delete(p, Some(size), 1, DELETE, NEW) }
 }
 
 /// `operator delete[](void*, size_t)`.
@@ -150,9 +176,9 @@ pub unsafe extern "C" fn _ZdlPvm(p: *mut c_void, _size: usize) {
 /// # Safety
 /// As for `free`.
 #[no_mangle]
-pub unsafe extern "C" fn _ZdaPvm(p: *mut c_void, _size: usize) {
+pub unsafe extern "C" fn _ZdaPvm(p: *mut c_void, size: usize) {
     // SAFETY: as for `free`.
-    unsafe { delete(p) }
+    unsafe { delete(p, Some(size), 1, DELETE_ARRAY, NEW_ARRAY) }
 }
 
 /// `operator delete(void*, const std::nothrow_t&)`.
@@ -162,7 +188,7 @@ pub unsafe extern "C" fn _ZdaPvm(p: *mut c_void, _size: usize) {
 #[no_mangle]
 pub unsafe extern "C" fn _ZdlPvRKSt9nothrow_t(p: *mut c_void, _nt: *const c_void) {
     // SAFETY: as for `free`.
-    unsafe { delete(p) }
+    unsafe { delete(p, None, 1, DELETE, NEW) }
 }
 
 /// `operator delete[](void*, const std::nothrow_t&)`.
@@ -172,7 +198,7 @@ pub unsafe extern "C" fn _ZdlPvRKSt9nothrow_t(p: *mut c_void, _nt: *const c_void
 #[no_mangle]
 pub unsafe extern "C" fn _ZdaPvRKSt9nothrow_t(p: *mut c_void, _nt: *const c_void) {
     // SAFETY: as for `free`.
-    unsafe { delete(p) }
+    unsafe { delete(p, None, 1, DELETE_ARRAY, NEW_ARRAY) }
 }
 
 /// `operator delete(void*, std::align_val_t)`.
@@ -180,9 +206,9 @@ pub unsafe extern "C" fn _ZdaPvRKSt9nothrow_t(p: *mut c_void, _nt: *const c_void
 /// # Safety
 /// As for `free`.
 #[no_mangle]
-pub unsafe extern "C" fn _ZdlPvSt11align_val_t(p: *mut c_void, _align: usize) {
+pub unsafe extern "C" fn _ZdlPvSt11align_val_t(p: *mut c_void, align: usize) {
     // SAFETY: as for `free`.
-    unsafe { delete(p) }
+    unsafe { delete(p, None, align, DELETE, NEW) }
 }
 
 /// `operator delete[](void*, std::align_val_t)`.
@@ -190,9 +216,9 @@ pub unsafe extern "C" fn _ZdlPvSt11align_val_t(p: *mut c_void, _align: usize) {
 /// # Safety
 /// As for `free`.
 #[no_mangle]
-pub unsafe extern "C" fn _ZdaPvSt11align_val_t(p: *mut c_void, _align: usize) {
+pub unsafe extern "C" fn _ZdaPvSt11align_val_t(p: *mut c_void, align: usize) {
     // SAFETY: as for `free`.
-    unsafe { delete(p) }
+    unsafe { delete(p, None, align, DELETE_ARRAY, NEW_ARRAY) }
 }
 
 /// `operator delete(void*, size_t, std::align_val_t)`.
@@ -200,9 +226,9 @@ pub unsafe extern "C" fn _ZdaPvSt11align_val_t(p: *mut c_void, _align: usize) {
 /// # Safety
 /// As for `free`.
 #[no_mangle]
-pub unsafe extern "C" fn _ZdlPvmSt11align_val_t(p: *mut c_void, _size: usize, _align: usize) {
+pub unsafe extern "C" fn _ZdlPvmSt11align_val_t(p: *mut c_void, size: usize, align: usize) {
     // SAFETY: as for `free`.
-    unsafe { delete(p) }
+    unsafe { delete(p, Some(size), align, DELETE, NEW) }
 }
 
 /// `operator delete[](void*, size_t, std::align_val_t)`.
@@ -210,9 +236,9 @@ pub unsafe extern "C" fn _ZdlPvmSt11align_val_t(p: *mut c_void, _size: usize, _a
 /// # Safety
 /// As for `free`.
 #[no_mangle]
-pub unsafe extern "C" fn _ZdaPvmSt11align_val_t(p: *mut c_void, _size: usize, _align: usize) {
+pub unsafe extern "C" fn _ZdaPvmSt11align_val_t(p: *mut c_void, size: usize, align: usize) {
     // SAFETY: as for `free`.
-    unsafe { delete(p) }
+    unsafe { delete(p, Some(size), align, DELETE_ARRAY, NEW_ARRAY) }
 }
 
 /// `operator delete(void*, std::align_val_t, const std::nothrow_t&)`.
@@ -222,11 +248,11 @@ pub unsafe extern "C" fn _ZdaPvmSt11align_val_t(p: *mut c_void, _size: usize, _a
 #[no_mangle]
 pub unsafe extern "C" fn _ZdlPvSt11align_val_tRKSt9nothrow_t(
     p: *mut c_void,
-    _align: usize,
+    align: usize,
     _nt: *const c_void,
 ) {
     // SAFETY: as for `free`.
-    unsafe { delete(p) }
+    unsafe { delete(p, None, align, DELETE, NEW) }
 }
 
 /// `operator delete[](void*, std::align_val_t, const std::nothrow_t&)`.
@@ -236,9 +262,9 @@ pub unsafe extern "C" fn _ZdlPvSt11align_val_tRKSt9nothrow_t(
 #[no_mangle]
 pub unsafe extern "C" fn _ZdaPvSt11align_val_tRKSt9nothrow_t(
     p: *mut c_void,
-    _align: usize,
+    align: usize,
     _nt: *const c_void,
 ) {
     // SAFETY: as for `free`.
-    unsafe { delete(p) }
+    unsafe { delete(p, None, align, DELETE_ARRAY, NEW_ARRAY) }
 }

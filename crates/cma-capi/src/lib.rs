@@ -8,7 +8,9 @@
 //!   program can run on cma through `LD_PRELOAD` or by linking `libcma.a`;
 //! - [`cxx`]: the C++ `operator new` / `operator delete` family (mangled
 //!   names);
-//! - [`capi`]: the original system's C API, `cma_malloc` ... `cma_strerror`.
+//! - [`capi`]: the `cma_*` C API: the original system's functions with its
+//!   signatures, and cma's own richer ones; [`backend`] routes its blocks
+//!   to and from the original's backend hooks.
 //!
 //! [`startup`] is the library's constructor. The heap report that `cma run`
 //! reads (`report=FILE` in `CMA_OPTIONS`) is written at exit by the engine
@@ -33,6 +35,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![allow(clippy::missing_safety_doc)] // each function's contract is in its doc comment and in cma.h
 
+pub mod backend;
 pub mod capi;
 pub mod cxx;
 pub mod malloc;

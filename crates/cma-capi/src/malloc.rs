@@ -183,26 +183,44 @@ pub extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     engine::usable_size(p.cast())
 }
 
-/// `void free_sized(void *p, size_t size)` (C23): frees `p`. The size is a
-/// hint that cma does not need; the block is validated as in `free`.
+/// `void free_sized(void *p, size_t size)` (C23): frees `p`, which must
+/// have been allocated with `size` bytes (checked at the `default` level; a
+/// hint at `fast`); the block is validated as in `free`.
 ///
 /// # Safety
 /// As for `free`.
 #[no_mangle]
-pub unsafe extern "C" fn free_sized(p: *mut c_void, _size: usize) {
+pub unsafe extern "C" fn free_sized(p: *mut c_void, size: usize) {
     // SAFETY: as for `free`.
-    unsafe { engine::free(p.cast()) }
+    unsafe {
+        engine::faces::free_sized(
+            p.cast(),
+            Some(size),
+            1,
+            "free_sized",
+            engine::AllocKind::Malloc,
+        )
+    }
 }
 
 /// `void free_aligned_sized(void *p, size_t align, size_t size)` (C23):
-/// frees a block from `aligned_alloc`. Alignment and size are hints.
+/// frees a block from `aligned_alloc(align, size)` (both checked at the
+/// `default` level; hints at `fast`).
 ///
 /// # Safety
 /// As for `free`.
 #[no_mangle]
-pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, _align: usize, _size: usize) {
+pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
     // SAFETY: as for `free`.
-    unsafe { engine::free(p.cast()) }
+    unsafe {
+        engine::faces::free_sized(
+            p.cast(),
+            Some(size),
+            align.max(1),
+            "free_aligned_sized",
+            engine::AllocKind::Malloc,
+        )
+    }
 }
 
 /// `int malloc_trim(size_t pad)`: gives idle free pages back to the kernel

@@ -74,6 +74,19 @@ fn exports_the_malloc_family_and_calls_no_allocator_itself() {
         "cma_set_alloc_limit",
         "cma_get_stats",
         "cma_get_extended_stats",
+        "cma_set_alloc_logging",
+        "cma_get_alloc_logging",
+        "cma_set_thread_safety",
+        "cma_enable_thread_safety",
+        "cma_disable_thread_safety",
+        "cma_is_thread_safe_enabled",
+        "cma_set_backend",
+        "cma_clear_backend",
+        "cma_backend_is_enabled",
+        "cma_stats_get",
+        "cma_stats_get_extended",
+        "cma_bytes_in_use",
+        "cma_limits_set",
         "cma_strdup",
         "cma_strndup",
         "cma_memdup",
@@ -246,6 +259,123 @@ fn misuse_aborts_with_one_diagnostic_line() {
 
 fn libc_sigabrt() -> i32 {
     6
+}
+
+#[test]
+fn a_release_by_another_family_is_reported_at_the_default_level() {
+    if !have("c++", "g++") {
+        return;
+    }
+    let dir = scratch("mismatch");
+    let exe = compile("c++", "mismatch.cpp", &dir, false, &[]);
+    for (what, operation, expected) in [
+        (
+            "free-of-new-array",
+            "free",
+            "was allocated by operator new[] and released by free",
+        ),
+        (
+            "delete-of-malloc",
+            "operator delete",
+            "was allocated by malloc and released by operator delete (",
+        ),
+        (
+            "delete-of-new-array",
+            "operator delete",
+            "was allocated by operator new[] and released by operator delete (",
+        ),
+        (
+            "delete-array-of-new",
+            "operator delete[]",
+            "was allocated by operator new and released by operator delete[]",
+        ),
+        (
+            "delete-of-large-malloc",
+            "operator delete",
+            "was allocated by malloc and released by operator delete (large block",
+        ),
+        (
+            "realloc-of-new",
+            "realloc",
+            "was allocated by operator new and released by free",
+        ),
+    ] {
+        let (o, out, err) =
+            output(preloaded(Command::new(&exe).arg(what)).env("CMA_OPTIONS", "check=default"));
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            o.status.signal(),
+            Some(libc_sigabrt()),
+            "{what}: {}\n{out}\n{err}",
+            o.status
+        );
+        let addr = err
+            .lines()
+            .find_map(|l| l.strip_prefix("ADDR="))
+            .unwrap_or_else(|| panic!("{what}: no address: {err}"))
+            .trim()
+            .to_string();
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("cma: ")).collect();
+        assert_eq!(lines.len(), 1, "{what}: {err}");
+        let want = format!("cma: alloc-dealloc mismatch: {addr} {expected}");
+        assert!(
+            lines[0].starts_with(&want),
+            "{what}: {:?} should start with {want:?}",
+            lines[0]
+        );
+        assert!(
+            lines[0].contains(&format!("[in {operation}]")),
+            "{what}: {}",
+            lines[0]
+        );
+    }
+    for (what, expected) in [
+        (
+            "sized-delete-wrong-size",
+            "cma: sized free with the wrong size: {addr} released as 48 bytes, allocated as 40",
+        ),
+        (
+            "free-sized-wrong-size",
+            "cma: sized free with the wrong size: {addr} released as 41 bytes, allocated as 40",
+        ),
+        (
+            "free-aligned-sized-wrong-alignment",
+            "cma: aligned free with the wrong alignment: {addr} released with alignment 4096",
+        ),
+    ] {
+        let (o, out, err) =
+            output(preloaded(Command::new(&exe).arg(what)).env("CMA_OPTIONS", "check=default"));
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            o.status.signal(),
+            Some(libc_sigabrt()),
+            "{what}: {}\n{out}\n{err}",
+            o.status
+        );
+        let addr = err
+            .lines()
+            .find_map(|l| l.strip_prefix("ADDR="))
+            .unwrap()
+            .trim()
+            .to_string();
+        let want = expected.replace("{addr}", &addr);
+        assert!(
+            err.lines().any(|l| l.starts_with(&want)),
+            "{what}: {err}\nwant {want}"
+        );
+    }
+    // Every family released by its own passes, at both levels; at `fast`
+    // a mismatch is not looked for.
+    for level in ["check=default", "check=fast"] {
+        let (o, out, err) =
+            output(preloaded(Command::new(&exe).arg("matched")).env("CMA_OPTIONS", level));
+        assert!(o.status.success(), "{level}: {}\n{out}\n{err}", o.status);
+        assert!(out.contains("matched: ok"), "{level}: {out}");
+    }
+    let (o, _, err) = output(
+        preloaded(Command::new(&exe).arg("delete-of-malloc")).env("CMA_OPTIONS", "check=fast"),
+    );
+    assert!(o.status.success(), "fast: {err}");
 }
 
 #[test]

@@ -1,13 +1,13 @@
 //! `cma`: runs programs on the cma allocator and reports what their heap did.
 //!
-//! Subcommands live in their own modules: `run` and `bench`. (`stress` is
-//! planned: add a variant to `Command` and a module.)
+//! Subcommands live in their own modules: `run`, `stress` and `bench`.
 
 mod bench;
 mod forward;
 mod json;
 mod report;
 mod run;
+mod stress;
 mod symbolize;
 
 use std::process::ExitCode;
@@ -29,6 +29,9 @@ struct Cli {
 enum Command {
     /// Run PROGRAM with libcma preloaded; print a heap report when it exits.
     Run(run::RunArgs),
+    /// Run the original's six-worker malloc/realloc/free stress test, with a
+    /// watchdog that prints every thread's stack on a stall.
+    Stress(stress::StressArgs),
     /// Run the benchmark suite: cma against mimalloc, jemalloc, glibc and others.
     Bench(bench::BenchArgs),
 }
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run::main(args),
+        Command::Stress(args) => stress::main(args),
         Command::Bench(args) => bench::main(args),
     }
 }

@@ -27,7 +27,10 @@ fn json_number(json: &str, key: &str) -> Option<u64> {
 fn help_lists_the_run_command() {
     let (o, out, _) = output(cma().arg("--help"));
     assert!(o.status.success());
-    assert!(out.contains("run") && out.contains("bench"), "{out}");
+    assert!(
+        out.contains("run") && out.contains("stress") && out.contains("bench"),
+        "{out}"
+    );
     let (o, out, _) = output(cma().args(["run", "--help"]));
     assert!(o.status.success());
     assert!(

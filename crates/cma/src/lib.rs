@@ -12,7 +12,15 @@
 //! ```
 //!
 //! or through the explicit API (`malloc`, `free`, `checked_free`, `stats`,
-//! ...).
+//! ...), and configure it in code with [`Options`]:
+//!
+//! ```
+//! cma::Options::new()
+//!     .limit_request(1 << 30)
+//!     .apply()
+//!     .expect("options cma can honour");
+//! # cma::set_alloc_limits(cma::AllocLimits::default());
+//! ```
 //!
 //! The engine's layers, bottom up, one folder each; a layer imports only
 //! from the layers below it:
@@ -32,8 +40,13 @@
 //! | `api` | the entry points, the explicit API, `Cma`, start-up and fork |
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
 mod api;
+// The fields of `CmaError`'s and `BlockKind`'s variants are named for what
+// they hold and described by their variant's doc; `check/` is being
+// reworked by the check-level work, which documents them field by field.
+#[allow(missing_docs)]
 mod check;
 mod guarded;
 mod heap;
@@ -46,18 +59,20 @@ mod util;
 
 pub mod options;
 
-pub use api::global_alloc::Cma;
+pub use api::global_alloc::{Cma, CmaFast};
 pub use api::public::{
     aligned_alloc, apply_options, block_size, bzero_and_free, calloc, check_level,
     checked_block_size, checked_free, free, malloc, realloc, trim, try_alloc, try_alloc_zeroed,
     try_realloc_checked, usable_size,
 };
 pub use check::error::{Access, AccessProblem, BlockKind, CmaError};
+pub use check::kind::AllocKind;
 pub use check::level::CheckLevel;
 pub use guarded::sampling::DEFAULT_RATE as DEFAULT_SAMPLE_RATE;
 pub use heap::guard::guard_depth;
 pub use observe::limits::{alloc_limits, set_alloc_limits, AllocLimits};
 pub use observe::stats::{stats, ClassStats, Stats};
+pub use options::{Options, OptionsError};
 pub use pages::LARGE_MAX;
 pub use slab::size_class::{class_block_sizes, MAX_SMALL, NUM_CLASSES};
 
@@ -66,10 +81,33 @@ pub use slab::size_class::{class_block_sizes, MAX_SMALL, NUM_CLASSES};
 /// change in any release.
 #[doc(hidden)]
 pub mod faces {
+    pub use crate::observe::alloc_log::{alloc_logging, log_event, set_alloc_logging, AllocEvent};
     pub use crate::observe::report_file::{open_for_pid, set_engine, Engine, PATH_MAX};
     pub use crate::os::file::File;
     pub use crate::os::process::{command_line, errno, set_errno, write_fd};
     pub use crate::util::fd_writer::FdWriter;
+
+    /// Counts `bytes` of a block a face handed out from elsewhere (libcma's
+    /// backend hooks) against the total allocation limit.
+    pub fn add_external_bytes(bytes: usize) {
+        crate::observe::limits::add_external_bytes(bytes);
+    }
+
+    /// Stops counting `bytes` of a block from elsewhere (it was freed).
+    pub fn sub_external_bytes(bytes: usize) {
+        crate::observe::limits::sub_external_bytes(bytes);
+    }
+
+    /// Checks a request of `size` bytes that a face serves from elsewhere
+    /// against the allocation limits in force (the engine's own requests
+    /// are checked on their paths).
+    pub fn check_alloc_limits(size: usize) -> Result<(), crate::CmaError> {
+        if !crate::observe::limits::active() {
+            return Ok(());
+        }
+        let _guard = crate::heap::guard::AllocatorGuard::enter();
+        crate::observe::limits::check(size, size)
+    }
 
     /// Initialises the engine now, if no allocation did yet: it reads
     /// `CMA_OPTIONS` and warns about what it cannot honour.
@@ -81,6 +119,40 @@ pub mod faces {
     #[inline(always)]
     pub fn c_malloc(size: usize) -> *mut u8 {
         crate::api::alloc::c_malloc(size)
+    }
+
+    /// C++'s `operator new` family: a block recorded as `kind` (checked at
+    /// release at the `default` level). Null when memory runs out.
+    #[inline]
+    pub fn alloc_of_kind(size: usize, align: usize, kind: crate::AllocKind) -> *mut u8 {
+        crate::api::alloc::alloc_of_kind(size, align, kind)
+    }
+
+    /// Frees a block of `kind`'s family (`operation` names the function in
+    /// a diagnostic).
+    ///
+    /// # Safety
+    /// As for `cma::free`.
+    #[inline]
+    pub unsafe fn free_of_kind(p: *mut u8, operation: &'static str, kind: crate::AllocKind) {
+        crate::api::free::free_with(p, operation, kind)
+    }
+
+    /// A sized or aligned release of a block of `kind`'s family: checked
+    /// against the block at the `default` level (`size` `None` and `align`
+    /// 1 for none).
+    ///
+    /// # Safety
+    /// As for `cma::free`.
+    #[inline]
+    pub unsafe fn free_sized(
+        p: *mut u8,
+        size: Option<usize>,
+        align: usize,
+        operation: &'static str,
+        kind: crate::AllocKind,
+    ) {
+        crate::api::free::free_sized(p, size, align, operation, kind)
     }
 
     /// C's `calloc` of `size` bytes (the product of its arguments, already

@@ -236,6 +236,250 @@ fn unknown_check_level_child() {
     // SAFETY: p is live.
     unsafe { cma::free(p) };
     if std::env::var("CMA_OPTIONS").is_ok_and(|o| o.contains("paranoid")) {
-        assert_eq!(cma::check_level(), cma::CheckLevel::Fast);
+        assert_eq!(cma::check_level(), cma::CheckLevel::Default);
     }
+}
+
+#[test]
+fn freed_blocks_are_wiped_and_held_back_from_reuse() {
+    if scenario().is_some() {
+        let p = cma::malloc(48);
+        // SAFETY: a fresh block of 48 bytes.
+        unsafe { std::ptr::write_bytes(p, 0x5a, 48) };
+        // SAFETY: p is live; freed once.
+        unsafe { cma::free(p) };
+        // SAFETY: deliberately reads the freed block (still mapped: cma's
+        // slot, held in quarantine) to see what a use after free would see.
+        let after = unsafe { std::slice::from_raw_parts(p, 48) }.to_vec();
+        assert!(
+            after.iter().all(|&b| b == 0),
+            "freed block not wiped: {after:?}"
+        );
+        // The slot is not handed out again while it is quarantined (the
+        // quarantine holds 256 blocks by default).
+        let mut again = Vec::new();
+        for _ in 0..200 {
+            let q = cma::malloc(48);
+            assert_ne!(q, p, "a freed slot was handed out again at once");
+            again.push(q);
+        }
+        for q in again {
+            // SAFETY: live, freed once.
+            unsafe { cma::free(q) };
+        }
+        // calloc of reused (wiped) slots reads as zero.
+        for _ in 0..600 {
+            let c = cma::calloc(6, 8);
+            // SAFETY: 48 bytes.
+            assert!(unsafe { std::slice::from_raw_parts(c, 48) }
+                .iter()
+                .all(|&b| b == 0));
+            // SAFETY: dirty it before it is freed (and wiped again).
+            unsafe { std::ptr::write_bytes(c, 0x77, 48) };
+            // SAFETY: live, freed once.
+            unsafe { cma::free(c) };
+        }
+        println!("child-ok");
+        return;
+    }
+    let out = run_child("freed_blocks_are_wiped_and_held_back_from_reuse", "wipe");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("child-ok"));
+}
+
+#[test]
+fn a_write_after_free_is_reported_when_the_slot_is_reused_after_the_quarantine() {
+    if scenario().is_some() {
+        let p = cma::malloc(48);
+        eprintln!("UAF-ADDR={:#x}", p as usize);
+        // SAFETY: p is live; freed once.
+        unsafe { cma::free(p) };
+        // SAFETY: deliberate misuse: a write into the freed block (still
+        // cma's memory, so the test process itself stays sound).
+        unsafe { p.add(8).write(0x41) };
+        // Frees of other blocks of the class push it out of the quarantine,
+        // where it must still read as zero.
+        for _ in 0..2000 {
+            let q = cma::malloc(48);
+            // SAFETY: live, freed once.
+            unsafe { cma::free(q) };
+        }
+        unreachable!("the write after free went unnoticed");
+    }
+    let out = run_child(
+        "a_write_after_free_is_reported_when_the_slot_is_reused_after_the_quarantine",
+        "uaf",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "stderr: {stderr}");
+    let addr = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("UAF-ADDR="))
+        .expect("address line")
+        .trim()
+        .to_string();
+    assert!(
+        stderr.contains(&format!(
+            "cma: write after free: the freed block at {addr} was written after it was freed (size class"
+        )),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn a_write_after_free_is_reported_when_the_slot_is_handed_out_again() {
+    if scenario().is_some() {
+        // No quarantine: the slot comes back at the next allocation of the
+        // class, which finds it dirty.
+        let p = cma::malloc(48);
+        eprintln!("UAF-ADDR={:#x}", p as usize);
+        // SAFETY: p is live; freed once.
+        unsafe { cma::free(p) };
+        // SAFETY: deliberate misuse, as above.
+        unsafe { p.add(40).write(1) };
+        for _ in 0..200 {
+            std::hint::black_box(cma::malloc(48));
+        }
+        unreachable!("the write after free went unnoticed");
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_write_after_free_is_reported_when_the_slot_is_handed_out_again",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CMA_OPTIONS", "check=default,quarantine_slots=0")
+        .env(SCENARIO, "reuse")
+        .output()
+        .expect("spawn child");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "stderr: {stderr}");
+    let addr = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("UAF-ADDR="))
+        .expect("address line")
+        .trim()
+        .to_string();
+    assert!(
+        stderr.contains(&format!("cma: write after free: the freed block at {addr}")),
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains("[in malloc]"), "stderr: {stderr}");
+}
+
+/// Blocks above the small classes carry the same trailer: an overflow of a
+/// large block (in a segment) or a huge one (a mapping of its own) by one
+/// byte is reported when it is freed, and `block_size` is the size asked for.
+#[test]
+fn an_overflow_of_a_large_or_huge_block_aborts_at_free() {
+    if let Some(s) = scenario() {
+        let size = if s == "large" { 200_000 } else { 3 << 20 };
+        let p = cma::malloc(size);
+        assert_eq!(cma::block_size(p), size);
+        // SAFETY: one byte past the request, inside cma's pages.
+        unsafe { *p.add(size) = 0x41 };
+        // SAFETY: p is live.
+        unsafe { cma::free(p) };
+        unreachable!("free of an overflowed block returned");
+    }
+    for (which, block) in [("large", "large block of"), ("huge", "huge block of")] {
+        let out = run_child("an_overflow_of_a_large_or_huge_block_aborts_at_free", which);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "{which}: {stderr}"
+        );
+        assert!(
+            stderr.contains("cma: heap buffer overflow") && stderr.contains(block),
+            "{which}: {stderr}"
+        );
+        assert!(stderr.contains("[in free]"), "{which}: {stderr}");
+    }
+}
+
+/// Large and huge blocks resized in place or moved keep their data and a
+/// trailer at the new size: no false report on the way, and an overflow
+/// past the new size is caught.
+#[test]
+fn large_blocks_resized_keep_their_data_and_their_trailer() {
+    if let Some(s) = scenario() {
+        let mut size = 150_000;
+        let mut p = cma::malloc(size);
+        // SAFETY: p holds `size` bytes.
+        unsafe { core::ptr::write_bytes(p, 0x5a, size) };
+        for next in [300_000, 5 << 20, 9 << 20, 400_000, 140_000, 1_000] {
+            // SAFETY: p is live.
+            let q = unsafe { cma::realloc(p, next) };
+            assert!(!q.is_null());
+            // SAFETY: q holds `next` bytes, the first min(size, next) kept.
+            let kept = unsafe { core::slice::from_raw_parts(q, size.min(next)) };
+            assert!(kept.iter().all(|&b| b == 0x5a), "{size} -> {next}");
+            // SAFETY: as above.
+            unsafe { core::ptr::write_bytes(q, 0x5a, next) };
+            assert_eq!(cma::block_size(q), next);
+            (p, size) = (q, next);
+        }
+        // SAFETY: q is live; back to a large block.
+        p = unsafe { cma::realloc(p, 600_000) };
+        if s == "overflow" {
+            // SAFETY: one byte past the new size, inside cma's pages.
+            unsafe { *p.add(600_000) = 1 };
+        }
+        // SAFETY: p is live.
+        unsafe { cma::free(p) };
+        println!("resized-ok");
+        return;
+    }
+    let out = run_child(
+        "large_blocks_resized_keep_their_data_and_their_trailer",
+        "clean",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("resized-ok"),
+        "{stderr}"
+    );
+    let out = run_child(
+        "large_blocks_resized_keep_their_data_and_their_trailer",
+        "overflow",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{stderr}");
+    assert!(stderr.contains("cma: heap buffer overflow"), "{stderr}");
+}
+
+/// A huge mapping kept for reuse forgets the family of its last block: a
+/// `new[]` block freed by `delete[]`, then a `malloc` block of the same size
+/// (the same mapping) freed by `free`, is no mismatch.
+#[test]
+fn a_reused_huge_mapping_takes_the_family_of_its_new_block() {
+    if scenario().is_some() {
+        let size = 3 << 20;
+        let p = cma::faces::alloc_of_kind(size, 16, cma::AllocKind::NewArray);
+        // SAFETY: p is a live new[] block.
+        unsafe { cma::faces::free_of_kind(p, "operator delete[]", cma::AllocKind::NewArray) };
+        let q = cma::malloc(size);
+        assert_eq!(p, q, "the cached mapping was not reused");
+        // SAFETY: q is live, from malloc.
+        unsafe { cma::free(q) };
+        println!("reuse-ok");
+        return;
+    }
+    let out = run_child(
+        "a_reused_huge_mapping_takes_the_family_of_its_new_block",
+        "run",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("reuse-ok"),
+        "{stderr}"
+    );
 }

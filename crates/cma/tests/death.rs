@@ -62,6 +62,22 @@ fn run_case(case: &str) {
                 cma::free(p);
             }
         }
+        "double_free_in_named_thread" => {
+            thread::Builder::new()
+                .name("cma-victim".into())
+                .spawn(|| {
+                    let p = cma::malloc(24);
+                    announce("ADDR", p as usize);
+                    // SAFETY: deliberate misuse.
+                    unsafe {
+                        cma::free(p);
+                        cma::free(p);
+                    }
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+        }
         "double_free_large" => {
             let p = cma::malloc(LARGE);
             announce("ADDR", p as usize);
@@ -293,6 +309,17 @@ fn expect_interior(case: &str) {
 fn double_free_of_a_small_slot_aborts() {
     let d = expect("double_free_small", "double free of", "free");
     assert!(d.diagnostic().contains("size class"), "{}", d.diagnostic());
+}
+
+#[test]
+fn the_diagnostic_names_the_thread() {
+    let d = expect("double_free_in_named_thread", "double free of", "free");
+    let line = d.diagnostic();
+    let at = line.find("] [thread ").expect("a thread part");
+    let rest = &line[at + "] [thread ".len()..];
+    let (id, name) = rest.split_once(' ').expect("id and name");
+    assert!(id.parse::<u64>().is_ok_and(|id| id > 0), "{line}");
+    assert_eq!(name, "'cma-victim']", "{line}");
 }
 
 #[test]

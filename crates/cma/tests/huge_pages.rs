@@ -78,7 +78,7 @@ fn segments_refuse_huge_pages_child() {
         return;
     }
     let small = cma::malloc(64);
-    let large = cma::malloc(cma::LARGE_MAX);
+    let large = cma::malloc(cma::LARGE_MAX / 2);
     assert!(!small.is_null() && !large.is_null());
     for p in [small, large] {
         assert!(

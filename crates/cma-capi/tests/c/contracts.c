@@ -240,16 +240,16 @@ static void test_info(void) {
 
 static void test_cma_api(void) {
     struct cma_stats before, after;
-    CHECK(cma_get_stats(&before) == CMA_OK);
-    CHECK(cma_get_stats(NULL) == CMA_ERR_NULL_ARGUMENT);
+    CHECK(cma_stats_get(&before) == CMA_OK);
+    CHECK(cma_stats_get(NULL) == CMA_ERR_NULL_ARGUMENT);
     char *p = cma_malloc(100);
     CHECK(p != NULL && cma_block_size(p) >= 100);
     size_t bs = 0;
     CHECK(cma_checked_block_size(p, &bs) == CMA_OK && bs >= 100);
     CHECK(cma_checked_block_size(p + 1, &bs) == CMA_ERR_INTERIOR_POINTER);
     CHECK(cma_checked_block_size(p, NULL) == CMA_ERR_NULL_ARGUMENT);
-    CHECK(cma_alloc_size() >= 100);
-    CHECK(cma_get_stats(&after) == CMA_OK && after.allocations > before.allocations);
+    CHECK(cma_bytes_in_use() >= 100);
+    CHECK(cma_stats_get(&after) == CMA_OK && after.allocations > before.allocations);
     CHECK(cma_checked_free(p + 8) == CMA_ERR_INTERIOR_POINTER);
     int local;
     CHECK(cma_checked_free(&local) == CMA_ERR_NOT_OURS);
@@ -288,20 +288,20 @@ static void test_cma_api(void) {
     CHECK(cma_checked_free(arr) == CMA_ERR_DOUBLE_FREE);
 
     /* Failure injection. */
-    cma_set_alloc_limit(1000, CMA_NO_LIMIT);
+    cma_limits_set(1000, CMA_NO_LIMIT);
     errno = 0;
     sink = malloc(opaque(2000));
     CHECK(sink == NULL && errno == ENOMEM);
     void *small = malloc(500);
     CHECK(small != NULL);
     free(small);
-    cma_set_alloc_limit(CMA_NO_LIMIT, CMA_NO_LIMIT);
+    cma_limits_set(CMA_NO_LIMIT, CMA_NO_LIMIT);
     void *again = malloc(2000);
     CHECK(again != NULL);
     free(again);
 
     struct cma_extended_stats ext;
-    CHECK(cma_get_extended_stats(&ext) == CMA_OK);
+    CHECK(cma_stats_get_extended(&ext) == CMA_OK);
     CHECK(ext.num_classes == CMA_NUM_CLASSES && ext.heaps >= 1);
     uint64_t allocs = ext.large_allocations;
     for (size_t i = 0; i < ext.num_classes; i++) allocs += ext.classes[i].allocations;
@@ -317,7 +317,7 @@ int main(void) {
     /* Are we really running on cma? */
     struct cma_stats st;
     sink = malloc(opaque(24));
-    CHECK(cma_get_stats(&st) == CMA_OK && st.allocations > 0);
+    CHECK(cma_stats_get(&st) == CMA_OK && st.allocations > 0);
     CHECK(cma_checked_free(sink) == CMA_OK);
     test_malloc();
     test_calloc();

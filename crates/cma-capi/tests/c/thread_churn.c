@@ -47,10 +47,10 @@ static void generation(int n) {
 int main(void) {
     generation(50); /* 200 threads: warm up */
     struct cma_extended_stats a, b;
-    cma_get_extended_stats(&a);
+    cma_stats_get_extended(&a);
     long rss_a = rss_kib();
     generation(950); /* 3800 more: 4000 in all */
-    cma_get_extended_stats(&b);
+    cma_stats_get_extended(&b);
     long rss_b = rss_kib();
     printf("heaps %zu -> %zu, rss %ld KiB -> %ld KiB\n", a.heaps, b.heaps, rss_a, rss_b);
     int ok = b.heaps <= 16 && rss_b - rss_a < 8 * 1024;

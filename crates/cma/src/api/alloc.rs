@@ -13,8 +13,10 @@ use core::ptr::{null_mut, NonNull};
 use super::init::thread_heap;
 use super::{c_align, small_slot};
 use crate::check::error::CmaError;
-use crate::check::level::{self, fast_size_limit, MODE_FAST, MODE_TRAILERS};
-use crate::check::trailer::{self, TRAILER};
+use crate::check::kind::{set_slot_kind, AllocKind};
+use crate::check::level::{self, checked_size_limit, fast_size_limit, MODE_CHECKED, MODE_FAST};
+use crate::check::lookup::{self, Found};
+use crate::check::trailer::TRAILER;
 use crate::heap::guard::{fast_heap, AllocatorGuard};
 use crate::heap::{ClassState, Heap};
 use crate::observe::limits;
@@ -29,6 +31,18 @@ use crate::slab::size_class::{class_for, class_of, SizeClass, MAX_SMALL};
 /// registers.
 #[inline(always)]
 pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
+    alloc_or(size, align, alloc_other)
+}
+
+/// `alloc`, leaving through `other` for everything the fast path does not
+/// serve (which is where cma initialises: `CmaFast` asks for its level
+/// there, at no cost to the fast path).
+#[inline(always)]
+pub(crate) fn alloc_or(
+    size: usize,
+    align: usize,
+    other: extern "C" fn(usize, usize) -> *mut u8,
+) -> *mut u8 {
     if align <= 8 && size < fast_size_limit() {
         let st = fast_heap().state_for(size);
         return match st.pop() {
@@ -36,7 +50,7 @@ pub(crate) fn alloc(size: usize, align: usize) -> *mut u8 {
             None => refill(st, size, 8),
         };
     }
-    alloc_other(size, align)
+    other(size, align)
 }
 
 /// C's `malloc`: `alloc(size, c_align(size))`, with the alignment folded
@@ -68,8 +82,16 @@ pub(crate) fn c_malloc(size: usize) -> *mut u8 {
     c_alloc_other(size)
 }
 
+/// Everything C's `malloc` fast path does not serve; the checked level's
+/// fast path first (here, so that the `fast` level's path stays free of
+/// it).
 #[inline(never)]
 extern "C" fn c_alloc_other(size: usize) -> *mut u8 {
+    if size < checked_size_limit() {
+        if let Some(p) = fast_heap().c_state_for(size + TRAILER).pop_checked(size) {
+            return p.as_ptr();
+        }
+    }
     enomem_if_null(alloc_other(size, c_align(size)))
 }
 
@@ -156,6 +178,11 @@ fn enomem_if_null(p: *mut u8) -> *mut u8 {
 // landing pad around the call and make it a tail call.
 #[inline(never)]
 pub(crate) extern "C" fn alloc_other(size: usize, align: usize) -> *mut u8 {
+    if align <= 16 && size < checked_size_limit() {
+        if let Some(p) = checked_alloc_fast(size, align) {
+            return p;
+        }
+    }
     let mut guard = AllocatorGuard::enter();
     let heap = thread_heap(&mut guard);
     if heap.is_null() {
@@ -168,21 +195,31 @@ pub(crate) extern "C" fn alloc_other(size: usize, align: usize) -> *mut u8 {
         if mode == MODE_FAST && size <= MAX_SMALL {
             return small_block(h, class_of(small_slot(size, align)), size, align).0;
         }
-        if mode == MODE_TRAILERS && size <= MAX_SMALL - TRAILER {
-            let class = class_of(small_slot(size + TRAILER, align));
-            let (p, sampled) = small_block(h, class, size, align);
-            if !p.is_null() && !sampled {
-                // SAFETY: a fresh slot of the class's size, which holds
-                // size + TRAILER bytes.
-                unsafe { trailer::arm(p, class.block_size(), size) };
-            }
-            return p;
+        if mode == MODE_CHECKED && size <= MAX_SMALL - TRAILER {
+            return h.alloc_checked(class_of(small_slot(size + TRAILER, align)), size, align);
         }
     }
     match alloc_slow(heap, size, align, false) {
         Ok(p) => p.as_ptr(),
         Err(_) => null_mut(),
     }
+}
+
+/// The checked level's allocation fast path: a cached slot of the thread's
+/// heap (none on the empty heap), verified still zero and armed. `None`
+/// when the cache is dry. Calls nothing: no guard needed.
+#[inline(always)]
+fn checked_alloc_fast(size: usize, align: usize) -> Option<*mut u8> {
+    let bytes = size + TRAILER;
+    let heap = fast_heap();
+    // C's alignment (16 from 16 bytes up) serves alignments up to 16 once
+    // the slot is at least 16 bytes; alignment 8 may use the 8-byte steps.
+    let st = if align <= 8 {
+        heap.state_for(bytes)
+    } else {
+        heap.c_state_for(bytes.max(16))
+    };
+    st.pop_checked(size).map(|p| p.as_ptr())
 }
 
 /// Allocation outside the fast path: limits, large blocks, big alignments,
@@ -216,29 +253,36 @@ pub(super) fn alloc_slow(
         limits::check(size, usable)?;
     }
     let p = match class {
+        // A checked level's slot reads as zero already (verified).
+        Some(class) if trailer != 0 => heap.alloc_checked(class, size, align),
         Some(class) => {
             let (p, sampled) = small_block(heap, class, size, align);
-            if sampled {
-                if zero {
-                    // SAFETY: a fresh sampled block of `size` bytes.
-                    unsafe { core::ptr::write_bytes(p, 0, size) };
-                }
-            } else if !p.is_null() {
-                let bs = class.block_size();
-                if zero {
-                    // SAFETY: a fresh block of `bs` bytes.
-                    unsafe { core::ptr::write_bytes(p, 0, bs - trailer) };
-                }
-                if trailer != 0 {
-                    // SAFETY: a fresh slot of `bs` bytes; size + trailer <= bs.
-                    unsafe { trailer::arm(p, bs, size) };
-                }
+            if !p.is_null() && zero && !sampled {
+                // SAFETY: a fresh block of the class's size (a sampled
+                // block is handed out zeroed).
+                unsafe { core::ptr::write_bytes(p, 0, class.block_size()) };
             }
             p
         }
-        None => heap.alloc_large(size, align, zero),
+        None => {
+            let p = heap.alloc_large(size + trailer, align, zero);
+            if trailer != 0 && !p.is_null() {
+                arm_large(p, size);
+            }
+            p
+        }
     };
     NonNull::new(p).ok_or(CmaError::OutOfMemory { size })
+}
+
+/// Arms the trailer of a large or huge block that holds `size` bytes (a
+/// checked level's; the block has room for it after `size`).
+pub(super) fn arm_large(p: *mut u8, size: usize) {
+    if let Ok(Found::Large(span)) = lookup::find_block(p as usize) {
+        // SAFETY: a live block of `span.bytes()` bytes of this thread's
+        // making; size + TRAILER <= its bytes.
+        unsafe { crate::check::trailer::arm(p, span.bytes(), size) };
+    }
 }
 
 /// Allocates zeroed memory: the fast path and a clear of the bytes asked
@@ -275,4 +319,32 @@ pub(crate) fn calloc(size: usize) -> *mut u8 {
         }
     }
     alloc_zeroed_slow(size, c_align(size))
+}
+
+/// C++'s `operator new` family: `c_malloc`'s block (or `align`'s, above
+/// 16), recorded as `kind` at a checked level so that a release by another
+/// family is reported (`check::kind`). Null when memory runs out.
+pub(crate) fn alloc_of_kind(size: usize, align: usize, kind: AllocKind) -> *mut u8 {
+    let p = if align <= 16 {
+        c_malloc(size)
+    } else {
+        alloc_other(size, align)
+    };
+    if !p.is_null() && kind != AllocKind::Malloc && level::checked() {
+        record_kind(p, kind);
+    }
+    p
+}
+
+#[cold]
+#[inline(never)]
+fn record_kind(p: *mut u8, kind: AllocKind) {
+    let _guard = AllocatorGuard::enter();
+    match lookup::find_block(p as usize) {
+        // The slot was just handed out on this thread: its owner's.
+        Ok(Found::Slot { span, index }) => set_slot_kind(span, index, kind),
+        Ok(Found::Large(span)) => span.alloc_kind.set(kind as u8),
+        Ok(Found::Sampled(slot)) => slot.set_kind(kind as u8),
+        Err(_) => {}
+    }
 }

@@ -7,23 +7,44 @@
 //! by `try_free` for the checked API.
 
 use super::init::thread_heap;
-use crate::check::error::CmaError;
-use crate::check::level;
+use crate::check::error::{BlockKind, CmaError};
+use crate::check::kind::AllocKind;
+use crate::check::level::{self, MODE_CHECKED};
 use crate::check::lookup::{self, Found};
 use crate::check::report;
-use crate::check::trailer;
 use crate::heap::guard::AllocatorGuard;
-use crate::heap::{free_local_fast, free_remote_fast, Heap};
+use crate::heap::{free_checked_local_fast, free_local_fast, free_remote_fast, Heap};
+use crate::meta::span::Span;
 
-/// The engine's free entry. Null is accepted; misuse is reported and aborts.
+/// The engine's free entry for blocks of `kind`'s family (checked at the
+/// `default` level). Null is accepted; misuse is reported and aborts.
 #[inline(always)]
-pub(crate) fn free_with(p: *mut u8, operation: &'static str) {
+pub(crate) fn free_with(p: *mut u8, operation: &'static str, kind: AllocKind) {
     if let Some(span) = lookup::span_fast(p as usize) {
         if free_local_fast(span, p as usize) {
             return;
         }
+        return free_not_local(span, p, operation, kind);
     }
-    free_other(p, operation)
+    free_other(p, operation, kind)
+}
+
+/// The fast path's miss with the slab it found: the checked level's free,
+/// or another thread's block (their own fast paths first), else the full
+/// path.
+#[allow(improper_ctypes_definitions)]
+#[inline(never)]
+extern "C" fn free_not_local(span: &Span, p: *mut u8, operation: &'static str, kind: AllocKind) {
+    if level::mode() == MODE_CHECKED {
+        if free_checked_local_fast(span, p as usize, kind) {
+            return;
+        }
+    } else if free_remote_fast(span, p as usize) {
+        return;
+    }
+    if let Err(e) = try_free(p, kind) {
+        report::fatal(operation, e);
+    }
 }
 
 /// Everything the fast path does not free: another thread's block (its own
@@ -33,20 +54,24 @@ pub(crate) fn free_with(p: *mut u8, operation: &'static str) {
 // landing pad around the call and make it a tail call.
 #[allow(improper_ctypes_definitions)]
 #[inline(never)]
-extern "C" fn free_other(p: *mut u8, operation: &'static str) {
+extern "C" fn free_other(p: *mut u8, operation: &'static str, kind: AllocKind) {
     if let Some(span) = lookup::span_fast(p as usize) {
-        if free_remote_fast(span, p as usize) {
+        if level::mode() == MODE_CHECKED {
+            if free_checked_local_fast(span, p as usize, kind) {
+                return;
+            }
+        } else if free_remote_fast(span, p as usize) {
             return;
         }
     }
-    if let Err(e) = try_free(p) {
+    if let Err(e) = try_free(p, kind) {
         report::fatal(operation, e);
     }
 }
 
 /// Frees `p` after validating it from scratch, or returns why it cannot;
 /// nothing changes then.
-pub(super) fn try_free(p: *mut u8) -> Result<(), CmaError> {
+pub(super) fn try_free(p: *mut u8, kind: AllocKind) -> Result<(), CmaError> {
     if p.is_null() {
         return Ok(());
     }
@@ -60,22 +85,68 @@ pub(super) fn try_free(p: *mut u8) -> Result<(), CmaError> {
     let heap = unsafe { &*heap };
     // The full lookup (not `span_fast`): a stale page-table entry must read
     // as freed pages, not as some other slab's interior.
-    free_slow(heap, p as usize)
+    free_slow(heap, p as usize, kind)
 }
 
 #[inline(never)]
-fn free_slow(heap: &Heap, addr: usize) -> Result<(), CmaError> {
+fn free_slow(heap: &Heap, addr: usize, kind: AllocKind) -> Result<(), CmaError> {
     let found = lookup::find_block(addr)?;
     if let Found::Sampled(_) = found {
         // At every level: its head and slack patterns.
         lookup::live_size(&found)?;
     }
-    if level::trailers_enabled() {
-        if let Found::Slot { span, .. } = found {
-            lookup::live_size(&found)?;
-            // SAFETY: `live_size` validated a live slot of this block size.
-            unsafe { trailer::junk(addr as *mut u8, span.slot_size()) };
+    heap.free_block(found, kind)
+}
+
+/// A sized release (`free_sized`, `free_aligned_sized`, the sized and
+/// aligned `operator delete`s) of a block of `kind`'s family: at a checked
+/// level the size must be the one the block was allocated with and the
+/// block must have the
+/// alignment; then the block is freed as by `free_with`.
+pub(crate) fn free_sized(
+    p: *mut u8,
+    size: Option<usize>,
+    align: usize,
+    operation: &'static str,
+    kind: AllocKind,
+) {
+    if !p.is_null() && level::checked() {
+        if let Err(e) = check_sized(p, size, align) {
+            report::fatal(operation, e);
         }
     }
-    heap.free_block(found)
+    free_with(p, operation, kind)
+}
+
+#[cold]
+#[inline(never)]
+fn check_sized(p: *mut u8, size: Option<usize>, align: usize) -> Result<(), CmaError> {
+    let _guard = AllocatorGuard::enter();
+    let found = lookup::find_block(p as usize)?;
+    let actual = lookup::live_size(&found)?;
+    let block = match found {
+        lookup::Found::Slot { span, .. } => BlockKind::Class {
+            class: span.class.load(core::sync::atomic::Ordering::Relaxed) as usize,
+            block_size: span.slot_size(),
+        },
+        lookup::Found::Large(span) => lookup::large_block(span),
+        lookup::Found::Sampled(slot) => BlockKind::Sampled { size: slot.size() },
+    };
+    // At a checked level `live_size` is the size asked for, large or small.
+    if size.is_some_and(|size| size != actual) {
+        return Err(CmaError::SizeMismatch {
+            addr: p as usize,
+            size: size.unwrap_or(0),
+            actual,
+            block,
+        });
+    }
+    if align > 1 && p as usize % align != 0 {
+        return Err(CmaError::AlignMismatch {
+            addr: p as usize,
+            align,
+            block,
+        });
+    }
+    Ok(())
 }

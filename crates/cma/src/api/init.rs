@@ -11,6 +11,7 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
+use crate::check::{level, trailer};
 use crate::guarded;
 use crate::heap::guard::{self, AllocatorGuard};
 use crate::heap::{pool, Heap};
@@ -22,6 +23,20 @@ const UNINIT: u8 = 0;
 const RUNNING: u8 = 1;
 const READY: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+
+/// The level a `GlobalAlloc` type asks for (`CmaFast`), applied when cma
+/// initialises unless `CMA_OPTIONS` names one: 0 none, 1 fast.
+static PREFERRED: AtomicU8 = AtomicU8::new(0);
+
+/// Asks for the `fast` level at initialisation, unless `CMA_OPTIONS` names
+/// a level. No effect once cma has initialised.
+pub(crate) fn prefer_fast_level() {
+    PREFERRED.store(1, Ordering::Relaxed);
+}
+
+fn preferred_level() -> Option<level::CheckLevel> {
+    (PREFERRED.load(Ordering::Relaxed) == 1).then_some(level::CheckLevel::Fast)
+}
 
 /// The calling thread's heap, acquiring one (and initialising cma first) on
 /// the thread's first call. Null only when no memory is left for a heap.
@@ -41,6 +56,12 @@ fn first_heap(guard: &mut AllocatorGuard) -> *mut Heap {
     let heap = pool::acquire_heap();
     guard.adopt_heap(heap);
     heap
+}
+
+/// Whether cma has initialised.
+#[inline(always)]
+pub(crate) fn initialised() -> bool {
+    STATE.load(Ordering::Acquire) == READY
 }
 
 /// Makes sure the process-wide state is set up. Cheap after the first call.
@@ -69,6 +90,13 @@ fn init_slow() {
         return;
     }
     options::load_from_env();
+    if !level::chosen() {
+        if let Some(preferred) = preferred_level() {
+            level::set_level(preferred);
+        }
+    }
+    // The canaries' secret, whatever the level (the default level has them).
+    trailer::ensure_secret();
     pool::init_thread_exit();
     STATE.store(READY, Ordering::Release);
     // Registered after READY: glibc may allocate while registering, and that

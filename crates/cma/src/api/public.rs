@@ -15,6 +15,7 @@ use super::free::{free_with, try_free};
 use super::init::{ensure_init, thread_heap};
 use super::realloc::{realloc_aligned, try_realloc};
 use crate::check::error::CmaError;
+use crate::check::kind::AllocKind;
 use crate::check::level::{self, CheckLevel};
 use crate::check::lookup;
 use crate::check::report;
@@ -69,7 +70,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
 /// `p` must not be used after this call.
 #[inline]
 pub unsafe fn free(p: *mut u8) {
-    free_with(p, "free")
+    free_with(p, "free", AllocKind::Malloc)
 }
 
 /// Like `free`, but returns the misuse as an error instead of aborting; the
@@ -78,7 +79,7 @@ pub unsafe fn free(p: *mut u8) {
 /// # Safety
 /// As for `free`.
 pub unsafe fn checked_free(p: *mut u8) -> Result<(), CmaError> {
-    try_free(p)
+    try_free(p, AllocKind::Malloc)
 }
 
 /// Overwrites the block's whole usable size with zeros, then frees it.
@@ -96,7 +97,7 @@ pub unsafe fn bzero_and_free(p: *mut u8) {
             core::ptr::write_volatile(p.add(i), 0);
         }
     }
-    free_with(p, "bzero_and_free")
+    free_with(p, "bzero_and_free", AllocKind::Malloc)
 }
 
 /// The usable size of a live block: at least what was requested. Aborts with

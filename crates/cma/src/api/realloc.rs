@@ -8,7 +8,8 @@ use super::alloc::{alloc, alloc_slow};
 use super::init::thread_heap;
 use super::small_slot;
 use crate::check::error::CmaError;
-use crate::check::level::{self, MODE_LIMITS, MODE_TRAILERS};
+use crate::check::kind::AllocKind;
+use crate::check::level::{self, MODE_FAST};
 use crate::check::lookup::{self, Found};
 use crate::check::report;
 use crate::check::trailer::{self, TRAILER};
@@ -35,23 +36,17 @@ pub(crate) fn realloc_aligned(
     }
 }
 
-/// The common realloc of a valid small block with no limit set: stays in
-/// its slot when the new size fits (and uses at least half of it), or moves
-/// through the allocation and free fast paths. At the `default` level the
-/// old trailer is checked first and the block keeps a trailer for exactly
-/// the new size. `None` sends everything else (and every error, a damaged
-/// trailer included) to `try_realloc`, which reports it.
+/// The common realloc of a valid small block at the `fast` level with no
+/// limit set: stays in its slot when the new size fits (and uses at least
+/// half of it), or moves through the allocation and free fast paths. A
+/// checked level's blocks move through its own allocation and free
+/// (verified zero, armed, quarantined) in `try_realloc`. `None` sends
+/// everything else (and every error) to `try_realloc`, which reports it.
 #[inline]
 fn realloc_fast(p: *mut u8, new_size: usize, align: usize) -> Option<*mut u8> {
-    let mode = level::mode();
-    if align > 16 || new_size > MAX_SMALL - TRAILER || mode & MODE_LIMITS != 0 {
+    if align > 16 || new_size > MAX_SMALL || level::mode() != MODE_FAST {
         return None;
     }
-    let trailer = if mode & MODE_TRAILERS != 0 {
-        TRAILER
-    } else {
-        0
-    };
     let guard = AllocatorGuard::enter();
     let heap = guard.current_heap();
     if heap.is_null() {
@@ -61,37 +56,18 @@ fn realloc_fast(p: *mut u8, new_size: usize, align: usize) -> Option<*mut u8> {
     // SAFETY: the guard's heap belongs to this thread.
     let heap = unsafe { &*heap };
     let bs = heap.live_slot_size(slab, p as usize)?;
-    let old_size = if trailer != 0 {
-        // SAFETY: a live slot of `bs` bytes, armed when it was handed out.
-        unsafe { trailer::verify(p, bs) }?
-    } else {
-        bs
-    };
-    if new_size + trailer <= bs && new_size >= bs / 2 {
-        if trailer != 0 {
-            // SAFETY: a live slot of `bs` bytes; new_size + TRAILER <= bs.
-            unsafe { trailer::arm(p, bs, new_size) };
-        }
+    if new_size <= bs && new_size >= bs / 2 {
         return Some(p);
     }
-    let target = growth_target(new_size, bs, MAX_SMALL - trailer);
-    let class = class_of(small_slot(target + trailer, align));
+    let target = growth_target(new_size, bs, MAX_SMALL);
+    let class = class_of(small_slot(target, align));
     let q = heap.alloc_small(class);
     if q.is_null() {
         return None;
     }
-    if trailer != 0 {
-        // SAFETY: a fresh slot of the class's size, which holds
-        // target + TRAILER >= new_size + TRAILER bytes.
-        unsafe { trailer::arm(q, class.block_size(), new_size) };
-    }
-    // SAFETY: `p` holds `old_size` bytes of the caller's data, `q` at least
+    // SAFETY: `p` holds `bs` bytes of the caller's data, `q` at least
     // `new_size`; distinct blocks.
-    unsafe { core::ptr::copy_nonoverlapping(p, q, old_size.min(new_size)) };
-    if trailer != 0 {
-        // SAFETY: the old slot is live, `bs` bytes, and being freed.
-        unsafe { trailer::junk(p, bs) };
-    }
+    unsafe { core::ptr::copy_nonoverlapping(p, q, bs.min(new_size)) };
     let freed = heap.try_free_fast(slab, p as usize);
     debug_assert!(freed, "a slot validated as live could not be freed");
     Some(q)
@@ -131,6 +107,10 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
     let heap_ref = unsafe { &*heap };
     let found = lookup::find_block(p as usize)?;
     let old_size = lookup::live_size(&found)?;
+    if level::checked() {
+        // realloc is the malloc family's: a `new` block is a mismatch.
+        lookup::check_kind(&found, AllocKind::Malloc)?;
+    }
     if limits::active() {
         // In place, a slot keeps its size; a large block grows by whole
         // pages. A move is checked again by `alloc_slow`.
@@ -153,8 +133,17 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
             }
         }
         Found::Large(span) => {
-            let q = heap_ref.resize_large(span as *const _ as *mut _, new_size, align);
+            let q = heap_ref.resize_large(
+                span as *const _ as *mut _,
+                new_size.saturating_add(trailer),
+                align,
+            );
             if !q.is_null() {
+                if trailer != 0 {
+                    // SAFETY: the resized block of `span.bytes()` bytes holds
+                    // new_size + TRAILER; its old trailer lies in the data now.
+                    unsafe { trailer::arm(q, span.bytes(), new_size) };
+                }
                 return Ok(q);
             }
         }
@@ -184,6 +173,6 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
     }
     // SAFETY: both blocks are live and distinct; the copy stays inside both.
     unsafe { core::ptr::copy_nonoverlapping(p, q, old_size.min(new_size)) };
-    heap_ref.free_block(found)?;
+    heap_ref.free_block(found, AllocKind::Malloc)?;
     Ok(q)
 }

@@ -4,6 +4,8 @@
 
 use core::fmt;
 
+use super::kind::AllocKind;
+
 /// What kind of block an address was found in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockKind {
@@ -76,6 +78,34 @@ pub enum CmaError {
         /// The block's requested size.
         size: usize,
     },
+    /// The freed block at `addr` was written after it was freed: it no longer
+    /// reads as the zeros it was wiped to (found at the `default` check level
+    /// when the slot leaves the quarantine or is handed out again).
+    WriteAfterFree { addr: usize, block: BlockKind },
+    /// The block at `addr` was allocated by one family of functions and
+    /// released (or resized) by another: `free` of a `new[]` block, `delete`
+    /// of a `malloc` block (found at the `default` check level).
+    KindMismatch {
+        addr: usize,
+        allocated: AllocKind,
+        released: AllocKind,
+        block: BlockKind,
+    },
+    /// A sized release (`free_sized`, sized `operator delete`) named a size
+    /// the block at `addr` was not allocated with (`size`; it was
+    /// `actual`), or an alignment it does not have (found at the `default`
+    /// check level).
+    SizeMismatch {
+        addr: usize,
+        size: usize,
+        actual: usize,
+        block: BlockKind,
+    },
+    AlignMismatch {
+        addr: usize,
+        align: usize,
+        block: BlockKind,
+    },
     /// `addr` is not in memory that cma manages: another allocator's block,
     /// the stack, static data, or unmapped memory.
     NotOurs { addr: usize },
@@ -113,6 +143,10 @@ impl CmaError {
                 AccessProblem::UseAfterFree => "use after free",
                 AccessProblem::Wild => "wild access",
             },
+            CmaError::WriteAfterFree { .. } => "write after free",
+            CmaError::KindMismatch { .. } => "alloc-dealloc mismatch",
+            CmaError::SizeMismatch { .. } => "sized free with the wrong size",
+            CmaError::AlignMismatch { .. } => "aligned free with the wrong alignment",
             CmaError::RequestLimitExceeded { .. } => "request over the allocation limit",
             CmaError::TotalLimitExceeded { .. } => "total over the allocation limit",
             CmaError::OutOfMemory { .. } => "out of memory",
@@ -133,6 +167,10 @@ impl CmaError {
                 | CmaError::BufferOverflow { .. }
                 | CmaError::BufferUnderflow { .. }
                 | CmaError::BadAccess { .. }
+                | CmaError::WriteAfterFree { .. }
+                | CmaError::KindMismatch { .. }
+                | CmaError::SizeMismatch { .. }
+                | CmaError::AlignMismatch { .. }
         )
     }
 
@@ -245,6 +283,35 @@ impl fmt::Display for CmaError {
                     " the {freed}{size}-byte sampled block at {block_start:#x}"
                 )
             }
+            CmaError::WriteAfterFree { addr, block } => {
+                write!(
+                    f,
+                    "{kind}: the freed block at {addr:#x} was written after it was freed ({block})"
+                )
+            }
+            CmaError::KindMismatch {
+                addr,
+                allocated,
+                released,
+                block,
+            } => write!(
+                f,
+                "{kind}: {addr:#x} was allocated by {allocated} and released by {} ({block})",
+                released.releaser()
+            ),
+            CmaError::SizeMismatch {
+                addr,
+                size,
+                actual,
+                block,
+            } => write!(
+                f,
+                "{kind}: {addr:#x} released as {size} bytes, allocated as {actual} ({block})"
+            ),
+            CmaError::AlignMismatch { addr, align, block } => write!(
+                f,
+                "{kind}: {addr:#x} released with alignment {align}, which it does not have ({block})"
+            ),
             CmaError::NotOurs { addr } => {
                 write!(
                     f,

@@ -1,10 +1,12 @@
-//! The check levels, and the mode byte: what the allocation and free fast
-//! paths must do besides their core work, in one byte so that each call
-//! reads one flag. `MODE_FAST` (nothing), the `MODE_TRAILERS` bit (the
-//! `default` level) and the `MODE_LIMITS` bit (an allocation limit is set:
-//! allocations leave the fast path, see `observe::limits`).
+//! The check levels, and the mode byte: what the allocation and free paths
+//! must do besides their core work, in one byte so that each call reads one
+//! flag. `MODE_FAST` (nothing: the `fast` level), the `MODE_CHECKED` bit
+//! (the `default` level: canaries, freed slots wiped and verified on reuse, a
+//! quarantine; see `heap::checked`) and the `MODE_LIMITS` bit (an allocation
+//! limit is set: allocations leave the fast path, see `observe::limits`).
 //!
-//! The level is chosen once, when cma starts (`CMA_OPTIONS=check=default`).
+//! `default` is the level in force when nothing is set; the level is chosen
+//! once, when cma starts (`CMA_OPTIONS=check=fast`).
 
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
@@ -16,14 +18,16 @@ use crate::slab::size_class::SMALL_TABLE_MAX;
 pub enum CheckLevel {
     /// Ownership, slot-start and double-free checks on every pointer.
     Fast,
-    /// `Fast`, plus a canary trailer after each small block, checked on free
-    /// and realloc, and junk written over freed slots.
+    /// The level in force when nothing is set: `Fast`, plus a canary
+    /// trailer after each small block, checked on free and realloc; freed
+    /// slots wiped to zero, verified still zero when handed out again, and
+    /// held back from reuse for a while (a quarantine).
     Default,
 }
 
-static MODE: AtomicU8 = AtomicU8::new(MODE_FAST);
+static MODE: AtomicU8 = AtomicU8::new(MODE_CHECKED);
 pub(crate) const MODE_FAST: u8 = 0;
-pub(crate) const MODE_TRAILERS: u8 = 1;
+pub(crate) const MODE_CHECKED: u8 = 1;
 pub(crate) const MODE_LIMITS: u8 = 2;
 
 impl CheckLevel {
@@ -47,7 +51,19 @@ pub(crate) fn mode() -> u8 {
 /// too, then takes the path that the mode asks for). One compare against
 /// it tells the fast path both that the size is small and that nothing else
 /// is on.
-static FAST_SIZE_LIMIT: AtomicUsize = AtomicUsize::new(SMALL_TABLE_MAX + 1);
+static FAST_SIZE_LIMIT: AtomicUsize = AtomicUsize::new(0);
+
+/// The checked level's allocation fast path serves requests below this:
+/// `SMALL_TABLE_MAX + 1 - TRAILER` while the mode is `MODE_CHECKED` alone,
+/// 0 otherwise. Looked at only when the `fast` level's limit turned the
+/// request down, so the `fast` level's path does not pay for it.
+static CHECKED_SIZE_LIMIT: AtomicUsize = AtomicUsize::new(SMALL_TABLE_MAX + 1 - trailer::TRAILER);
+
+/// See `CHECKED_SIZE_LIMIT`.
+#[inline(always)]
+pub(crate) fn checked_size_limit() -> usize {
+    CHECKED_SIZE_LIMIT.load(Ordering::Relaxed)
+}
 
 /// See `FAST_SIZE_LIMIT`.
 #[inline(always)]
@@ -72,6 +88,12 @@ pub(crate) fn set_mode_bit(bit: u8, on: bool) {
             0
         };
         FAST_SIZE_LIMIT.store(limit, Ordering::Release);
+        let checked = if mode == MODE_CHECKED {
+            SMALL_TABLE_MAX + 1 - trailer::TRAILER
+        } else {
+            0
+        };
+        CHECKED_SIZE_LIMIT.store(checked, Ordering::Release);
         if MODE.load(Ordering::Acquire) == mode {
             break;
         }
@@ -80,29 +102,40 @@ pub(crate) fn set_mode_bit(bit: u8, on: bool) {
 
 /// The check level in force.
 pub(crate) fn level() -> CheckLevel {
-    if trailers_enabled() {
+    if checked() {
         CheckLevel::Default
     } else {
         CheckLevel::Fast
     }
 }
 
+/// Whether something chose the level (an option), as opposed to the level
+/// in force by default; `api::init` lets a `GlobalAlloc` type's preference
+/// apply only then.
+static CHOSEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether an option chose the level.
+pub(crate) fn chosen() -> bool {
+    CHOSEN.load(Ordering::Relaxed)
+}
+
 pub(crate) fn set_level(level: CheckLevel) {
+    CHOSEN.store(true, Ordering::Relaxed);
     trailer::ensure_secret();
-    set_mode_bit(MODE_TRAILERS, level == CheckLevel::Default);
+    set_mode_bit(MODE_CHECKED, level == CheckLevel::Default);
 }
 
 /// Whether blocks carry trailers (the `default` level): the mode byte's
 /// trailer bit is the one record of the level.
 #[inline(always)]
-pub(crate) fn trailers_enabled() -> bool {
-    mode() & MODE_TRAILERS != 0
+pub(crate) fn checked() -> bool {
+    mode() & MODE_CHECKED != 0
 }
 
 /// The bytes every small block gives to its trailer at the level in force.
 #[inline(always)]
 pub(crate) fn trailer_bytes() -> usize {
-    if trailers_enabled() {
+    if checked() {
         trailer::TRAILER
     } else {
         0

@@ -7,6 +7,7 @@
 use core::sync::atomic::Ordering;
 
 use super::error::{BlockKind, CmaError};
+use super::kind::AllocKind;
 use super::level;
 use super::trailer;
 use crate::guarded::{self, Damage, Lookup, Slot};
@@ -177,14 +178,26 @@ pub(crate) fn live_size(found: &Found) -> Result<usize, CmaError> {
                 return Err(slot_error(span, index, state));
             }
             let (addr, block_size, block) = slot_block(span, index);
-            if level::trailers_enabled() {
+            if level::checked() {
                 // SAFETY: the slot is allocated, so it was armed when handed out.
                 return unsafe { trailer::verify(addr as *const u8, block_size) }
                     .ok_or(CmaError::BufferOverflow { addr, block });
             }
             Ok(block_size)
         }
-        Found::Large(span) => Ok(span.bytes()),
+        Found::Large(span) => {
+            if level::checked() {
+                // SAFETY: a live large or huge block, armed when it was
+                // handed out (the level has not changed since).
+                return unsafe { trailer::verify(span.start() as *const u8, span.bytes()) }.ok_or(
+                    CmaError::BufferOverflow {
+                        addr: span.start(),
+                        block: large_block(span),
+                    },
+                );
+            }
+            Ok(span.bytes())
+        }
         Found::Sampled(s) => {
             let (addr, block) = (s.start(), BlockKind::Sampled { size: s.size() });
             match s.damage() {
@@ -193,5 +206,46 @@ pub(crate) fn live_size(found: &Found) -> Result<usize, CmaError> {
                 Some(Damage::Before) => Err(CmaError::BufferUnderflow { addr, block }),
             }
         }
+    }
+}
+
+/// A large or huge block's kind for a report.
+pub(crate) fn large_block(span: &Span) -> BlockKind {
+    let bytes = span.bytes();
+    if span.kind() == SpanKind::Huge {
+        BlockKind::Huge { bytes }
+    } else {
+        BlockKind::Large { bytes }
+    }
+}
+
+/// Whether a found block belongs to `kind`'s family (`check::kind`); the
+/// mismatch otherwise.
+pub(crate) fn check_kind(found: &Found, kind: AllocKind) -> Result<(), CmaError> {
+    let (allocated, addr, block) = match *found {
+        Found::Slot { span, index } => {
+            let (addr, _, block) = slot_block(span, index);
+            (super::kind::slot_kind(span, index), addr, block)
+        }
+        Found::Large(span) => (
+            AllocKind::from_bits(span.alloc_kind.get()),
+            span.start(),
+            large_block(span),
+        ),
+        Found::Sampled(s) => (
+            AllocKind::from_bits(s.kind()),
+            s.start(),
+            BlockKind::Sampled { size: s.size() },
+        ),
+    };
+    if allocated == kind {
+        Ok(())
+    } else {
+        Err(CmaError::KindMismatch {
+            addr,
+            allocated,
+            released: kind,
+            block,
+        })
     }
 }

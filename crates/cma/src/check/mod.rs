@@ -2,7 +2,8 @@
 //! path that reports misuse.
 //!
 //! - `level`: the check levels, and the one mode byte the fast paths read;
-//! - `trailer`: the `default` level's canary trailer and junk on free;
+//! - `trailer`: the `default` level's canary trailer;
+//! - `kind`: which family allocated a block and which releases it;
 //! - `lookup`: is this address the start of one of our blocks, in which
 //!   state, and if not, which error;
 //! - `error`: the errors, with their one-line texts;
@@ -12,6 +13,7 @@
 
 pub(crate) mod error;
 pub(crate) mod fault;
+pub(crate) mod kind;
 pub(crate) mod level;
 pub(crate) mod lookup;
 pub(crate) mod report;

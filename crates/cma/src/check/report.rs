@@ -9,7 +9,7 @@
 //! the diagnostic:
 //!
 //! ```text
-//! cma: use after free: write of 0x7f..., 8 bytes into the freed 48-byte sampled block at 0x7f... [in a memory access] [pid 42: ./prog]
+//! cma: use after free: write of 0x7f..., 8 bytes into the freed 48-byte sampled block at 0x7f... [in a memory access] [pid 42: ./prog] [thread 42 'prog']
 //!     access by thread 42 (prog):
 //!       #0 0x000055d0c0001234 /home/me/prog+0x1234
 //!     allocated by thread 42 (prog):
@@ -31,12 +31,12 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use super::error::CmaError;
 use crate::guarded::{self, Stack, FRAMES};
 use crate::os::maps::{self, MapsScratch};
-use crate::os::{backtrace, process};
+use crate::os::{backtrace, process, thread};
 use crate::util::stack_buf::StackBuf;
 
 /// Reports misuse found in `operation` and aborts. The line names the
 /// process (pid and command line), so that in a tree of processes sharing a
-/// stderr each report says whose it is.
+/// stderr each report says whose it is, and the thread (its id and name).
 #[cold]
 #[inline(never)]
 pub(crate) fn fatal(operation: &str, error: CmaError) -> ! {
@@ -54,16 +54,20 @@ pub(crate) fn fatal(operation: &str, error: CmaError) -> ! {
 #[cold]
 #[inline(never)]
 pub(crate) fn fatal_at(operation: &str, error: CmaError, here: &[usize]) -> ! {
-    let mut line = StackBuf::<512>::new();
+    let mut line = StackBuf::<640>::new();
     let mut command = [0u8; 160];
     let command = process::command_line(&mut command);
+    let mut name = [0u8; 16];
+    let name = thread::current_name(&mut name);
     let _ = write!(
         line,
-        "cma: {error} [in {operation}] [pid {}: {}]",
+        "cma: {error} [in {operation}] [pid {}: {}] [thread {} '{}']",
         process::pid(),
-        utf8_prefix(command)
+        utf8_prefix(command),
+        thread::current_id(),
+        utf8_prefix(name)
     );
-    line.truncate(511);
+    line.truncate(639);
     let _ = line.write_str("\n");
     match error.sampled_block() {
         Some(start) if !REPORTING.swap(true, Ordering::AcqRel) => {
@@ -77,8 +81,7 @@ pub(crate) fn fatal_at(operation: &str, error: CmaError, here: &[usize]) -> ! {
             } else {
                 operation
             };
-            let thread = process::thread_id();
-            write_stack(scratch, label, thread, here);
+            write_stack(scratch, label, thread::current_id() as u32, here);
             if let Some(slot) = guarded::slot_of_block(start) {
                 write_recorded(scratch, "allocated", &slot.allocated);
                 write_recorded(scratch, "freed", &slot.freed);

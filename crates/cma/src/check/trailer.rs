@@ -1,6 +1,6 @@
-//! What the `default` check level adds: a trailer after every small block
-//! that catches buffer overflows when the block is freed, and junk written
-//! over freed slots so that a use-after-free read sees garbage.
+//! The canary trailer of the checked levels: a trailer after every small
+//! block that catches buffer overflows when the block is freed or resized
+//! (the rest of the level, wiping and quarantine, is `heap::checked`).
 //!
 //! Slot layout at `default` (block size `bs`):
 //!
@@ -26,10 +26,6 @@ pub(crate) const TRAILER: usize = 8;
 /// Slack bytes after the caller's data that hold a checked pattern.
 const SLACK_CHECKED: usize = 16;
 const SLACK_WORD: u64 = 0xCECE_CECE_CECE_CECE;
-/// Freed slots are overwritten with this byte, up to `JUNK_MAX` bytes (the
-/// start of a block is where stale pointers and vtables live).
-const JUNK_WORD: u64 = 0xDFDF_DFDF_DFDF_DFDF;
-const JUNK_MAX: usize = 128;
 
 /// Makes sure the per-process secret exists before any trailer is armed.
 pub(crate) fn ensure_secret() {
@@ -124,44 +120,6 @@ pub(crate) unsafe fn verify(slot: *const u8, block_size: usize) -> Option<usize>
     }
 }
 
-/// Overwrites the start of a slot that is being freed.
-///
-/// # Safety
-/// `slot` is a slot of `block_size` bytes (a multiple of 8) that nobody uses
-/// any more.
-#[inline(always)]
-pub(crate) unsafe fn junk(slot: *mut u8, block_size: usize) {
-    let n = block_size.min(JUNK_MAX);
-    if n < 16 {
-        // Only the 8-byte slot of `malloc(0)` at the default level.
-        // SAFETY: the slot holds 8 bytes.
-        unsafe { slot.cast::<u64>().write_unaligned(JUNK_WORD) };
-        return;
-    }
-    // Eight 16-byte stores at 0, 16, ... each clamped to end at n: they cover
-    // [0, n) for any n from 16 to 128 with no branch on the size (classes
-    // come in random order, so such a branch would be mispredicted).
-    #[cfg(target_arch = "x86_64")]
-    {
-        use core::arch::x86_64::{_mm_set1_epi8, _mm_storeu_si128};
-        // SAFETY: SSE2 is part of the x86_64 baseline.
-        let pattern = unsafe { _mm_set1_epi8(JUNK_WORD as i8) };
-        for i in 0..JUNK_MAX / 16 {
-            let off = (16 * i).min(n - 16);
-            // SAFETY: [off, off+16) lies inside [0, n), inside the slot; the
-            // store has no alignment requirement.
-            unsafe { _mm_storeu_si128(slot.add(off).cast(), pattern) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    for i in 0..JUNK_MAX / 16 {
-        let off = (16 * i).min(n - 16);
-        let pair = (JUNK_WORD as u128) << 64 | JUNK_WORD as u128;
-        // SAFETY: [off, off+16) lies inside [0, n), inside the slot.
-        unsafe { slot.add(off).cast::<u128>().write_unaligned(pair) };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,18 +163,6 @@ mod tests {
                     }
                 }
             }
-        }
-    }
-
-    #[test]
-    fn junk_covers_the_first_128_bytes_and_nothing_past_the_slot() {
-        for bs in (8..=256).step_by(8) {
-            let mut buf = [0u8; 272];
-            // SAFETY: `buf` holds more than `bs` bytes.
-            unsafe { junk(buf.as_mut_ptr(), bs) };
-            let n = bs.min(JUNK_MAX);
-            assert!(buf[..n].iter().all(|&b| b == JUNK_WORD as u8), "bs {bs}");
-            assert!(buf[n..].iter().all(|&b| b == 0), "bs {bs}: wrote past {n}");
         }
     }
 }

@@ -111,6 +111,8 @@ pub(crate) struct Slot {
     state: AtomicU8,
     /// The size class the block is counted in (statistics).
     class: AtomicU8,
+    /// The family that allocated the block (`check::kind::AllocKind`).
+    kind: AtomicU8,
     /// The block's address and requested size.
     start: AtomicUsize,
     size: AtomicUsize,
@@ -134,6 +136,17 @@ impl Slot {
     /// The size class the block is counted in.
     pub(crate) fn class(&self) -> usize {
         self.class.load(Ordering::Relaxed) as usize
+    }
+
+    /// The family that allocated the block, as `check::kind::AllocKind`'s
+    /// bits (0, the malloc family, unless recorded).
+    pub(crate) fn kind(&self) -> u8 {
+        self.kind.load(Ordering::Relaxed)
+    }
+
+    /// Records the family that allocated the block (its allocating thread).
+    pub(crate) fn set_kind(&self, kind: u8) {
+        self.kind.store(kind, Ordering::Relaxed);
     }
 
     /// Whether the slot's block has been freed (it is in quarantine).
@@ -359,6 +372,8 @@ pub(crate) fn alloc(
     // SAFETY: the page is ours (the slot is held) and now accessible.
     unsafe {
         core::ptr::write_bytes(page as *mut u8, PATTERN, start - page);
+        // Zero, as a checked level's blocks are, whatever the page held.
+        core::ptr::write_bytes(start as *mut u8, 0, size);
         core::ptr::write_bytes((start + size) as *mut u8, PATTERN, rounded - size);
     }
     let mut frames = [0usize; FRAMES];
@@ -372,6 +387,7 @@ pub(crate) fn alloc(
     s.start.store(start, Ordering::Relaxed);
     s.size.store(size, Ordering::Relaxed);
     s.class.store(class as u8, Ordering::Relaxed);
+    s.kind.store(0, Ordering::Relaxed);
     s.state.store(LIVE, Ordering::Release);
     SAMPLED.fetch_add(1, Ordering::Relaxed);
     start as *mut u8

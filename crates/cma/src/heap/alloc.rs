@@ -126,7 +126,8 @@ impl Heap {
         let start = (st.word.get() as usize).min(words - 1);
         for w in (start..words).chain(0..start) {
             let word: &AtomicU64 = s.allocated_word(w);
-            let free = !word.load(Ordering::Relaxed) & valid_mask(g.capacity, w);
+            let held = s.quarantine_word(w).load(Ordering::Relaxed);
+            let free = !word.load(Ordering::Relaxed) & !held & valid_mask(g.capacity, w);
             if free != 0 {
                 let free = self.count_toward_sample(class, lowest_bits(free, cache_slots(class)));
                 // The cached slots count as used until they come back.

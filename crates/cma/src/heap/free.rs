@@ -18,6 +18,8 @@ use super::counters::Counter;
 use super::guard::{fast_heap, fast_token, AllocatorGuard};
 use super::Heap;
 use crate::check::error::{BlockKind, CmaError};
+use crate::check::kind::AllocKind;
+use crate::check::level;
 use crate::check::lookup::{slot_error, Found};
 use crate::meta::span::Span;
 use crate::slab::size_class::slot_of_offset;
@@ -155,16 +157,25 @@ impl Heap {
         }
     }
 
-    /// Frees a block that `check::lookup::find_block` found, whatever its
-    /// kind, or returns why it is not allocated.
-    pub(crate) fn free_block(&self, found: Found) -> Result<(), CmaError> {
+    /// Frees a block that `check::lookup::find_block` found, released by
+    /// `kind`'s family (checked at the checked levels), or returns why it
+    /// cannot.
+    pub(crate) fn free_block(&self, found: Found, kind: AllocKind) -> Result<(), CmaError> {
         match found {
+            Found::Slot { span, index } if level::checked() => self.free_checked(span, index, kind),
             Found::Slot { span, index } => self.free_slot_checked(span, index),
             Found::Large(span) => {
+                if level::checked() {
+                    crate::check::lookup::live_size(&found)?;
+                    crate::check::lookup::check_kind(&found, kind)?;
+                }
                 self.free_large(span as *const Span as *mut Span);
                 Ok(())
             }
             Found::Sampled(slot) => {
+                if level::checked() {
+                    crate::check::lookup::check_kind(&found, kind)?;
+                }
                 if self.free_sampled(slot) {
                     Ok(())
                 } else {

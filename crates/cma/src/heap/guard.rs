@@ -30,7 +30,7 @@ use core::ptr::null_mut;
 
 use super::{empty_heap, Heap};
 use crate::check::fault;
-use crate::os::process;
+use crate::os::thread;
 use crate::os::tls::{self, ThreadWords};
 use crate::pages::purge_thread;
 
@@ -153,7 +153,7 @@ pub(crate) fn thread_id() -> u32 {
     if word & !CAPTURING != 0 {
         return word as u32;
     }
-    let tid = process::thread_id();
+    let tid = thread::current_id() as u32;
     t[THREAD].set(word | tid as usize);
     tid
 }

@@ -7,6 +7,7 @@ use core::ptr::null_mut;
 use super::counters::sample_peaks;
 use super::slabs::pages_freed;
 use super::Heap;
+use crate::check::kind::AllocKind;
 use crate::meta::span::{Span, SpanKind};
 use crate::os::PAGE_SIZE;
 use crate::pages::{pages_for, resize_huge, LARGE_MAX, MAX_SPAN_PAGES, PAGES};
@@ -42,6 +43,9 @@ impl Heap {
             // SAFETY: the span's pages are mapped and belong to this block.
             unsafe { core::ptr::write_bytes(s.start() as *mut u8, 0, s.bytes()) };
         }
+        // A reused descriptor (a cached huge mapping) may still name the
+        // family of its last block.
+        s.alloc_kind.set(AllocKind::Malloc as u8);
         self.large_allocs.add(1);
         self.large_live_bytes.add(s.bytes() as u64);
         self.add_live_bytes(s.bytes() as u64);

@@ -25,7 +25,7 @@
 use core::cell::Cell;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-use crate::check::level::{self, MODE_TRAILERS};
+use crate::check::level::{self, MODE_CHECKED};
 use crate::guarded::sampling::{self, NEVER};
 use crate::meta::span::Span;
 use crate::slab::remote_free::OWNER_PENDING;
@@ -34,19 +34,23 @@ use crate::slab::size_class::{
 };
 
 mod alloc;
+mod checked;
 pub(crate) mod counters;
 mod free;
 
+pub(crate) use checked::free_checked_local_fast;
 pub(crate) use free::free_local_fast;
 pub(crate) use remote::free_remote_fast;
 pub(crate) mod guard;
 mod large;
 pub(crate) mod pool;
+pub(crate) mod quarantine;
 mod remote;
 mod sample;
 mod slabs;
 
 use counters::Counter;
+use quarantine::Quarantine;
 
 /// The owner-token tag of slabs whose frees must take the checked path.
 pub(crate) const CHECKED_OWNER: u64 = 1;
@@ -109,6 +113,8 @@ pub(crate) struct Heap {
     pub(crate) peak_live: [Counter; NUM_CLASSES],
     /// Slabs with remote frees to collect (Treiber stack, see `remote`).
     delayed: AtomicPtr<Span>,
+    /// Freed slots held back from reuse at a checked level.
+    quarantine: Quarantine,
     pub(crate) large_allocs: Counter,
     pub(crate) large_frees: Counter,
     /// Bytes of large and huge blocks allocated minus freed through this
@@ -151,6 +157,7 @@ impl Heap {
             partial: [const { Cell::new(core::ptr::null_mut()) }; NUM_CLASSES],
             peak_live: [const { Counter::new() }; NUM_CLASSES],
             delayed: AtomicPtr::new(core::ptr::null_mut()),
+            quarantine: Quarantine::new(),
             large_allocs: Counter::new(),
             large_frees: Counter::new(),
             large_live_bytes: Counter::new(),
@@ -232,7 +239,7 @@ impl Heap {
     /// `OWNER_PENDING` by a remote free, never takes it.
     #[inline(always)]
     fn owner_token(&self) -> u64 {
-        let tag = if level::mode() & MODE_TRAILERS != 0 {
+        let tag = if level::mode() & MODE_CHECKED != 0 {
             CHECKED_OWNER
         } else {
             0

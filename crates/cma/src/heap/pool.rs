@@ -124,6 +124,7 @@ impl Heap {
     /// slabs, so the heap waits in the pool holding only live blocks.
     fn abandon(&self) {
         self.collect_delayed();
+        self.flush_quarantine();
         for (class, st) in self.classes.iter().enumerate() {
             let slab = st.slab.get();
             if slab.is_null() {

@@ -9,6 +9,8 @@ use core::sync::atomic::Ordering;
 
 use super::guard::{fast_heap, fast_token};
 use super::{Heap, CHECKED_OWNER};
+use crate::check::kind::{self as kinds, AllocKind};
+use crate::check::level;
 use crate::check::lookup::slot_error;
 use crate::check::report;
 use crate::meta::span::{SlabList, Span};
@@ -97,6 +99,7 @@ impl Heap {
             let s = unsafe { &*cur };
             let next = s.next_delayed.load(Ordering::Relaxed);
             let is_current = s.list.get() == SlabList::Current;
+            let checked = level::checked();
             remote_free::take_pending(
                 &s.owner,
                 &s.remote_summary,
@@ -110,7 +113,21 @@ impl Heap {
                         report::fatal("free", slot_error(s, index, SlotState::FreedByOtherThread));
                     }
                     word.store(a & !bits, Ordering::Relaxed);
-                    s.used.set(s.used.get() - bits.count_ones());
+                    if checked {
+                        // The freeing thread wiped them: they wait in this
+                        // heap's quarantine, as its own frees do.
+                        let mut rest = bits;
+                        while rest != 0 {
+                            let index = w * 64 + rest.trailing_zeros() as usize;
+                            rest &= rest - 1;
+                            // The remote free checked its kind; the kind
+                            // bits are the owner's to clear.
+                            kinds::set_slot_kind(s, index, AllocKind::Malloc);
+                            self.quarantine_slot(s, index, s.slot_size());
+                        }
+                    } else {
+                        s.used.set(s.used.get() - bits.count_ones());
+                    }
                 },
             );
             if !is_current {

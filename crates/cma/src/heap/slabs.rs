@@ -10,6 +10,7 @@ use core::sync::atomic::Ordering;
 
 use super::guard;
 use super::Heap;
+use crate::check::level;
 use crate::meta::span::{SlabList, Span, SpanKind};
 use crate::pages::{purge_thread, PAGES};
 use crate::slab::page_purge;
@@ -37,6 +38,11 @@ impl Heap {
         }
         // SAFETY: a fresh span descriptor, not yet visible as a slab.
         let s = unsafe { &*slab };
+        if level::checked() && !s.zeroed.get() {
+            // A checked level hands out only slots that read as zero.
+            // SAFETY: the span's pages are ours and hold no block yet.
+            unsafe { core::ptr::write_bytes(s.start() as *mut u8, 0, s.bytes()) };
+        }
         // The owner before the capacity: no descriptor has owner 0 and a
         // capacity (see `Span::owner`).
         s.owner.store(self.owner_token(), Ordering::Relaxed);

@@ -1,7 +1,8 @@
 //! Span descriptors: the out-of-line metadata of every run of pages that cma
 //! hands out (a slab, a large or huge block) or keeps free. A slab's
-//! descriptor is followed by its two slot bitmaps (allocated, and freed by
-//! other threads); what a slot's bits mean is `slab::slot`'s to say.
+//! descriptor is followed by its slot bitmaps (allocated, freed by other
+//! threads, quarantined, and two planes of allocation kinds); what a slot's
+//! bits mean is `slab::slot`'s to say.
 //!
 //! Segment tables live here too (the two point at each other): a segment is
 //! 4 MiB of user memory, aligned to 4 MiB, and a table mapping each of its
@@ -98,6 +99,13 @@ pub(crate) struct Span {
     /// is current, and the slots it took into the cache (`slab::page_purge`).
     pub(crate) cache_word: AtomicU32,
     pub(crate) cache_mask: AtomicU64,
+    /// Slab only, owner only: its quarantined slots (set in the quarantine
+    /// bitmap), the quarantine generation they belong to, and the next slab
+    /// of that generation (`heap::quarantine`).
+    pub(crate) held: Cell<u32>,
+    pub(crate) held_generation: Cell<u8>,
+    pub(crate) next_held: Cell<*mut Span>,
+    pub(crate) prev_held: Cell<*mut Span>,
     // owner (cold)
     pub(crate) prev: Cell<*mut Span>,
     pub(crate) next: Cell<*mut Span>,
@@ -108,6 +116,9 @@ pub(crate) struct Span {
     pub(crate) dirty: Cell<bool>,
     pub(crate) zeroed: Cell<bool>,
     pub(crate) freed_at_ms: Cell<u64>,
+    /// Large and huge blocks only: the allocation kind (`check::kind`, at the
+    /// checked levels).
+    pub(crate) alloc_kind: Cell<u8>,
     /// Huge blocks only: the readable and writable part of the mapping
     /// (charged against the commit limit), from `start`: at least `bytes`, a
     /// whole number of segment-map granules.
@@ -205,9 +216,39 @@ impl Span {
     #[inline(always)]
     pub(crate) fn allocated_word(&self, w: usize) -> &AtomicU64 {
         debug_assert!(w < self.words.get() as usize);
-        // SAFETY: a slab descriptor is allocated with `2 * words` bitmap words
+        // SAFETY: a slab descriptor is allocated with `5 * words` bitmap words
         // after the header (`descriptor_bytes`), allocated bitmap first.
         unsafe { &*(self as *const Span).add(1).cast::<AtomicU64>().add(w) }
+    }
+    /// Slab only: word `w` of the bitmap of quarantined slots (freed, held
+    /// back from reuse for a while at a checked level; see
+    /// `heap::quarantine`). Only the owner writes it.
+    #[inline(always)]
+    pub(crate) fn quarantine_word(&self, w: usize) -> &AtomicU64 {
+        debug_assert!(w < self.words.get() as usize);
+        // SAFETY: as in `allocated_word`; the quarantine bitmap follows the
+        // remote one.
+        unsafe {
+            &*(self as *const Span)
+                .add(1)
+                .cast::<AtomicU64>()
+                .add(2 * self.words.get() as usize + w)
+        }
+    }
+    /// Slab only: word `w` of plane `plane` (0 or 1) of the slots' allocation
+    /// kinds, two bits a slot (`check::kind`; only the checked levels write
+    /// them). Only the owner writes them.
+    #[inline(always)]
+    pub(crate) fn kind_word(&self, plane: usize, w: usize) -> &AtomicU64 {
+        debug_assert!(plane < 2 && w < self.words.get() as usize);
+        // SAFETY: as in `allocated_word`; the two kind planes follow the
+        // quarantine bitmap.
+        unsafe {
+            &*(self as *const Span)
+                .add(1)
+                .cast::<AtomicU64>()
+                .add((3 + plane) * self.words.get() as usize + w)
+        }
     }
     /// Slab only: word `w` of the bitmap of slots freed by other threads and
     /// not yet collected by the owner (see `remote_free`).
@@ -250,6 +291,10 @@ impl Span {
             used_seen: AtomicU32::new(0),
             cache_word: AtomicU32::new(0),
             cache_mask: AtomicU64::new(0),
+            held: Cell::new(0),
+            held_generation: Cell::new(0),
+            next_held: Cell::new(core::ptr::null_mut()),
+            prev_held: Cell::new(core::ptr::null_mut()),
             prev: Cell::new(core::ptr::null_mut()),
             next: Cell::new(core::ptr::null_mut()),
             segment: Cell::new(core::ptr::null_mut()),
@@ -258,6 +303,7 @@ impl Span {
             dirty: Cell::new(false),
             zeroed: Cell::new(false),
             freed_at_ms: Cell::new(0),
+            alloc_kind: Cell::new(0),
             reserved: Cell::new(0),
             headroom: Cell::new(0),
         }
@@ -344,7 +390,8 @@ impl Segment {
 /// Bytes of one segment table.
 pub(crate) const SEGMENT_META_BYTES: usize = core::mem::size_of::<Segment>();
 
-/// Bytes to allocate for a descriptor with `words` bitmap words per bitmap.
+/// Bytes to allocate for a descriptor with `words` bitmap words in each of
+/// its five bitmaps (allocated, remote, quarantined, two kind planes).
 pub(crate) const fn descriptor_bytes(words: usize) -> usize {
-    core::mem::size_of::<Span>() + 2 * words * 8
+    core::mem::size_of::<Span>() + 5 * words * 8
 }

@@ -6,6 +6,10 @@
 //! With a limit set, every allocation takes the slow path, which sums the
 //! counters of all heaps (`heap::counters::bytes_in_use`): exact when one
 //! thread allocates, approximate while several threads race on it.
+//!
+//! A face that hands out blocks from elsewhere (libcma's backend hooks)
+//! reports their bytes here (`add_external_bytes`), so that the total limit
+//! covers them too: `max_bytes_in_use` bounds the engine's bytes plus those.
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -16,6 +20,8 @@ use crate::heap::counters::bytes_in_use;
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static MAX_REQUEST: AtomicUsize = AtomicUsize::new(usize::MAX);
 static MAX_TOTAL: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// Bytes of blocks a face holds outside the engine (see the module docs).
+static EXTERNAL_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Limits on allocation, for failure injection. `None` means no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -64,7 +70,7 @@ pub(crate) fn check(size: usize, added: usize) -> Result<(), CmaError> {
     }
     let max_total = MAX_TOTAL.load(Ordering::Relaxed);
     if max_total != usize::MAX {
-        let in_use = bytes_in_use() as usize;
+        let in_use = (bytes_in_use() as usize).saturating_add(external_bytes());
         if in_use.saturating_add(added) > max_total {
             return Err(CmaError::TotalLimitExceeded {
                 size,
@@ -74,4 +80,24 @@ pub(crate) fn check(size: usize, added: usize) -> Result<(), CmaError> {
         }
     }
     Ok(())
+}
+
+/// Counts `bytes` of blocks that a face handed out from elsewhere (libcma's
+/// backend) against the total limit.
+pub(crate) fn add_external_bytes(bytes: usize) {
+    EXTERNAL_BYTES.fetch_add(bytes, Ordering::Relaxed);
+}
+
+/// Stops counting `bytes` of blocks from elsewhere (they were freed).
+pub(crate) fn sub_external_bytes(bytes: usize) {
+    // Saturating: a face that gives back more than it added must not make
+    // the limit refuse everything.
+    let _ = EXTERNAL_BYTES.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+        Some(b.saturating_sub(bytes))
+    });
+}
+
+/// Bytes of blocks from elsewhere, now.
+pub(crate) fn external_bytes() -> usize {
+    EXTERNAL_BYTES.load(Ordering::Relaxed)
 }

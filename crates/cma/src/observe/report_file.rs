@@ -161,6 +161,20 @@ pub(crate) fn set_destination(template: &[u8]) -> Result<(), DestinationRefused>
     Ok(())
 }
 
+/// Whether `set_destination(template)` would be accepted now (a typed
+/// `Options` checks every value before it applies any).
+pub(crate) fn destination_allowed(template: &[u8]) -> Result<(), DestinationRefused> {
+    if template.len() >= PATH_MAX {
+        return Err(DestinationRefused::TooLong);
+    }
+    match destination() {
+        Some(current) if !template.is_empty() && current != template => {
+            Err(DestinationRefused::AlreadyChosen)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The chosen destination, if one was.
 fn destination() -> Option<&'static [u8]> {
     if DESTINATION.state.load(Ordering::Acquire) != SET {

@@ -25,11 +25,18 @@ use crate::slab::size_class::{class_block_sizes, NUM_CLASSES};
 pub struct ClassStats {
     /// The size of every block of the class.
     pub block_size: usize,
+    /// Blocks of the class allocated so far.
     pub allocations: u64,
+    /// Blocks of the class freed so far.
     pub frees: u64,
+    /// Blocks of the class allocated and not freed.
     pub blocks_in_use: u64,
+    /// `blocks_in_use` times `block_size`.
     pub bytes_in_use: u64,
+    /// The most blocks of the class in use at once (sampled, see the
+    /// module docs).
     pub peak_blocks_in_use: u64,
+    /// `peak_blocks_in_use` times `block_size`.
     pub peak_bytes_in_use: u64,
 }
 
@@ -43,11 +50,16 @@ pub struct Stats {
     pub frees: u64,
     /// Usable bytes of the blocks allocated and not freed.
     pub bytes_in_use: u64,
+    /// The highest `bytes_in_use` seen (sampled with several threads, see
+    /// the module docs).
     pub peak_bytes_in_use: u64,
     /// Blocks served by whole pages (above the largest size class, or with a
     /// large alignment).
     pub large_allocations: u64,
+    /// Large blocks freed.
     pub large_frees: u64,
+    /// Each size class, smallest first (`class_block_sizes` gives their
+    /// block sizes).
     pub classes: [ClassStats; NUM_CLASSES],
     /// Heaps created so far (one per thread that allocated, reused after the
     /// thread ends).

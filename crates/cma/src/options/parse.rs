@@ -39,16 +39,33 @@ pub enum Setting<'a> {
     /// `sample_seed=S`: the random gaps between sampled blocks repeat from
     /// run to run.
     SampleSeed(u64),
+    /// `alloc_log=0|1`: whether allocation logging starts on (libcma logs
+    /// its `cma_*` calls; see `cma.h`).
+    AllocLog(bool),
+    /// `alloc_log_fd=N`: the file descriptor logged events go to (default
+    /// 2, stderr).
+    AllocLogFd(i32),
+    /// `quarantine=SIZE`: bytes of freed blocks each thread holds back from
+    /// reuse at a checked level (0: none).
+    Quarantine(usize),
+    /// `quarantine_slots=N`: how many freed blocks each thread holds back at
+    /// most (0: none; at most 4096).
+    QuarantineSlots(usize),
 }
 
 /// An option that `parse` could not honour as written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OptionError<'a> {
     /// A key cma does not know; ignored.
-    UnknownKey { key: &'a [u8] },
+    UnknownKey {
+        /// The key as written.
+        key: &'a [u8],
+    },
     /// A known key with a value it cannot take; ignored.
     BadValue {
+        /// The key as written.
         key: &'a [u8],
+        /// The value as written.
         value: &'a [u8],
         /// What the key takes.
         expected: &'static str,
@@ -187,6 +204,19 @@ fn parse_item<'a>(item: &'a [u8], each: &mut impl FnMut(Result<Setting<'a>, Opti
         b"sample_seed" => parse_size(value)
             .map(|n| Setting::SampleSeed(n as u64))
             .ok_or(Some("a number")),
+        b"alloc_log" => parse_bool(value)
+            .map(Setting::AllocLog)
+            .ok_or(Some("0 or 1")),
+        b"alloc_log_fd" => parse_size(value)
+            .filter(|_| value.iter().all(u8::is_ascii_digit))
+            .and_then(|fd| i32::try_from(fd).ok())
+            .map(Setting::AllocLogFd)
+            .ok_or(Some("a file descriptor number")),
+        b"quarantine" => parse_size(value).map(Setting::Quarantine).ok_or(Some(SIZE)),
+        b"quarantine_slots" => parse_size(value)
+            .filter(|&n| n <= 4096)
+            .map(Setting::QuarantineSlots)
+            .ok_or(Some("a count up to 4096")),
         _ => Err(None),
     };
     each(parsed.map_err(|expected| match expected {
@@ -268,7 +298,7 @@ mod tests {
     #[test]
     fn every_key_parses_and_errors_keep_their_words() {
         assert_eq!(
-            all(b"check=fast huge_pages=0,purge_thread=1,purge_delay_ms=100,limit_request=1K,limit_total=2M,report=/r.%p,json=a.json,stats=1,sample=5000,sample_slots=64,sample_seed=7,,"),
+            all(b"check=fast huge_pages=0,purge_thread=1,purge_delay_ms=100,limit_request=1K,limit_total=2M,report=/r.%p,json=a.json,stats=1,sample=5000,sample_slots=64,sample_seed=7,alloc_log=1,alloc_log_fd=7,,"),
             vec![
                 Ok(Setting::Check(CheckLevel::Fast)),
                 Ok(Setting::HugePages(false)),
@@ -282,12 +312,16 @@ mod tests {
                 Ok(Setting::Sample(5000)),
                 Ok(Setting::SampleSlots(64)),
                 Ok(Setting::SampleSeed(7)),
+                Ok(Setting::AllocLog(true)),
+                Ok(Setting::AllocLogFd(7)),
             ]
         );
         assert_eq!(
             all(b"sample_slots=0")[0].unwrap_err().to_string(),
             "option 'sample_slots=0' in CMA_OPTIONS: expected a number of slots from 1 to 4096; ignored"
         );
+        assert!(all(b"alloc_log_fd=2K")[0].is_err());
+        assert!(all(b"alloc_log_fd=99999999999")[0].is_err());
         let errors = all(b"x,huge_pages=2,check=strict");
         assert_eq!(errors.len(), 4);
         assert_eq!(

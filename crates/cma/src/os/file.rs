@@ -36,6 +36,7 @@ impl File {
         }
     }
 
+    /// The file's descriptor, open until the `File` is dropped.
     pub fn fd(&self) -> i32 {
         self.fd
     }

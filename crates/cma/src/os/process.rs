@@ -83,12 +83,6 @@ pub(crate) fn pid() -> i32 {
     unsafe { libc::getpid() }
 }
 
-/// The calling thread's kernel id (what `gettid` returns).
-pub(crate) fn thread_id() -> u32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
-}
-
 /// The name of thread `tid` of this process (`/proc/self/task/TID/comm`)
 /// in `buf`, without its newline; empty when the thread has ended.
 pub(crate) fn thread_name(tid: u32, buf: &mut [u8; 16]) -> &[u8] {

@@ -94,3 +94,30 @@ pub(crate) fn set_current_name(name: &core::ffi::CStr) {
         libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0);
     }
 }
+
+/// The calling thread's id (the kernel's, as `ps -L` and `gettid` show it).
+pub(crate) fn current_id() -> u64 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as u64 }
+}
+
+/// The calling thread's name (at most 15 bytes, as the kernel keeps it),
+/// written into `buf`; empty when it cannot be read. No allocation.
+pub(crate) fn current_name(buf: &mut [u8; 16]) -> &[u8] {
+    // SAFETY: PR_GET_NAME writes at most 16 bytes, NUL-terminated, into a
+    // 16-byte buffer.
+    let ok = unsafe {
+        libc::prctl(
+            libc::PR_GET_NAME,
+            buf.as_mut_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    } == 0;
+    if !ok {
+        return &[];
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    &buf[..len]
+}

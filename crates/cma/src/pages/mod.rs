@@ -37,7 +37,8 @@ mod spans;
 pub(crate) use huge_resize::resize_huge;
 
 /// Blocks above this size get a mapping of their own; below, they are spans
-/// of a segment, which reuse freed pages without a system call.
+/// of a segment, which reuse freed pages without a system call. At a checked
+/// level the size counts the block's 8-byte trailer.
 pub const LARGE_MAX: usize = 2 << 20;
 
 /// The most pages one span of a segment can have.

@@ -208,7 +208,7 @@ pub(crate) fn class_for(size: usize, align: usize) -> Option<SizeClass> {
 /// Refilling more often costs little next to writing such blocks.
 #[inline]
 pub(crate) fn cache_slots(class: SizeClass) -> u32 {
-    (16 * 1024 / class.block_size()).clamp(1, 64) as u32
+    (32 * 1024 / class.block_size()).clamp(1, 64) as u32
 }
 
 /// Block sizes of all classes, smallest first.

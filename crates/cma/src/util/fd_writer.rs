@@ -7,6 +7,8 @@ use core::fmt;
 
 use crate::os::process::write_fd;
 
+/// Formats into a 4 KiB buffer and writes it to a file descriptor with
+/// write(2) (see the module docs); nothing allocated.
 pub struct FdWriter {
     fd: i32,
     buf: [u8; 4096],
@@ -16,6 +18,7 @@ pub struct FdWriter {
 }
 
 impl FdWriter {
+    /// A writer to `fd`, with nothing buffered.
     pub fn new(fd: i32) -> FdWriter {
         FdWriter {
             fd,
