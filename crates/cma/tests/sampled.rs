@@ -11,6 +11,9 @@
 //! seed makes the run repeat). Sampled blocks count, free, resize and
 //! measure like any block, and the pool's mappings stay within budget.
 //!
+//! The death tests run at the level in force by default (`default`, the
+//! checked one) and, for the main classes, at `fast` too.
+//!
 //! This binary does not use cma as its global allocator: only the calls
 //! the tests make reach cma. The in-process tests share one process-wide
 //! setting (`sample=1`, applied before cma's first allocation) and are
@@ -320,7 +323,17 @@ fn run_child(case: &str, options: &str) -> Child {
 /// Runs `case` with every small block sampled; it must die of SIGABRT with
 /// one diagnostic line, `expected` (the operation and process follow it).
 fn dies_with(case: &str, expected: impl Fn(&Child) -> String, operation: &str) -> Child {
-    let c = run_child(case, "sample=1");
+    dies_with_options(case, "sample=1", expected, operation)
+}
+
+/// `dies_with` under `options`.
+fn dies_with_options(
+    case: &str,
+    options: &str,
+    expected: impl Fn(&Child) -> String,
+    operation: &str,
+) -> Child {
+    let c = run_child(case, options);
     assert!(
         !c.stderr.contains("SAMPLED-SURVIVED"),
         "{case}: cma did not stop the misuse; stderr:\n{}",
@@ -474,6 +487,46 @@ fn any_access_through_a_zero_byte_sampled_block_faults() {
 }
 
 #[test]
+fn sampling_catches_the_same_at_the_fast_level() {
+    let options = "check=fast,sample=1";
+    dies_with_options(
+        "overflow",
+        options,
+        |c| {
+            let p = c.value("ADDR");
+            format!(
+                "heap buffer overflow: write of {:#x}, 0 bytes past the end of the 32-byte sampled block at {p:#x}",
+                p + 32
+            )
+        },
+        "a memory access",
+    );
+    dies_with_options(
+        "write_after_free",
+        options,
+        |c| {
+            let p = c.value("ADDR");
+            format!(
+                "use after free: write of {:#x}, 8 bytes into the freed 48-byte sampled block at {p:#x}",
+                p + 8
+            )
+        },
+        "a memory access",
+    );
+    dies_with_options(
+        "underflow_in_page",
+        options,
+        |c| {
+            format!(
+                "heap buffer underflow: the bytes before the block at {:#x} were overwritten (sampled block of 32 bytes)",
+                c.value("ADDR")
+            )
+        },
+        "free",
+    );
+}
+
+#[test]
 fn a_fault_that_is_not_cmas_reaches_the_programs_own_handler() {
     let c = run_child("own_handler_gets_foreign_faults", "sample=1");
     assert_eq!(c.status.code(), Some(42), "stderr:\n{}", c.stderr);
@@ -501,7 +554,9 @@ fn a_fault_that_is_not_cmas_without_a_handler_is_a_plain_sigsegv() {
 
 #[test]
 fn repeated_overflows_are_caught_at_the_default_rate_within_bounded_tries() {
-    let c = run_child("overflows_until_caught", "sample_seed=20261202");
+    // At the fast level: at the checked one, the trailer of an unsampled
+    // block would report the overflow at its free.
+    let c = run_child("overflows_until_caught", "check=fast,sample_seed=20261202");
     assert_eq!(
         c.status.signal(),
         Some(libc::SIGABRT),
