@@ -105,11 +105,18 @@ def table(title, rows):
     print()
 
 
+def cma_options(level):
+    """CMA_OPTIONS for a `--levels` entry: `fast` or `fast:sample=0`."""
+    name, _, more = level.partition(":")
+    return ",".join(filter(None, [f"check={name}", more]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pairs", type=int, default=200_000)
     ap.add_argument("--levels", default="fast,default",
-                    help="cma check levels to count (CMA_OPTIONS=check=LEVEL)")
+                    help="cma check levels to count (CMA_OPTIONS=check=LEVEL); a level may "
+                         "carry more options after a colon, e.g. fast:sample=0")
     args = ap.parse_args()
     levels = [l for l in args.levels.split(",") if l]
     with tempfile.TemporaryDirectory() as work:
@@ -136,7 +143,7 @@ def main():
             break
         cma_fns = c_fns
         for level in levels:
-            env = dict(base_env, LD_PRELOAD=libcma, CMA_OPTIONS=f"check={level}")
+            env = dict(base_env, LD_PRELOAD=libcma, CMA_OPTIONS=cma_options(level))
             c_rows.append((f"cma-{level}",) + callgrind([exe, pairs], env, work, cma_fns))
         table(f"C malloc/free through LD_PRELOAD, instructions per call "
               f"({args.pairs} churn pairs; mimalloc {mi_version} crate sources, v3)", c_rows)
@@ -151,7 +158,7 @@ def main():
                 print(f"  ({name}: not counted: not in this build, or it failed under valgrind)",
                       file=sys.stderr)
         for level in levels:
-            env = dict(base_env, CMA_OPTIONS=f"check={level}")
+            env = dict(base_env, CMA_OPTIONS=cma_options(level))
             rust_rows.append((f"cma-{level}",) + callgrind([rust, "cma", pairs], env, work, rust_fns))
         table("Rust GlobalAlloc alloc/dealloc (the mimalloc crate as the baseline), "
               "instructions per call", rust_rows)

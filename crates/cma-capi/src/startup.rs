@@ -7,7 +7,9 @@
 //! `observe::report_file`; a Rust program on `cma::Cma` writes its own
 //! beside it), creates the `loaded=FILE` marker for `cma run`, leaves out of
 //! `CMA_OPTIONS` what the engine has just warned about (see
-//! `drop_rejected_options`), and starts the purge thread.
+//! `drop_rejected_options`), starts the purge thread, and installs the
+//! fault handler that reports misuse of sampled blocks (when sampling is
+//! on; it passes every other fault on to the handler it replaced).
 
 use core::ffi::c_char;
 
@@ -113,6 +115,7 @@ extern "C" fn init() {
     // Here, not lazily from inside malloc or free: libc calls those while
     // holding locks that pthread_create takes too.
     engine::faces::start_purge_thread();
+    engine::faces::install_fault_handler();
 }
 
 #[used]

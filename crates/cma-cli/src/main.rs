@@ -8,6 +8,7 @@ mod json;
 mod report;
 mod run;
 mod stress;
+mod symbolize;
 
 use std::process::ExitCode;
 

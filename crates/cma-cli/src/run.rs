@@ -184,22 +184,38 @@ fn check_writable(path: &Path) -> std::io::Result<()> {
 #[derive(Default)]
 struct CmaLines {
     misuse: Vec<String>,
+    /// For each misuse line, the indented lines that followed it: the
+    /// stacks of a sampled block, raw (see `symbolize`).
+    stacks: Vec<Vec<String>>,
     warnings: Vec<String>,
+    /// The misuse whose indented lines come now, if any.
+    last: Option<usize>,
 }
 
 impl CmaLines {
     fn take(&mut self, line: &[u8]) {
         let Some(rest) = line.strip_prefix(b"cma: ") else {
+            if line.starts_with(b"    ") {
+                if let Some(stack) = self.last.and_then(|i| self.stacks.get_mut(i)) {
+                    if stack.len() < 256 {
+                        stack.push(String::from_utf8_lossy(line).trim_end().to_string());
+                    }
+                    return;
+                }
+            }
+            self.last = None;
             return;
         };
+        self.last = None;
         let text = String::from_utf8_lossy(line).trim_end().to_string();
-        let list = if rest.starts_with(b"warning:") {
-            &mut self.warnings
-        } else {
-            &mut self.misuse
-        };
-        if list.len() < 32 && !list.contains(&text) {
-            list.push(text);
+        if rest.starts_with(b"warning:") {
+            if self.warnings.len() < 32 && !self.warnings.contains(&text) {
+                self.warnings.push(text);
+            }
+        } else if self.misuse.len() < 32 && !self.misuse.contains(&text) {
+            self.misuse.push(text);
+            self.stacks.push(Vec::new());
+            self.last = Some(self.misuse.len() - 1);
         }
     }
 }
@@ -392,6 +408,13 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         code = 128 + libc::SIGABRT as u8;
     }
     let shown = shell_words(&args.command);
+    // The stacks of sampled blocks, symbolised now that the program stopped.
+    let mut symbolizer = crate::symbolize::Symbolizer::default();
+    let described: Vec<Vec<String>> = lines
+        .stacks
+        .iter()
+        .map(|raw| symbolizer.describe(raw))
+        .collect();
 
     if !args.quiet {
         let mut out = String::new();
@@ -435,8 +458,11 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             out.push_str("  misuse detected    none\n");
         } else {
             out.push_str("  misuse detected:\n");
-            for l in &lines.misuse {
+            for (l, stacks) in lines.misuse.iter().zip(&described) {
                 out.push_str(&format!("    {l}\n"));
+                for s in stacks {
+                    out.push_str(&format!("      {s}\n"));
+                }
             }
         }
         out.push_str(&match (exit_code, signal) {
@@ -484,6 +510,15 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
                         .misuse
                         .iter()
                         .map(|l| Json::from(l.as_str()))
+                        .collect(),
+                ),
+            ),
+            (
+                "misuse_stacks",
+                Json::Array(
+                    described
+                        .iter()
+                        .map(|s| Json::Array(s.iter().map(|l| Json::from(l.as_str())).collect()))
                         .collect(),
                 ),
             ),
@@ -546,5 +581,13 @@ mod tests {
         l.take(b"python: cma: not ours");
         assert_eq!(l.misuse.len(), 1);
         assert_eq!(l.warnings.len(), 1);
+        assert!(l.stacks[0].is_empty());
+        l.take(b"cma: use after free: read of 0x10 [in a memory access]");
+        l.take(b"    allocated by thread 1 (t):");
+        l.take(b"      #0 0x0000000000401000 /bin/t+0x1000");
+        l.take(b"not cma's");
+        l.take(b"    indented, but not cma's");
+        assert_eq!(l.misuse.len(), 2);
+        assert_eq!(l.stacks[1].len(), 2);
     }
 }

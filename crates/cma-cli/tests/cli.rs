@@ -430,3 +430,69 @@ fn json_has_a_schema_version_commands_and_bytes_per_class() {
     assert!(j.contains("\"bytes_in_use\":11200"), "{j}");
     assert!(j.contains("\"bytes_allocated\":"), "{j}");
 }
+
+#[test]
+fn stacks_of_sampled_blocks_are_symbolised_after_the_program_stopped() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    // With frame pointers and without: the stacks come from unwind tables.
+    for (flag, name) in [
+        ("-fno-omit-frame-pointer", "cli-sampled-fp"),
+        ("-fomit-frame-pointer", "cli-sampled-nofp"),
+    ] {
+        let dir = scratch(name);
+        let exe = compile("cc", "sampled.c", &dir, false, &[flag]);
+        let json = dir.join("report.json");
+        let (o, _, err) = output(
+            cma()
+                .args(["run", "--options", "sample=1", "--json"])
+                .arg(&json)
+                .arg("--")
+                .arg(&exe)
+                .arg("write-after-free"),
+        );
+        assert_eq!(o.status.code(), Some(128 + 6), "{err}");
+        let report = &err[err.find("misuse detected:").expect("a misuse section")..];
+        assert!(
+            report.contains("    cma: use after free: write of 0x"),
+            "{report}"
+        );
+        // Each stack, symbolised: the allocating function with its file
+        // and line; cma's own frames counted, not shown.
+        let section = |label: &str| -> String {
+            report
+                .lines()
+                .skip_while(|l| !l.trim_start().starts_with(label))
+                .skip(1)
+                .take_while(|l| l.starts_with("        "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let allocated = section("allocated by thread");
+        assert!(
+            allocated.contains("frames inside cma")
+                && allocated.contains("make_block at ")
+                && allocated.contains("sampled.c:"),
+            "{flag}: {report}"
+        );
+        let freed = section("freed by thread");
+        assert!(
+            freed.contains("main at ") && freed.contains("sampled.c:"),
+            "{flag}: {report}"
+        );
+        let access = section("access by thread");
+        assert!(
+            access
+                .lines()
+                .next()
+                .is_some_and(|l| l.contains("main at ")),
+            "{flag}: the access stack starts at the faulting line: {report}"
+        );
+        let json = std::fs::read_to_string(&json).unwrap();
+        assert!(
+            json.contains("\"misuse_stacks\"") && json.contains("make_block at "),
+            "{json}"
+        );
+    }
+}

@@ -32,6 +32,7 @@
 //! | `meta` | out-of-line metadata: span descriptors, segment tables, the segment map |
 //! | `slab` | size classes, slot states, the remote-free protocol |
 //! | `pages` | the page allocator: spans, huge blocks, purging |
+//! | `guarded` | sampled blocks on guarded pages, their pool and stacks |
 //! | `check` | check levels, trailers, pointer lookup, errors, the one report path |
 //! | `heap` | thread heaps: allocation and free fast paths, slabs, the heap pool, the guard |
 //! | `observe` | statistics, allocation limits, the heap report written at exit |
@@ -47,6 +48,7 @@ mod api;
 // reworked by the check-level work, which documents them field by field.
 #[allow(missing_docs)]
 mod check;
+mod guarded;
 mod heap;
 mod meta;
 mod observe;
@@ -63,10 +65,11 @@ pub use api::public::{
     checked_block_size, checked_free, free, malloc, realloc, trim, try_alloc, try_alloc_zeroed,
     try_realloc_checked, usable_size,
 };
-pub use check::error::{BlockKind, CmaError};
+pub use check::error::{Access, AccessProblem, BlockKind, CmaError};
 pub use check::heap_check::HeapCheck;
 pub use check::kind::AllocKind;
 pub use check::level::CheckLevel;
+pub use guarded::sampling::DEFAULT_RATE as DEFAULT_SAMPLE_RATE;
 pub use heap::guard::guard_depth;
 pub use observe::limits::{alloc_limits, set_alloc_limits, AllocLimits};
 pub use observe::stats::{stats, ClassStats, Stats};
@@ -165,5 +168,13 @@ pub mod faces {
     /// its library constructor (see `pages::purge_thread`).
     pub fn start_purge_thread() {
         crate::api::init::start_purge_thread();
+    }
+
+    /// Installs the fault handler that reports misuse of sampled blocks,
+    /// when sampling is on: for a face where cma replaces the C allocator,
+    /// from its library constructor (see `check::fault`).
+    pub fn install_fault_handler() {
+        crate::api::init::ensure_init();
+        crate::check::fault::install_if_sampling();
     }
 }

@@ -1,7 +1,8 @@
 //! The allocation entry points: the fast path (a cached slot, inline, for
 //! the `fast` level), and past it the path that gives the thread a heap,
-//! refills, arms the `default` level's trailer, checks limits, and serves
-//! large blocks and big alignments.
+//! refills (where a heap's sampled block, when due, comes from the guarded
+//! pool instead: `heap::sample`), arms the `default` level's trailer, checks
+//! limits, and serves large blocks and big alignments.
 //!
 //! C conventions hold: allocation returns null when memory (or an
 //! allocation limit) runs out, and blocks are aligned to 16 bytes when they
@@ -21,7 +22,7 @@ use crate::heap::{ClassState, Heap};
 use crate::observe::limits;
 use crate::os::{process, PAGE_SIZE};
 use crate::pages::pages_for;
-use crate::slab::size_class::{class_for, class_of, MAX_SMALL};
+use crate::slab::size_class::{class_for, class_of, SizeClass, MAX_SMALL};
 
 /// The engine's allocation entry: `size` bytes at `align` (a power of two).
 ///
@@ -118,7 +119,29 @@ extern "C" fn refill(st: &ClassState, size: usize, align: usize) -> *mut u8 {
         drop(_guard);
         return alloc_other(size, align);
     }
+    if heap.sample_due(class) {
+        if let Some(p) = heap.take_sample(class, size, align) {
+            return p;
+        }
+    }
     heap.alloc_small_refill(class)
+}
+
+/// A block of small `class` for `size` bytes at `align`: a cached slot, or
+/// at a refill, when this heap's sample is due, a sampled block (`true`),
+/// which has no slot and so no trailer. The caller holds a guard and a real
+/// heap.
+#[inline(always)]
+fn small_block(h: &Heap, class: SizeClass, size: usize, align: usize) -> (*mut u8, bool) {
+    if let Some(p) = h.class(class.index()).pop() {
+        return (p.as_ptr(), false);
+    }
+    if h.sample_due(class) {
+        if let Some(p) = h.take_sample(class, size, align) {
+            return (p, true);
+        }
+    }
+    (h.alloc_small_refill(class), false)
 }
 
 /// `calloc` of `size` bytes (the product, already checked) for the C
@@ -170,10 +193,10 @@ pub(crate) extern "C" fn alloc_other(size: usize, align: usize) -> *mut u8 {
     if align <= 16 {
         let mode = level::mode();
         if mode == MODE_FAST && size <= MAX_SMALL {
-            return h.alloc_small(class_of(small_slot(size, align)));
+            return small_block(h, class_of(small_slot(size, align)), size, align).0;
         }
         if mode == MODE_CHECKED && size <= MAX_SMALL - TRAILER {
-            return h.alloc_checked(class_of(small_slot(size + TRAILER, align)), size);
+            return h.alloc_checked(class_of(small_slot(size + TRAILER, align)), size, align);
         }
     }
     match alloc_slow(heap, size, align, false) {
@@ -231,11 +254,12 @@ pub(super) fn alloc_slow(
     }
     let p = match class {
         // A checked level's slot reads as zero already (verified).
-        Some(class) if trailer != 0 => heap.alloc_checked(class, size),
+        Some(class) if trailer != 0 => heap.alloc_checked(class, size, align),
         Some(class) => {
-            let p = heap.alloc_small(class);
-            if !p.is_null() && zero {
-                // SAFETY: a fresh block of the class's size.
+            let (p, sampled) = small_block(heap, class, size, align);
+            if !p.is_null() && zero && !sampled {
+                // SAFETY: a fresh block of the class's size (a sampled
+                // block is handed out zeroed).
                 unsafe { core::ptr::write_bytes(p, 0, class.block_size()) };
             }
             p
@@ -320,6 +344,7 @@ fn record_kind(p: *mut u8, kind: AllocKind) {
         // The slot was just handed out on this thread: its owner's.
         Ok(Found::Slot { span, index }) => set_slot_kind(span, index, kind),
         Ok(Found::Large(span)) => span.alloc_kind.set(kind as u8),
+        Ok(Found::Sampled(slot)) => slot.set_kind(kind as u8),
         Err(_) => {}
     }
 }

@@ -10,7 +10,7 @@ use super::init::thread_heap;
 use crate::check::error::{BlockKind, CmaError};
 use crate::check::kind::AllocKind;
 use crate::check::level::{self, MODE_CHECKED};
-use crate::check::lookup;
+use crate::check::lookup::{self, Found};
 use crate::check::report;
 use crate::heap::guard::AllocatorGuard;
 use crate::heap::{free_checked_local_fast, free_local_fast, free_remote_fast, Heap};
@@ -90,7 +90,12 @@ pub(super) fn try_free(p: *mut u8, kind: AllocKind) -> Result<(), CmaError> {
 
 #[inline(never)]
 fn free_slow(heap: &Heap, addr: usize, kind: AllocKind) -> Result<(), CmaError> {
-    heap.free_block(lookup::find_block(addr)?, kind)
+    let found = lookup::find_block(addr)?;
+    if let Found::Sampled(_) = found {
+        // At every level: its head and slack patterns.
+        lookup::live_size(&found)?;
+    }
+    heap.free_block(found, kind)
 }
 
 /// A sized release (`free_sized`, `free_aligned_sized`, the sized and
@@ -125,6 +130,7 @@ fn check_sized(p: *mut u8, size: Option<usize>, align: usize) -> Result<(), CmaE
             block_size: span.slot_size(),
         },
         lookup::Found::Large(span) => lookup::large_block(span),
+        lookup::Found::Sampled(slot) => BlockKind::Sampled { size: slot.size() },
     };
     // At a checked level `live_size` is the size asked for, large or small.
     if size.is_some_and(|size| size != actual) {

@@ -12,7 +12,8 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::check::{level, trailer};
-use crate::heap::guard::AllocatorGuard;
+use crate::guarded;
+use crate::heap::guard::{self, AllocatorGuard};
 use crate::heap::{pool, Heap};
 use crate::options;
 use crate::os::{process, thread};
@@ -113,13 +114,15 @@ pub(crate) fn start_purge_thread() {
 
 extern "C" fn fork_prepare() {
     pool::lock_for_fork();
+    guarded::lock_for_fork();
     PAGES.lock_for_fork();
 }
 
 extern "C" fn fork_parent() {
-    // SAFETY: `fork_prepare` took both locks on this thread.
+    // SAFETY: `fork_prepare` took the locks on this thread.
     unsafe {
         PAGES.force_unlock();
+        guarded::unlock_after_fork();
         pool::unlock_after_fork();
     }
 }
@@ -129,9 +132,11 @@ extern "C" fn fork_child() {
     // `fork_prepare` in the thread that forked, which is this one.
     unsafe {
         PAGES.force_unlock();
+        guarded::unlock_after_fork();
         pool::unlock_after_fork();
     }
     purge_thread::forget_after_fork();
+    guard::forget_thread_id();
     // The heaps of the parent's other threads stay assigned: one of those
     // threads may have been in the middle of a heap operation at the fork, so
     // reusing its heap here could inherit half-updated lists. Their blocks

@@ -115,7 +115,7 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
         // In place, a slot keeps its size; a large block grows by whole
         // pages. A move is checked again by `alloc_slow`.
         let growth = match found {
-            Found::Slot { .. } => 0,
+            Found::Slot { .. } | Found::Sampled(_) => 0,
             Found::Large(span) => (pages_for(new_size) * PAGE_SIZE).saturating_sub(span.bytes()),
         };
         limits::check(new_size, growth)?;
@@ -145,6 +145,13 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
                     unsafe { trailer::arm(q, span.bytes(), new_size) };
                 }
                 return Ok(q);
+            }
+        }
+        // Right-aligned on its page: it stays only at the same size (and a
+        // sufficient alignment); anything else moves.
+        Found::Sampled(_) => {
+            if new_size == old_size && p as usize % align == 0 {
+                return Ok(p);
             }
         }
     }

@@ -17,6 +17,32 @@ pub enum BlockKind {
     Huge { bytes: usize },
     /// Pages that cma holds but that belong to no live block.
     FreedPages,
+    /// A sampled block, on a page of its own before a guard page (see
+    /// `sample` in README); the value is the size requested.
+    Sampled { size: usize },
+}
+
+/// What a faulting access of a sampled block's pages did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessProblem {
+    /// It reached past the end of a live block (into the guard page).
+    Overflow,
+    /// It reached before the start of a live block (into the guard page
+    /// before its page).
+    Underflow,
+    /// It touched a block after it was freed.
+    UseAfterFree,
+    /// It touched the pool where no block ever was.
+    Wild,
+}
+
+/// Whether a faulting access read or wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    /// The processor does not say (on targets other than x86_64).
+    Unknown,
 }
 
 /// An error from cma.
@@ -34,8 +60,24 @@ pub enum CmaError {
         block: BlockKind,
     },
     /// The bytes after the caller's part of the block at `addr` were
-    /// overwritten (found at the `default` check level).
+    /// overwritten (found at the `default` check level, or around a
+    /// sampled block).
     BufferOverflow { addr: usize, block: BlockKind },
+    /// The bytes before the sampled block at `addr`, in its page, were
+    /// overwritten.
+    BufferUnderflow { addr: usize, block: BlockKind },
+    /// An access of a sampled block's guard page or freed page faulted
+    /// (reported by the fault handler).
+    BadAccess {
+        problem: AccessProblem,
+        access: Access,
+        /// The address that faulted.
+        addr: usize,
+        /// The block nearest it (0 for `Wild`).
+        block_start: usize,
+        /// The block's requested size.
+        size: usize,
+    },
     /// The freed block at `addr` was written after it was freed: it no longer
     /// reads as the zeros it was wiped to (found at the `default` check level
     /// when the slot leaves the quarantine or is handed out again).
@@ -94,6 +136,13 @@ impl CmaError {
             CmaError::InteriorPointer { .. } => "invalid free: interior pointer",
             CmaError::NotOurs { .. } => "invalid free: not a cma block",
             CmaError::BufferOverflow { .. } => "heap buffer overflow",
+            CmaError::BufferUnderflow { .. } => "heap buffer underflow",
+            CmaError::BadAccess { problem, .. } => match problem {
+                AccessProblem::Overflow => "heap buffer overflow",
+                AccessProblem::Underflow => "heap buffer underflow",
+                AccessProblem::UseAfterFree => "use after free",
+                AccessProblem::Wild => "wild access",
+            },
             CmaError::WriteAfterFree { .. } => "write after free",
             CmaError::KindMismatch { .. } => "alloc-dealloc mismatch",
             CmaError::SizeMismatch { .. } => "sized free with the wrong size",
@@ -116,11 +165,49 @@ impl CmaError {
                 | CmaError::InteriorPointer { .. }
                 | CmaError::NotOurs { .. }
                 | CmaError::BufferOverflow { .. }
+                | CmaError::BufferUnderflow { .. }
+                | CmaError::BadAccess { .. }
                 | CmaError::WriteAfterFree { .. }
                 | CmaError::KindMismatch { .. }
                 | CmaError::SizeMismatch { .. }
                 | CmaError::AlignMismatch { .. }
         )
+    }
+
+    /// The sampled block the error is about, if any: its start.
+    pub(crate) fn sampled_block(&self) -> Option<usize> {
+        match *self {
+            CmaError::DoubleFree {
+                addr,
+                block: BlockKind::Sampled { .. },
+            }
+            | CmaError::BufferOverflow {
+                addr,
+                block: BlockKind::Sampled { .. },
+            }
+            | CmaError::BufferUnderflow { addr, .. } => Some(addr),
+            CmaError::InteriorPointer {
+                block_start,
+                block: BlockKind::Sampled { .. },
+                ..
+            } => Some(block_start),
+            CmaError::BadAccess {
+                problem,
+                block_start,
+                ..
+            } if problem != AccessProblem::Wild => Some(block_start),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::Unknown => "access",
+        })
     }
 }
 
@@ -133,6 +220,7 @@ impl fmt::Display for BlockKind {
             BlockKind::Large { bytes } => write!(f, "large block of {bytes} bytes"),
             BlockKind::Huge { bytes } => write!(f, "huge block of {bytes} bytes"),
             BlockKind::FreedPages => write!(f, "in freed pages"),
+            BlockKind::Sampled { size } => write!(f, "sampled block of {size} bytes"),
         }
     }
 }
@@ -158,6 +246,41 @@ impl fmt::Display for CmaError {
                 write!(
                     f,
                     "{kind}: the bytes after the block at {addr:#x} were overwritten ({block})"
+                )
+            }
+            CmaError::BufferUnderflow { addr, block } => {
+                write!(
+                    f,
+                    "{kind}: the bytes before the block at {addr:#x} were overwritten ({block})"
+                )
+            }
+            CmaError::BadAccess {
+                problem,
+                access,
+                addr,
+                block_start,
+                size,
+            } => {
+                let end = block_start + size;
+                let freed = if problem == AccessProblem::UseAfterFree {
+                    "freed "
+                } else {
+                    ""
+                };
+                write!(f, "{kind}: {access} of {addr:#x}, ")?;
+                if problem == AccessProblem::Wild {
+                    return write!(f, "in cma's pool of sampled blocks, where no block is");
+                }
+                if addr < block_start {
+                    write!(f, "{} bytes before", block_start - addr)?;
+                } else if addr >= end {
+                    write!(f, "{} bytes past the end of", addr - end)?;
+                } else {
+                    write!(f, "{} bytes into", addr - block_start)?;
+                }
+                write!(
+                    f,
+                    " the {freed}{size}-byte sampled block at {block_start:#x}"
                 )
             }
             CmaError::WriteAfterFree { addr, block } => {

@@ -222,6 +222,8 @@ fn look_again(suspect: Suspect) -> Option<CmaError> {
                 // `live_size` verifies the trailer and builds the report.
                 lookup::live_size(&Found::Slot { span, index }).err()
             }
+            // No longer the block the walk saw.
+            Found::Sampled(_) => None,
             Found::Large(span) => {
                 if !page_block_damaged(span) {
                     return None;

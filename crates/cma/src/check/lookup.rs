@@ -10,7 +10,8 @@ use super::error::{BlockKind, CmaError};
 use super::kind::AllocKind;
 use super::level;
 use super::trailer;
-use crate::meta::segment_map::{self, TAG_HUGE};
+use crate::guarded::{self, Damage, Lookup, Slot};
+use crate::meta::segment_map::{self, SAMPLED_POOL, TAG_HUGE};
 use crate::meta::span::{Segment, Span, SpanKind};
 use crate::slab::size_class::slot_containing;
 use crate::slab::slot::{slot_at, slot_state, SlotState};
@@ -21,6 +22,8 @@ pub(crate) enum Found<'a> {
     Slot { span: &'a Span, index: usize },
     /// A live large or huge block.
     Large(&'a Span),
+    /// A live sampled block (see `guarded`).
+    Sampled(&'static Slot),
 }
 
 /// The descriptor that the page table names for `addr`, on the fast path:
@@ -89,6 +92,9 @@ pub(crate) fn find_block(addr: usize) -> Result<Found<'static>, CmaError> {
     if entry == 0 {
         return Err(CmaError::NotOurs { addr });
     }
+    if entry == SAMPLED_POOL {
+        return find_sampled(addr);
+    }
     if entry & TAG_HUGE != 0 {
         // SAFETY: tagged entries point at huge-block descriptors, which stay
         // live while the map points at them.
@@ -141,8 +147,29 @@ pub(crate) fn find_block(addr: usize) -> Result<Found<'static>, CmaError> {
     }
 }
 
+/// The sampled block that starts at `addr`, or why there is none.
+#[cold]
+fn find_sampled(addr: usize) -> Result<Found<'static>, CmaError> {
+    let sampled = |s: &Slot| BlockKind::Sampled { size: s.size() };
+    match guarded::lookup(addr) {
+        Lookup::Live(s) => Ok(Found::Sampled(s)),
+        Lookup::Freed(s) => Err(CmaError::DoubleFree {
+            addr,
+            block: sampled(s),
+        }),
+        Lookup::Inside(s) => Err(CmaError::InteriorPointer {
+            addr,
+            block_start: s.start(),
+            block: sampled(s),
+        }),
+        Lookup::Nothing => Err(CmaError::NotOurs { addr }),
+    }
+}
+
 /// Usable size of a found block, or the error if it is not allocated (or,
-/// at the `default` level, its trailer was overwritten).
+/// at the `default` level, its trailer was overwritten; or the patterns
+/// around a sampled block were). A sampled block's usable size is the size
+/// requested: its slack is checked.
 pub(crate) fn live_size(found: &Found) -> Result<usize, CmaError> {
     match *found {
         Found::Slot { span, index } => {
@@ -171,6 +198,14 @@ pub(crate) fn live_size(found: &Found) -> Result<usize, CmaError> {
             }
             Ok(span.bytes())
         }
+        Found::Sampled(s) => {
+            let (addr, block) = (s.start(), BlockKind::Sampled { size: s.size() });
+            match s.damage() {
+                None => Ok(s.size()),
+                Some(Damage::After) => Err(CmaError::BufferOverflow { addr, block }),
+                Some(Damage::Before) => Err(CmaError::BufferUnderflow { addr, block }),
+            }
+        }
     }
 }
 
@@ -196,6 +231,11 @@ pub(crate) fn check_kind(found: &Found, kind: AllocKind) -> Result<(), CmaError>
             AllocKind::from_bits(span.alloc_kind.get()),
             span.start(),
             large_block(span),
+        ),
+        Found::Sampled(s) => (
+            AllocKind::from_bits(s.kind()),
+            s.start(),
+            BlockKind::Sampled { size: s.size() },
         ),
     };
     if allocated == kind {

@@ -9,9 +9,12 @@
 //! - `heap_check`: every live block and quarantined slot verified at once
 //!   (`check_heap`, and at exit);
 //! - `error`: the errors, with their one-line texts;
-//! - `report`: the one reporting path (a line on stderr, then abort).
+//! - `report`: the one reporting path (a line on stderr, then abort);
+//! - `fault`: the fault handler's judgement of a fault in the pool of
+//!   sampled blocks.
 
 pub(crate) mod error;
+pub(crate) mod fault;
 pub(crate) mod heap_check;
 pub(crate) mod kind;
 pub(crate) mod level;

@@ -129,7 +129,7 @@ impl Heap {
             let held = s.quarantine_word(w).load(Ordering::Relaxed);
             let free = !word.load(Ordering::Relaxed) & !held & valid_mask(g.capacity, w);
             if free != 0 {
-                let free = lowest_bits(free, cache_slots(class));
+                let free = self.count_toward_sample(class, lowest_bits(free, cache_slots(class)));
                 // The cached slots count as used until they come back.
                 s.used.set(s.used.get() + free.count_ones());
                 st.cache.set(free);
@@ -147,7 +147,7 @@ impl Heap {
 }
 
 /// The lowest `n` set bits of `bits`.
-fn lowest_bits(bits: u64, n: u32) -> u64 {
+pub(super) fn lowest_bits(bits: u64, n: u32) -> u64 {
     if bits.count_ones() <= n {
         return bits;
     }

@@ -95,12 +95,19 @@ pub(crate) fn free_checked_local_fast(span: &Span, addr: usize, kind: AllocKind)
 }
 
 impl Heap {
-    /// Allocates `size` bytes from `class` (whose blocks hold `size +
-    /// TRAILER`), checked: the slot must read as zero, and gets its trailer.
-    /// Null when memory runs out. The caller holds a guard.
-    pub(crate) fn alloc_checked(&self, class: SizeClass, size: usize) -> *mut u8 {
+    /// Allocates `size` bytes at `align` (at most 16) from `class` (whose
+    /// blocks hold `size + TRAILER`), checked: the slot must read as zero,
+    /// and gets its trailer; or, at a refill, when this heap's sample is
+    /// due, a sampled block (`sample`: it reads as zero and needs no
+    /// trailer). Null when memory runs out. The caller holds a guard.
+    pub(crate) fn alloc_checked(&self, class: SizeClass, size: usize, align: usize) -> *mut u8 {
         if let Some(p) = self.class_state(class.index()).pop_checked(size) {
             return p.as_ptr();
+        }
+        if self.sample_due(class) {
+            if let Some(p) = self.take_sample(class, size, align) {
+                return p;
+            }
         }
         let p = self.alloc_small_refill(class);
         if p.is_null() {

@@ -83,7 +83,9 @@ pub(crate) fn bytes_in_use() -> u64 {
     let sizes = class_block_sizes();
     let mut bytes = 0u64;
     for_each_heap(|h| {
-        bytes = bytes.wrapping_add(h.large_live_bytes.get());
+        bytes = bytes
+            .wrapping_add(h.large_live_bytes.get())
+            .wrapping_add(h.sampled_bytes_delta.get());
         for (class, &bs) in sizes.iter().enumerate() {
             bytes = bytes.wrapping_add((h.class_live(class) as u64).wrapping_mul(bs as u64));
         }

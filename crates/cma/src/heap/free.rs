@@ -17,7 +17,7 @@ use core::sync::atomic::Ordering;
 use super::counters::Counter;
 use super::guard::{fast_heap, fast_token, AllocatorGuard};
 use super::Heap;
-use crate::check::error::CmaError;
+use crate::check::error::{BlockKind, CmaError};
 use crate::check::kind::AllocKind;
 use crate::check::level;
 use crate::check::lookup::{slot_error, Found};
@@ -171,6 +171,19 @@ impl Heap {
                 }
                 self.free_large(span as *const Span as *mut Span);
                 Ok(())
+            }
+            Found::Sampled(slot) => {
+                if level::checked() {
+                    crate::check::lookup::check_kind(&found, kind)?;
+                }
+                if self.free_sampled(slot) {
+                    Ok(())
+                } else {
+                    Err(CmaError::DoubleFree {
+                        addr: slot.start(),
+                        block: BlockKind::Sampled { size: slot.size() },
+                    })
+                }
             }
         }
     }

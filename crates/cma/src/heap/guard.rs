@@ -17,17 +17,20 @@
 //! through a guard). Anything rarer they meet (a refill, a slab that becomes
 //! empty, any error) goes to a path that takes the guard.
 //!
-//! The thread's state is three words of static TLS (`os::tls`): its heap,
+//! The thread's state is four words of static TLS (`os::tls`): its heap,
 //! as an offset from the empty heap (so that a thread without a heap reads
 //! the empty heap, and the allocation fast path needs no null check); the
 //! token its heap's slabs carry at the `fast` level (`Span::owner`; 0
 //! without a heap, which only descriptors of capacity 0 carry), which the
-//! free fast path compares without computing the heap's address; and the
-//! guard's depth.
+//! free fast path compares without computing the heap's address; the
+//! guard's depth; and the thread's kernel id, cached for the stacks of
+//! sampled blocks, with a flag set while one is being taken.
 
 use core::ptr::null_mut;
 
 use super::{empty_heap, Heap};
+use crate::check::fault;
+use crate::os::thread;
 use crate::os::tls::{self, ThreadWords};
 use crate::pages::purge_thread;
 
@@ -35,12 +38,19 @@ use crate::pages::purge_thread;
 const HEAP_OFFSET: usize = 0;
 const FAST_TOKEN: usize = 1;
 const DEPTH: usize = 2;
+const THREAD: usize = 3;
 
-/// Depth steps of the depth word; bit 0 flags work that must run outside
-/// cma (it may call malloc), done when the outermost guard is dropped. One
-/// word, so leaving cma costs one decrement and one compare.
-const DEPTH_STEP: usize = 2;
-const DEFERRED: usize = 1;
+/// Depth steps of the depth word; its low bits flag work that must run
+/// outside cma, done when the outermost guard is dropped: starting the
+/// purge thread (`pthread_create` may call malloc) and installing the fault
+/// handler (for the Rust crate, at its first sampled block). One word, so
+/// leaving cma costs one decrement and one compare.
+const DEPTH_STEP: usize = 4;
+const DEFER_PURGE_START: usize = 1;
+const DEFER_FAULT_HANDLER: usize = 2;
+
+/// The flag in the thread word set while the thread takes a stack.
+const CAPTURING: usize = 1 << 63;
 
 /// The calling thread's heap for the fast paths: the empty heap when the
 /// thread has none yet (see `heap::empty_heap`).
@@ -100,7 +110,8 @@ impl Drop for AllocatorGuard {
     fn drop(&mut self) {
         let depth = self.thread[DEPTH].get() - DEPTH_STEP;
         self.thread[DEPTH].set(depth);
-        if depth == DEFERRED {
+        // Outermost guard (depth below one step) with work flagged.
+        if depth.wrapping_sub(1) < DEPTH_STEP - 1 {
             run_deferred();
         }
     }
@@ -111,15 +122,62 @@ impl Drop for AllocatorGuard {
 /// cma, so that cma never re-enters itself while a call is half done.
 pub(crate) fn defer_purge_start() {
     let t = tls::words();
-    t[DEPTH].set(t[DEPTH].get() | DEFERRED);
+    t[DEPTH].set(t[DEPTH].get() | DEFER_PURGE_START);
+}
+
+/// Asks for the fault handler to be installed when this thread leaves cma
+/// (see `check::fault`).
+pub(crate) fn defer_fault_handler() {
+    let t = tls::words();
+    t[DEPTH].set(t[DEPTH].get() | DEFER_FAULT_HANDLER);
 }
 
 #[cold]
 #[inline(never)]
 fn run_deferred() {
     let t = tls::words();
-    t[DEPTH].set(t[DEPTH].get() & !DEFERRED);
-    purge_thread::start();
+    let work = t[DEPTH].get();
+    t[DEPTH].set(work & !(DEPTH_STEP - 1));
+    if work & DEFER_FAULT_HANDLER != 0 {
+        fault::install();
+    }
+    if work & DEFER_PURGE_START != 0 {
+        purge_thread::start();
+    }
+}
+
+/// The calling thread's kernel id, cached in its words.
+pub(crate) fn thread_id() -> u32 {
+    let t = tls::words();
+    let word = t[THREAD].get();
+    if word & !CAPTURING != 0 {
+        return word as u32;
+    }
+    let tid = thread::current_id() as u32;
+    t[THREAD].set(word | tid as usize);
+    tid
+}
+
+/// In the child after `fork`: the thread's cached id is its parent's.
+pub(crate) fn forget_thread_id() {
+    let t = tls::words();
+    t[THREAD].set(t[THREAD].get() & CAPTURING);
+}
+
+/// Marks the calling thread as taking a stack; false when it already is (a
+/// call into cma from the unwinder itself, see `os::backtrace`): then it
+/// must not take another.
+pub(crate) fn begin_capture() -> bool {
+    let t = tls::words();
+    let word = t[THREAD].get();
+    t[THREAD].set(word | CAPTURING);
+    word & CAPTURING == 0
+}
+
+/// Ends what `begin_capture` began (when it returned true).
+pub(crate) fn end_capture() {
+    let t = tls::words();
+    t[THREAD].set(t[THREAD].get() & !CAPTURING);
 }
 
 /// The guard depth of the calling thread: zero outside cma calls.

@@ -10,6 +10,8 @@
 //!   (`free_slot_remote`) and their collection by the owner;
 //! - `slabs`: taking, listing and giving back slabs;
 //! - `large`: blocks of whole pages;
+//! - `sample`: the countdown to the heap's next sampled block, and serving
+//!   it from the guarded pool (`guarded`);
 //! - `counters`: per-heap counters and the process-wide peaks;
 //! - `pool`: giving each thread a heap, and taking it back at thread exit;
 //! - `guard`: the allocator guard and the thread's state.
@@ -24,6 +26,7 @@ use core::cell::Cell;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use crate::check::level::{self, MODE_CHECKED};
+use crate::guarded::sampling::{self, NEVER};
 use crate::meta::span::Span;
 use crate::slab::remote_free::OWNER_PENDING;
 use crate::slab::size_class::{
@@ -43,6 +46,7 @@ mod large;
 pub(crate) mod pool;
 pub(crate) mod quarantine;
 mod remote;
+mod sample;
 mod slabs;
 
 use counters::Counter;
@@ -116,11 +120,26 @@ pub(crate) struct Heap {
     /// Bytes of large and huge blocks allocated minus freed through this
     /// heap (exact).
     pub(crate) large_live_bytes: Counter,
+    /// For the sampled blocks allocated minus freed through this heap: their
+    /// usable sizes (the sizes requested) minus their classes' block sizes,
+    /// which their classes' counts stand for (two's complement: usually
+    /// below zero). Added to the class bytes, it makes bytes in use the sum
+    /// of usable sizes, sampled blocks included.
+    pub(crate) sampled_bytes_delta: Counter,
     /// Bytes live through this heap as of the last refill of each class,
     /// plus large blocks (may wrap below zero when other threads free this
     /// heap's blocks); see `counters`.
     pub(crate) live_bytes: Counter,
     pub(crate) peak_live_bytes: Counter,
+    /// Small allocations left until this heap's next sampled block, counted
+    /// as refills load caches (see `sample`); `sampling::NEVER` when
+    /// sampling is off. Owner thread only.
+    sample_countdown: Cell<u64>,
+    /// The generator of the countdowns (`guarded::sampling`).
+    sample_state: Cell<u64>,
+    /// Bit `c`: the next allocation of size class `c` is to be sampled
+    /// (classes of blocks up to a page, all below 64). Owner thread only.
+    sample_due: Cell<u64>,
     /// Next heap ever created (append-only list for statistics).
     next_all: AtomicPtr<Heap>,
     /// Next abandoned heap in the pool (pool lock).
@@ -142,8 +161,12 @@ impl Heap {
             large_allocs: Counter::new(),
             large_frees: Counter::new(),
             large_live_bytes: Counter::new(),
+            sampled_bytes_delta: Counter::new(),
             live_bytes: Counter::new(),
             peak_live_bytes: Counter::new(),
+            sample_countdown: Cell::new(NEVER),
+            sample_state: Cell::new(0),
+            sample_due: Cell::new(0),
             next_all: AtomicPtr::new(core::ptr::null_mut()),
             next_free: Cell::new(core::ptr::null_mut()),
         }
@@ -156,6 +179,8 @@ impl Heap {
         for (st, bs) in self.classes.iter().zip(sizes) {
             st.block_size.set(bs);
         }
+        self.sample_state.set(sampling::heap_seed());
+        self.draw_sample_countdown();
     }
 
     pub(crate) fn class(&self, class: usize) -> &ClassState {

@@ -21,10 +21,15 @@ pub(crate) const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
 const ADDRESS_BITS: u32 = 47;
 const ENTRIES: usize = 1 << (ADDRESS_BITS - SEGMENT_SHIFT);
 
-/// An entry is 0 (not ours), a `*mut Segment` (positive), or a huge block's
-/// `*mut Span` with the top bit set (`TAG_HUGE`): one signed comparison
+/// An entry is 0 (not ours), a `*mut Segment` (positive), a huge block's
+/// `*mut Span` with the top bit set (`TAG_HUGE`), or `SAMPLED_POOL` for the
+/// granules of the sampled blocks' pool (`guarded`): one signed comparison
 /// tells the fast path that an entry is a segment.
 pub(crate) const TAG_HUGE: usize = 1 << 63;
+
+/// The entry of the sampled blocks' pool: the top bit, as for a huge block,
+/// and bit 0, which no descriptor's address has.
+pub(crate) const SAMPLED_POOL: usize = TAG_HUGE | 1;
 
 /// The map before it exists: one entry, 0.
 static NO_MAP: AtomicUsize = AtomicUsize::new(0);

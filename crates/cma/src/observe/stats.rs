@@ -7,11 +7,13 @@
 //! process-wide peaks are sampled whenever a heap takes a new slab or a
 //! large block, and the value now counts too. So a short spike can be
 //! missed by up to one cache refill per thread and class. Bytes are usable
-//! sizes (the size class, or whole pages for large blocks), not requested
-//! sizes.
+//! sizes (the size class, or whole pages for large blocks, or the size
+//! requested for a sampled block), not requested sizes; a class's own
+//! bytes are its blocks times its block size.
 
 use core::sync::atomic::Ordering;
 
+use crate::guarded;
 use crate::heap::counters::{PEAK_BYTES, PEAK_LIVE};
 use crate::heap::guard::AllocatorGuard;
 use crate::heap::pool::{for_each_heap, heaps_created};
@@ -70,6 +72,9 @@ pub struct Stats {
     pub dirty_free_bytes: usize,
     /// Bytes mapped for metadata (descriptors, page tables, heaps).
     pub metadata_bytes: usize,
+    /// Blocks served from the guarded pool so far (`sample=N`): counted in
+    /// their size classes above too, like any block.
+    pub sampled_allocations: u64,
 }
 
 /// Reads the statistics.
@@ -88,6 +93,7 @@ pub fn stats() -> Stats {
         mapped_bytes: 0,
         dirty_free_bytes: 0,
         metadata_bytes: 0,
+        sampled_allocations: guarded::sampled_count(),
     };
     let mut large_bytes = 0u64;
     let mut single_peak_bytes = 0u64;
@@ -100,7 +106,9 @@ pub fn stats() -> Stats {
         }
         s.large_allocations += h.large_allocs.get();
         s.large_frees += h.large_frees.get();
-        large_bytes = large_bytes.wrapping_add(h.large_live_bytes.get());
+        large_bytes = large_bytes
+            .wrapping_add(h.large_live_bytes.get())
+            .wrapping_add(h.sampled_bytes_delta.get());
         single_peak_bytes = h.peak_live_bytes.get();
     });
     s.heaps = heaps_created();

@@ -2,16 +2,20 @@
 //! list form (`CMA_OPTIONS`, `apply_options`) turns each refusal into one
 //! warning on stderr; the typed form (`Options::apply`) returns it.
 
+use core::fmt::Write;
+
 use super::parse::{parse, Lossy, Setting};
 use super::typed::OptionsError;
 use crate::check::report;
 use crate::check::{heap_check, level};
+use crate::guarded::{self, sampling};
 use crate::heap::{pool, quarantine};
 use crate::observe::alloc_log;
 use crate::observe::limits::{self, AllocLimits};
 use crate::observe::report_file::{self, DestinationRefused};
 use crate::os::process;
 use crate::pages::{purge_thread, PAGES};
+use crate::util::stack_buf::StackBuf;
 
 /// Reads `CMA_OPTIONS` once, at initialisation.
 pub(crate) fn load_from_env() {
@@ -27,9 +31,15 @@ pub(crate) fn apply(options: &[u8]) {
     parse(options, |item| match item {
         Ok(setting) => {
             if let Err(e) = batch.take(setting) {
-                if let Setting::Check(requested) = setting {
-                    warn_refused("check", requested.name().as_bytes(), e);
-                }
+                let mut digits = StackBuf::<24>::new();
+                let (key, value) = match setting {
+                    Setting::Check(requested) => ("check", requested.name().as_bytes()),
+                    Setting::Sample(n) => ("sample", number(&mut digits, n)),
+                    Setting::SampleSeed(n) => ("sample_seed", number(&mut digits, n)),
+                    Setting::SampleSlots(n) => ("sample_slots", number(&mut digits, n as u64)),
+                    _ => return,
+                };
+                warn_refused(key, value, e);
             }
         }
         Err(e) => report::warn(format_args!("{e}")),
@@ -38,6 +48,12 @@ pub(crate) fn apply(options: &[u8]) {
     if let Err(e) = batch.finish() {
         warn_refused("report", report_path.unwrap_or_default(), e);
     }
+}
+
+/// `n` in decimal, in `buf`.
+fn number(buf: &mut StackBuf<24>, n: u64) -> &[u8] {
+    let _ = write!(buf, "{n}");
+    buf.as_bytes()
 }
 
 /// One warning for an option the list named that cannot be honoured.
@@ -101,6 +117,24 @@ impl<'a> Batch<'a> {
                 quarantine::set_bounds(slots, bytes);
             }
             Setting::ExitCheck(on) => heap_check::set_exit_check(on),
+            // Each heap draws its countdowns when it is made: like the check
+            // level, the rate and the seed are chosen before the first
+            // allocation.
+            Setting::Sample(n) => {
+                if n != sampling::rate() {
+                    sampling_allowed()?;
+                    sampling::set_rate(n);
+                }
+            }
+            Setting::SampleSeed(seed) => {
+                sampling_allowed()?;
+                sampling::set_seed(seed);
+            }
+            Setting::SampleSlots(slots) => {
+                if !guarded::set_slot_count(slots) {
+                    return Err(OptionsError::SamplePoolReserved);
+                }
+            }
             Setting::AllocLog(on) => alloc_log::set_alloc_logging(on),
             Setting::AllocLogFd(fd) => alloc_log::set_log_fd(fd),
             Setting::Json(_) | Setting::Loaded(_) | Setting::Stats(_) => {}
@@ -128,6 +162,15 @@ pub(super) fn check_level_allowed(requested: level::CheckLevel) -> Result<(), Op
     let current = level::level();
     if requested != current && pool::heaps_exist() {
         return Err(OptionsError::CheckLevelFixed { requested, current });
+    }
+    Ok(())
+}
+
+/// Whether the sampling rate and seed may change now: while no thread has
+/// allocated (each heap draws its countdowns when it is made).
+fn sampling_allowed() -> Result<(), OptionsError> {
+    if pool::heaps_exist() {
+        return Err(OptionsError::SamplingFixed);
     }
     Ok(())
 }

@@ -30,6 +30,15 @@ pub enum Setting<'a> {
     Loaded(&'a [u8]),
     /// `stats=...`: accepted for the front ends.
     Stats(&'a [u8]),
+    /// `sample=N`: about one small allocation in N is a sampled block on a
+    /// guarded page (0: none).
+    Sample(u64),
+    /// `sample_slots=K`: the pool of sampled blocks has K slots (1 to
+    /// 4096), each a page between guard pages.
+    SampleSlots(u32),
+    /// `sample_seed=S`: the random gaps between sampled blocks repeat from
+    /// run to run.
+    SampleSeed(u64),
     /// `alloc_log=0|1`: whether allocation logging starts on (libcma logs
     /// its `cma_*` calls; see `cma.h`).
     AllocLog(bool),
@@ -188,6 +197,16 @@ fn parse_item<'a>(item: &'a [u8], each: &mut impl FnMut(Result<Setting<'a>, Opti
         b"json" => Ok(Setting::Json(value)),
         b"loaded" => Ok(Setting::Loaded(value)),
         b"stats" => Ok(Setting::Stats(value)),
+        b"sample" => parse_size(value)
+            .map(|n| Setting::Sample(n as u64))
+            .ok_or(Some("a number of allocations (0: off)")),
+        b"sample_slots" => parse_size(value)
+            .filter(|&n| (1..=4096).contains(&n))
+            .map(|n| Setting::SampleSlots(n as u32))
+            .ok_or(Some("a number of slots from 1 to 4096")),
+        b"sample_seed" => parse_size(value)
+            .map(|n| Setting::SampleSeed(n as u64))
+            .ok_or(Some("a number")),
         b"alloc_log" => parse_bool(value)
             .map(Setting::AllocLog)
             .ok_or(Some("0 or 1")),
@@ -285,7 +304,7 @@ mod tests {
     #[test]
     fn every_key_parses_and_errors_keep_their_words() {
         assert_eq!(
-            all(b"check=fast huge_pages=0,purge_thread=1,purge_delay_ms=100,limit_request=1K,limit_total=2M,report=/r.%p,json=a.json,stats=1,alloc_log=1,alloc_log_fd=7,,"),
+            all(b"check=fast huge_pages=0,purge_thread=1,purge_delay_ms=100,limit_request=1K,limit_total=2M,report=/r.%p,json=a.json,stats=1,sample=5000,sample_slots=64,sample_seed=7,alloc_log=1,alloc_log_fd=7,,"),
             vec![
                 Ok(Setting::Check(CheckLevel::Fast)),
                 Ok(Setting::HugePages(false)),
@@ -296,9 +315,16 @@ mod tests {
                 Ok(Setting::Report(b"/r.%p")),
                 Ok(Setting::Json(b"a.json")),
                 Ok(Setting::Stats(b"1")),
+                Ok(Setting::Sample(5000)),
+                Ok(Setting::SampleSlots(64)),
+                Ok(Setting::SampleSeed(7)),
                 Ok(Setting::AllocLog(true)),
                 Ok(Setting::AllocLogFd(7)),
             ]
+        );
+        assert_eq!(
+            all(b"sample_slots=0")[0].unwrap_err().to_string(),
+            "option 'sample_slots=0' in CMA_OPTIONS: expected a number of slots from 1 to 4096; ignored"
         );
         assert!(all(b"alloc_log_fd=2K")[0].is_err());
         assert!(all(b"alloc_log_fd=99999999999")[0].is_err());

@@ -93,11 +93,16 @@ impl<'a> Options<'a> {
             Setting::Quarantine(bytes) => self.quarantine(bytes),
             Setting::QuarantineSlots(n) => self.quarantine_slots(n),
             Setting::ExitCheck(on) => self.exit_check(on),
+            // Sampling is set through `CMA_OPTIONS` and `apply_options` (not
+            // in the typed API yet).
             Setting::Json(_)
             | Setting::Loaded(_)
             | Setting::Stats(_)
             | Setting::AllocLog(_)
-            | Setting::AllocLogFd(_) => self,
+            | Setting::AllocLogFd(_)
+            | Setting::Sample(_)
+            | Setting::SampleSlots(_)
+            | Setting::SampleSeed(_) => self,
         }
     }
 
@@ -257,6 +262,11 @@ pub enum OptionsError {
     ReportAlreadyChosen,
     /// The report path does not fit cma's fixed buffer (`PATH_MAX`).
     ReportPathTooLong,
+    /// The sampling rate and seed are chosen before the first allocation.
+    SamplingFixed,
+    /// The pool of sampled blocks was reserved already (with the number of
+    /// slots it has).
+    SamplePoolReserved,
     /// More quarantine slots than a heap's quarantine can hold.
     QuarantineSlotsTooMany {
         /// The count asked for.
@@ -279,6 +289,10 @@ impl fmt::Display for OptionsError {
                 "the report's destination is chosen once, by the first list of options that names one"
             }
             OptionsError::ReportPathTooLong => "the path is too long",
+            OptionsError::SamplingFixed => {
+                "sampling is chosen before the first allocation (set it in CMA_OPTIONS)"
+            }
+            OptionsError::SamplePoolReserved => "the pool of sampled blocks exists already",
             OptionsError::QuarantineSlotsTooMany { .. } => "too many quarantine slots",
         })
     }

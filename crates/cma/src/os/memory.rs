@@ -142,6 +142,23 @@ pub(crate) fn grow_in_place(p: usize, old_bytes: usize, new_bytes: usize) -> boo
     q as usize == p
 }
 
+/// Makes whole pages `[p, p+bytes)` of a mapping of ours readable and
+/// writable (`accessible`) or inaccessible. Memory made accessible is
+/// charged against the commit limit then (reserved address space is not):
+/// the kernel may refuse, as it may when the change would split the
+/// mapping past the limit on mappings. Returns false when it refuses; the
+/// pages are then as they were.
+pub(crate) fn protect(p: *mut u8, bytes: usize, accessible: bool) -> bool {
+    let prot = if accessible {
+        libc::PROT_READ | libc::PROT_WRITE
+    } else {
+        libc::PROT_NONE
+    };
+    // SAFETY: the range is whole pages of our own mapping; a change of
+    // protection moves no memory.
+    unsafe { libc::mprotect(p.cast(), bytes, prot) == 0 }
+}
+
 /// Gives the physical pages behind `[p, p+bytes)` back to the kernel; the
 /// range stays mapped and reads as zero when touched again.
 pub(crate) fn decommit(p: *mut u8, bytes: usize) {

@@ -1,14 +1,18 @@
 //! The only layer that talks to the kernel or libc: memory mappings
 //! (`memory`), the clock (`clock`), threads (`thread`), files by path
-//! (`file`) and the process itself (`process`: stderr, errno, abort, the
-//! environment, entropy, the process image's identity).
+//! (`file`), the process itself (`process`: stderr, errno, abort, the
+//! environment, entropy, the process image's identity), the fault handler
+//! (`signal`), stacks (`backtrace`) and the modules code lies in (`maps`).
 //!
 //! Nothing here allocates, and nothing here knows about heaps or spans.
 
+pub(crate) mod backtrace;
 pub(crate) mod clock;
 pub(crate) mod file;
+pub(crate) mod maps;
 pub(crate) mod memory;
 pub(crate) mod process;
+pub(crate) mod signal;
 pub(crate) mod thread;
 pub(crate) mod tls;
 

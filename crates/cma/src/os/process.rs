@@ -83,6 +83,53 @@ pub(crate) fn pid() -> i32 {
     unsafe { libc::getpid() }
 }
 
+/// The name of thread `tid` of this process (`/proc/self/task/TID/comm`)
+/// in `buf`, without its newline; empty when the thread has ended.
+pub(crate) fn thread_name(tid: u32, buf: &mut [u8; 16]) -> &[u8] {
+    let mut path = [0u8; 40];
+    let mut len = 0;
+    for &b in b"/proc/self/task/" {
+        path[len] = b;
+        len += 1;
+    }
+    let mut digits = [0u8; 10];
+    let (mut n, mut d) = (tid, 0);
+    loop {
+        digits[d] = b'0' + (n % 10) as u8;
+        d += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        path[len] = digits[d];
+        len += 1;
+    }
+    for &b in b"/comm" {
+        path[len] = b;
+        len += 1;
+    }
+    // SAFETY: `path` is NUL-terminated (zeroed, at most 31 bytes written);
+    // the flags are valid.
+    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return &[];
+    }
+    // SAFETY: `buf` is valid for writes of its length; `fd` is ours.
+    let n = unsafe {
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    let mut n = n.max(0) as usize;
+    while n > 0 && buf[n - 1] == b'\n' {
+        n -= 1;
+    }
+    &buf[..n]
+}
+
 /// The process's command line (from `/proc/self/cmdline`, the arguments
 /// separated by spaces) in `buf`, cut to its length; empty when /proc cannot
 /// be read. Plain open/read/close: usable while cma reports misuse.
