@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::check::{level, trailer};
 use crate::heap::guard::AllocatorGuard;
-use crate::heap::{pool, Heap};
+use crate::heap::{arena, pool, Heap};
 use crate::options;
 use crate::os::{process, thread};
 use crate::pages::{purge_thread, PAGES};
@@ -113,13 +113,15 @@ pub(crate) fn start_purge_thread() {
 
 extern "C" fn fork_prepare() {
     pool::lock_for_fork();
+    arena::lock_for_fork();
     PAGES.lock_for_fork();
 }
 
 extern "C" fn fork_parent() {
-    // SAFETY: `fork_prepare` took both locks on this thread.
+    // SAFETY: `fork_prepare` took the locks on this thread.
     unsafe {
         PAGES.force_unlock();
+        arena::unlock_after_fork();
         pool::unlock_after_fork();
     }
 }
@@ -129,6 +131,7 @@ extern "C" fn fork_child() {
     // `fork_prepare` in the thread that forked, which is this one.
     unsafe {
         PAGES.force_unlock();
+        arena::unlock_after_fork();
         pool::unlock_after_fork();
     }
     purge_thread::forget_after_fork();

@@ -12,7 +12,8 @@
 //! - `large`: blocks of whole pages;
 //! - `counters`: per-heap counters and the process-wide peaks;
 //! - `pool`: giving each thread a heap, and taking it back at thread exit;
-//! - `guard`: the allocator guard and the thread's state.
+//! - `guard`: the allocator guard and the thread's state;
+//! - `arena`: arenas, heaps that belong to no thread (`cma::Arena`).
 //!
 //! A slab belongs to exactly one heap for its whole life. Field ownership:
 //! everything in `ClassState` and the slabs' owner fields is touched only by
@@ -31,6 +32,7 @@ use crate::slab::size_class::{
 };
 
 mod alloc;
+pub(crate) mod arena;
 mod checked;
 pub(crate) mod counters;
 mod free;
@@ -121,6 +123,14 @@ pub(crate) struct Heap {
     /// heap's blocks); see `counters`.
     pub(crate) live_bytes: Counter,
     pub(crate) peak_live_bytes: Counter,
+    /// Blocks of this heap's slabs that other threads freed, and their
+    /// bytes, counted as the owner collects them (an arena's statistics
+    /// learn of such frees here).
+    pub(crate) remote_frees_collected: Counter,
+    pub(crate) remote_bytes_collected: Counter,
+    /// Whether this heap is an arena's (`arena`): it keeps a list of all its
+    /// slabs, and no thread's word names it.
+    is_arena: Cell<bool>,
     /// Next heap ever created (append-only list for statistics).
     next_all: AtomicPtr<Heap>,
     /// Next abandoned heap in the pool (pool lock).
@@ -144,6 +154,9 @@ impl Heap {
             large_live_bytes: Counter::new(),
             live_bytes: Counter::new(),
             peak_live_bytes: Counter::new(),
+            remote_frees_collected: Counter::new(),
+            remote_bytes_collected: Counter::new(),
+            is_arena: Cell::new(false),
             next_all: AtomicPtr::new(core::ptr::null_mut()),
             next_free: Cell::new(core::ptr::null_mut()),
         }
