@@ -328,7 +328,10 @@ unsafe impl Allocator for Arena {
     }
 
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        match self.heap().alloc_zeroed(layout.size(), layout.align().max(8)) {
+        match self
+            .heap()
+            .alloc_zeroed(layout.size(), layout.align().max(8))
+        {
             Ok(p) => Ok(NonNull::slice_from_raw_parts(p, layout.size())),
             Err(_) => Err(AllocError),
         }
