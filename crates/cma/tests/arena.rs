@@ -345,6 +345,16 @@ fn death_child() {
         return;
     };
     let mut arena = Arena::new();
+    if case == "overflow-then-reset" {
+        let p = arena.alloc(40, 8).unwrap().as_ptr();
+        eprintln!("DEATH-ADDR={:#x}", p as usize);
+        // SAFETY: deliberate misuse: one byte past the 40 asked for (still
+        // inside the slot, where the checked level's canary lies).
+        unsafe { p.add(40).write(0x41) };
+        arena.reset();
+        eprintln!("DEATH-SURVIVED");
+        return;
+    }
     let small = arena.alloc(48, 8).unwrap().as_ptr();
     let large = arena.alloc(300 << 10, 8).unwrap().as_ptr();
     let victim = if case.contains("large") { large } else { small };
@@ -383,17 +393,38 @@ fn run_death(case: &str) -> String {
         .find(|l| l.starts_with("cma: "))
         .unwrap_or_else(|| panic!("{case}: no diagnostic in {err}"));
     assert!(line.contains(&addr), "{case}: {line}");
-    assert!(line.contains("[in free]"), "{case}: {line}");
     line.to_string()
 }
 
 #[test]
 fn a_free_after_the_arena_is_dropped_or_reset_is_a_double_free() {
-    for case in ["drop-small", "drop-large", "reset-small", "reset-large"] {
+    // The arena gives its pages back (a small block of a reset arena is a
+    // free slot of the slab its class kept).
+    for (case, block) in [
+        ("drop-small", "(in freed pages)"),
+        ("drop-large", "(in freed pages)"),
+        ("reset-small", "(size class "),
+        ("reset-large", "(in freed pages)"),
+    ] {
         let line = run_death(case);
         assert!(
-            line.starts_with("cma: double free of ") && line.contains("(in freed pages)"),
+            line.starts_with("cma: double free of ")
+                && line.contains(block)
+                && line.contains("[in free]"),
             "{case}: {line}"
         );
     }
+}
+
+#[test]
+fn an_overflow_of_a_block_is_reported_when_its_arena_is_reset() {
+    if cma::check_level() != cma::CheckLevel::Default {
+        return; // the `fast` level has no canaries
+    }
+    let line = run_death("overflow-then-reset");
+    assert!(
+        line.starts_with("cma: heap buffer overflow: the bytes after the block at ")
+            && line.contains("[in arena reset]"),
+        "{line}"
+    );
 }

@@ -39,13 +39,14 @@ use super::guard::AllocatorGuard;
 use super::pool::publish_heap;
 use super::slabs::pages_freed;
 use super::{ClassState, Heap};
-use crate::check::error::CmaError;
+use crate::check::error::{BlockKind, CmaError};
 use crate::check::kind::AllocKind;
 use crate::check::level::{self, MODE_CHECKED, MODE_FAST};
 use crate::check::lookup::{self, large_block, Found};
+use crate::check::report;
 use crate::check::trailer::{self, TRAILER};
 use crate::meta::segment_map;
-use crate::meta::span::Span;
+use crate::meta::span::{SlabList, Span};
 use crate::observe::limits;
 use crate::os::PAGE_SIZE;
 use crate::pages::{pages_for, PAGES};
@@ -53,6 +54,7 @@ use crate::slab::page_purge;
 use crate::slab::size_class::{class_for, SizeClass, NUM_CLASSES, SMALL_TABLE_MAX};
 use crate::slab::slot::slot_at;
 use crate::util::spin_lock::SpinLock;
+use crate::util::zero::wipe;
 
 /// No byte limit.
 const NO_LIMIT: u64 = u64::MAX;
@@ -215,7 +217,7 @@ impl ArenaHeap {
     pub(crate) unsafe fn destroy(arena: *mut ArenaHeap) {
         // SAFETY: live until it goes to the pool.
         let a = unsafe { &*arena };
-        a.reset();
+        a.release(false);
         let mut pool = POOL.lock();
         a.next_pooled.set(pool.0);
         pool.0 = arena;
@@ -575,11 +577,19 @@ impl ArenaHeap {
 
     // ----- reset -----
 
-    /// Releases every block of the arena at once: its slabs and large
-    /// blocks go back to the page allocator without their blocks being
-    /// freed one by one. Counts them as freed (here and in the process-wide
-    /// statistics).
+    /// Releases every block of the arena at once, without freeing them one
+    /// by one: the slab each size class was allocating from stays with the
+    /// arena, emptied (so that a loop of requests does not take and give
+    /// back the same slabs each time); every other slab and every large
+    /// block goes back to the page allocator, under one lock for the slabs.
+    /// The blocks count as freed, here and in the process-wide statistics.
+    /// At a checked level their trailers are verified first (an overflow is
+    /// reported as a free would), and the slots of the kept slabs are wiped.
     pub(crate) fn reset(&self) {
+        self.release(true)
+    }
+
+    fn release(&self, keep_current: bool) {
         let _guard = AllocatorGuard::enter();
         let heap = &self.heap;
         // What other threads freed, and the quarantine, go first: they may
@@ -588,56 +598,73 @@ impl ArenaHeap {
         heap.flush_quarantine();
         self.absorb_elsewhere();
         for st in &heap.classes {
+            let slab = st.slab.get();
+            if !slab.is_null() {
+                // SAFETY: the class's current slab is the arena's. Its
+                // cached slots go back to its bitmap (they were counted in
+                // `used`, never allocated).
+                let s = unsafe { &*slab };
+                s.used.set(s.used.get() - st.cache.get().count_ones());
+            }
             st.cache.set(0);
-            st.slab.set(null_mut());
             st.word.set(0);
+            if !keep_current {
+                st.slab.set(null_mut());
+            }
         }
         for partial in &heap.partial {
             partial.set(null_mut());
         }
-        self.release_slabs();
+        self.release_slabs(keep_current);
         for (class, st) in heap.classes.iter().enumerate() {
             heap.sample_class(st, SizeClass::from_index(class));
         }
         self.release_large();
         // Anything on the delayed list now was freed during the reset (a
-        // use after reset): its slab is gone.
+        // use after reset): its slab is gone or empty.
         heap.delayed.store(null_mut(), Ordering::Relaxed);
         let c = &self.counts;
         c.frees.set(c.allocations.get());
         c.bytes.set(0);
     }
 
-    /// Gives every slab back to the page allocator, under one lock, and
-    /// counts the blocks still allocated in them as freed.
-    fn release_slabs(&self) {
+    /// Empties every slab; keeps the current ones (with `keep_current`) and
+    /// gives the others back to the page allocator, under one lock. Counts
+    /// the blocks still allocated in them as freed.
+    fn release_slabs(&self, keep_current: bool) {
         let heap = &self.heap;
+        let checked = level::checked();
         let mut freed = [0u64; NUM_CLASSES];
+        let (mut kept, mut to_free) = (null_mut(), null_mut());
         let mut cur = self.slabs.replace(null_mut());
-        let first = cur;
         while !cur.is_null() {
             // SAFETY: slabs on the arena's list are its own and live.
             let s = unsafe { &*cur };
-            let live: u32 = (0..s.words.get() as usize)
-                .map(|w| s.allocated_word(w).load(Ordering::Relaxed).count_ones())
-                .sum();
-            freed[s.class.load(Ordering::Relaxed) as usize] += live as u64;
-            // As `Heap::retire_slab`: out of the purge pass's reach, and
-            // reading as no slab to a stale page-table lookup.
-            page_purge::retire(s);
-            s.capacity.store(0, Ordering::Relaxed);
-            s.owner.store(0, Ordering::Relaxed);
-            cur = s.arena_next.get();
+            let next = s.arena_next.get();
+            let keep = keep_current && s.list.get() == SlabList::Current;
+            freed[s.class.load(Ordering::Relaxed) as usize] += empty_slab(s, checked, keep);
+            if keep {
+                link(&mut kept, s);
+            } else {
+                // As `Heap::retire_slab`: out of the purge pass's reach, and
+                // reading as no slab to a stale page-table lookup.
+                page_purge::retire(s);
+                s.capacity.store(0, Ordering::Relaxed);
+                s.owner.store(0, Ordering::Relaxed);
+                link(&mut to_free, s);
+            }
+            cur = next;
         }
+        self.slabs.set(kept);
         for (counter, n) in heap.frees.iter().zip(freed) {
             counter.add(n);
         }
-        if first.is_null() {
+        if to_free.is_null() {
             return;
         }
         let dirty = {
             let mut pages = PAGES.lock();
-            let mut cur = first;
+            let mut cur = to_free;
             while !cur.is_null() {
                 // SAFETY: as above; read the link before the descriptor goes.
                 let next = unsafe { (*cur).arena_next.get() };
@@ -669,7 +696,21 @@ impl ArenaHeap {
         };
         while !cur.is_null() {
             // SAFETY: taken off the list above: ours alone.
-            let next = unsafe { (*cur).arena_next.get() };
+            let s = unsafe { &*cur };
+            let next = s.arena_next.get();
+            if level::checked() {
+                // SAFETY: a live large block of the arena, armed when it was
+                // handed out.
+                if unsafe { trailer::verify(s.start() as *const u8, s.bytes()) }.is_none() {
+                    report::fatal(
+                        RESET,
+                        CmaError::BufferOverflow {
+                            addr: s.start(),
+                            block: large_block(s),
+                        },
+                    );
+                }
+            }
             self.heap.free_large(cur);
             cur = next;
         }
@@ -719,6 +760,73 @@ impl Heap {
         self.free_large(span as *const Span as *mut Span);
         Ok(())
     }
+}
+
+/// The operation a report at reset names.
+const RESET: &str = "arena reset";
+
+/// Empties a slab of an arena that is being reset: counts its allocated
+/// slots (returned), and at a checked level verifies their trailers (an
+/// overflow is reported) and, when the slab is `kept`, wipes them so that
+/// its free slots read as zero again; a kept slab's bitmaps are cleared.
+/// Runs over the bitmap words, a run of slots at a time: no block is freed
+/// one by one.
+fn empty_slab(s: &Span, checked: bool, kept: bool) -> u64 {
+    let bs = s.slot_size();
+    let mut live = 0u64;
+    for w in 0..s.words.get() as usize {
+        let bits = s.allocated_word(w).load(Ordering::Relaxed);
+        if bits == 0 {
+            continue;
+        }
+        live += bits.count_ones() as u64;
+        if checked {
+            let mut rest = bits;
+            while rest != 0 {
+                let index = w * 64 + rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                let addr = s.start() + index * bs;
+                // SAFETY: an allocated slot, armed when it was handed out.
+                if unsafe { trailer::verify(addr as *const u8, bs) }.is_none() {
+                    let class = s.class.load(Ordering::Relaxed) as usize;
+                    report::fatal(
+                        RESET,
+                        CmaError::BufferOverflow {
+                            addr,
+                            block: BlockKind::Class {
+                                class,
+                                block_size: bs,
+                            },
+                        },
+                    );
+                }
+            }
+            if kept {
+                // Runs of allocated slots, each wiped at once.
+                let mut rest = bits;
+                while rest != 0 {
+                    let first = rest.trailing_zeros() as usize;
+                    let run = (rest >> first).trailing_ones() as usize;
+                    let start = s.start() + (w * 64 + first) * bs;
+                    // SAFETY: `run` allocated slots of the slab, released
+                    // here; block sizes are multiples of 8.
+                    unsafe { wipe(start as *mut u8, run * bs) };
+                    let run_bits = (((1u128 << run) - 1) as u64) << first;
+                    rest &= !run_bits;
+                }
+            }
+        }
+        if kept {
+            s.allocated_word(w).store(0, Ordering::Relaxed);
+            s.kind_word(0, w).store(0, Ordering::Relaxed);
+            s.kind_word(1, w).store(0, Ordering::Relaxed);
+        }
+    }
+    if kept {
+        // Current and empty: no cached slot, no allocated one.
+        s.used.set(0);
+    }
+    live
 }
 
 /// Puts `span` at the head of an arena list.
