@@ -33,7 +33,7 @@
 
 use core::cell::Cell;
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::guard::AllocatorGuard;
 use super::pool::publish_heap;
@@ -74,6 +74,9 @@ pub(crate) struct ArenaHeap {
     slabs: Cell<*mut Span>,
     /// Large and huge blocks, shared with the threads that free them.
     large: SpinLock<LargeBlocks>,
+    /// Set (under `large`) when another path freed one of them: the user
+    /// looks under the lock only then.
+    large_freed_elsewhere: AtomicU64,
     /// The statistics (user only; see `ArenaCounts`).
     counts: ArenaCounts,
     /// The byte limit (`NO_LIMIT`: none). User only.
@@ -178,6 +181,7 @@ impl ArenaHeap {
                     freed_elsewhere: 0,
                     bytes_freed_elsewhere: 0,
                 }),
+                large_freed_elsewhere: AtomicU64::new(0),
                 counts: ArenaCounts {
                     allocations: Cell::new(0),
                     frees: Cell::new(0),
@@ -289,12 +293,13 @@ impl ArenaHeap {
         let mut freed_bytes = bytes.wrapping_sub(c.remote_bytes_seen.get());
         c.remote_frees_seen.set(frees);
         c.remote_bytes_seen.set(bytes);
-        {
+        if self.large_freed_elsewhere.load(Ordering::Relaxed) != 0 {
             let mut large = self.large.lock();
             freed += large.freed_elsewhere;
             freed_bytes += large.bytes_freed_elsewhere;
             large.freed_elsewhere = 0;
             large.bytes_freed_elsewhere = 0;
+            self.large_freed_elsewhere.store(0, Ordering::Relaxed);
         }
         c.frees.set(c.frees.get() + freed);
         c.bytes.set(c.bytes.get().saturating_sub(freed_bytes));
@@ -546,15 +551,18 @@ impl ArenaHeap {
         let Some(old) = NonNull::new(p) else {
             return self.alloc(new_size, align).map(Some);
         };
-        let (old_size, room) = {
-            let _guard = AllocatorGuard::enter();
-            let found = lookup::find_block(p as usize)?;
-            let room = match found {
-                Found::Slot { span, .. } if self.heap.owns(span) => span.slot_size(),
-                Found::Large(span) if self.owns_large(span) => span.bytes(),
-                _ => return Ok(None),
-            };
-            (lookup::live_size(&found)?, room)
+        let (old_size, room) = match self.own_live_slot(p as usize) {
+            Some(sizes) => sizes,
+            None => {
+                let _guard = AllocatorGuard::enter();
+                let found = lookup::find_block(p as usize)?;
+                let room = match found {
+                    Found::Slot { span, .. } if self.heap.owns(span) => span.slot_size(),
+                    Found::Large(span) if self.owns_large(span) => span.bytes(),
+                    _ => return Ok(None),
+                };
+                (lookup::live_size(&found)?, room)
+            }
         };
         let trailer = level::trailer_bytes();
         let aligned = p as usize % align == 0;
@@ -566,13 +574,37 @@ impl ArenaHeap {
             }
             return Ok(Some(old));
         }
-        let q = self.alloc_slow(new_size, align, false)?;
+        let q = self.alloc(new_size, align)?;
         // SAFETY: both blocks are live and distinct; the copy stays inside
         // both.
         unsafe { core::ptr::copy_nonoverlapping(p, q.as_ptr(), old_size.min(new_size)) };
         let freed = self.free(p);
         debug_assert_eq!(freed, Ok(ArenaFree::Freed));
         Ok(Some(q))
+    }
+
+    /// The common case of `realloc`: `addr` is an allocated slot of one of
+    /// the arena's slabs with no remote free pending (and, at a checked
+    /// level, an intact trailer): its size (the request's at a checked
+    /// level) and its slot's. `None` for anything else.
+    #[inline]
+    fn own_live_slot(&self, addr: usize) -> Option<(usize, usize)> {
+        let span = lookup::span_fast(addr)?;
+        if span.owner.load(Ordering::Relaxed) != self.heap.owner_token() {
+            return None;
+        }
+        let index = slot_at(span, addr)?;
+        let word = span.allocated_word(index / 64).load(Ordering::Relaxed);
+        if word & (1u64 << (index % 64)) == 0 {
+            return None;
+        }
+        let bs = span.slot_size();
+        if !level::checked() {
+            return Some((bs, bs));
+        }
+        // SAFETY: an allocated slot of the arena, armed when handed out.
+        let requested = unsafe { trailer::verify(addr as *const u8, bs) }?;
+        Some((requested, bs))
     }
 
     // ----- reset -----
@@ -756,6 +788,7 @@ impl Heap {
             span.owner.store(0, Ordering::Relaxed);
             large.freed_elsewhere += 1;
             large.bytes_freed_elsewhere += span.bytes() as u64;
+            arena.large_freed_elsewhere.store(1, Ordering::Relaxed);
         }
         self.free_large(span as *const Span as *mut Span);
         Ok(())
