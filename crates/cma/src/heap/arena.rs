@@ -513,7 +513,7 @@ impl ArenaHeap {
                     lookup::live_size(&found)?;
                     lookup::check_kind(&found, AllocKind::Malloc)?;
                 }
-                self.free_own_large(span);
+                self.free_own_large(span)?;
             }
         }
         Ok(ArenaFree::Freed)
@@ -524,15 +524,24 @@ impl ArenaHeap {
         owner != 0 && core::ptr::eq(Heap::from_owner_word(owner), &self.heap)
     }
 
-    /// The user frees one of the arena's large blocks (validated).
-    fn free_own_large(&self, span: &Span) {
+    /// The user frees one of the arena's large blocks (validated). A free
+    /// of it through `cma::free` on another thread that got there first is
+    /// a double free.
+    fn free_own_large(&self, span: &Span) -> Result<(), CmaError> {
         {
             let mut large = self.large.lock();
+            if !self.owns_large(span) {
+                return Err(CmaError::DoubleFree {
+                    addr: span.start(),
+                    block: large_block(span),
+                });
+            }
             unlink(&mut large.head, span);
             span.owner.store(0, Ordering::Relaxed);
         }
         self.count_free(span.bytes());
         self.heap.free_large(span as *const Span as *mut Span);
+        Ok(())
     }
 
     // ----- realloc -----
