@@ -61,12 +61,13 @@ pub mod options;
 
 pub use api::global_alloc::{Cma, CmaFast};
 pub use api::public::{
-    aligned_alloc, apply_options, block_size, bzero_and_free, calloc, check_level,
+    aligned_alloc, apply_options, block_size, bzero_and_free, calloc, check_heap, check_level,
     checked_block_size, checked_free, free, malloc, realloc, trim, try_alloc, try_alloc_zeroed,
     try_realloc_checked, usable_size,
 };
 pub use arena::{Arena, ArenaStats};
 pub use check::error::{BlockKind, CmaError};
+pub use check::heap_check::HeapCheck;
 pub use check::kind::AllocKind;
 pub use check::level::CheckLevel;
 pub use heap::guard::guard_depth;

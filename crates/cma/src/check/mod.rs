@@ -6,10 +6,13 @@
 //! - `kind`: which family allocated a block and which releases it;
 //! - `lookup`: is this address the start of one of our blocks, in which
 //!   state, and if not, which error;
+//! - `heap_check`: every live block and quarantined slot verified at once
+//!   (`check_heap`, and at exit);
 //! - `error`: the errors, with their one-line texts;
 //! - `report`: the one reporting path (a line on stderr, then abort).
 
 pub(crate) mod error;
+pub(crate) mod heap_check;
 pub(crate) mod kind;
 pub(crate) mod level;
 pub(crate) mod lookup;

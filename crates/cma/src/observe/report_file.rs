@@ -342,6 +342,7 @@ impl core::fmt::Display for Utf8Prefix<'_> {
 }
 
 extern "C" fn at_exit() {
+    crate::check::heap_check::check_heap_at_exit();
     write_report_at_exit();
 }
 

@@ -4,8 +4,8 @@
 
 use super::parse::{parse, Lossy, Setting};
 use super::typed::OptionsError;
-use crate::check::level;
 use crate::check::report;
+use crate::check::{heap_check, level};
 use crate::heap::{pool, quarantine};
 use crate::observe::alloc_log;
 use crate::observe::limits::{self, AllocLimits};
@@ -100,6 +100,7 @@ impl<'a> Batch<'a> {
                 let (_, bytes) = quarantine::bounds();
                 quarantine::set_bounds(slots, bytes);
             }
+            Setting::ExitCheck(on) => heap_check::set_exit_check(on),
             Setting::AllocLog(on) => alloc_log::set_alloc_logging(on),
             Setting::AllocLogFd(fd) => alloc_log::set_log_fd(fd),
             Setting::Json(_) | Setting::Loaded(_) | Setting::Stats(_) => {}

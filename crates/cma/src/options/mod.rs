@@ -17,6 +17,7 @@
 //! | `report` | a path (`%p`: the pid) or `stderr` | where the heap report goes at exit (`observe::report_file`) |
 //! | `quarantine` | size (default `256K`) | `default` level: bytes of freed blocks each thread holds back from reuse (0: none) |
 //! | `quarantine_slots` | count up to 4096 (default 1024) | `default` level: freed blocks each thread holds back at most (0: none) |
+//! | `exit_check` | `0` or `1` | `default` level: check every live block's trailer and every quarantined block at exit (default 1; `check_heap`) |
 //! | `alloc_log` | `0` or `1` | libcma: log every `cma_*` allocation call from the start (`cma_set_alloc_logging`) |
 //! | `alloc_log_fd` | integer | libcma: the file descriptor logged calls go to (default 2) |
 //!

@@ -42,6 +42,9 @@ pub enum Setting<'a> {
     /// `quarantine_slots=N`: how many freed blocks each thread holds back at
     /// most (0: none; at most 4096).
     QuarantineSlots(usize),
+    /// `exit_check=0|1`: whether the heap is checked at exit at a checked
+    /// level (`cma::check_heap`; default 1).
+    ExitCheck(bool),
 }
 
 /// An option that `parse` could not honour as written.
@@ -198,6 +201,9 @@ fn parse_item<'a>(item: &'a [u8], each: &mut impl FnMut(Result<Setting<'a>, Opti
             .filter(|&n| n <= 4096)
             .map(Setting::QuarantineSlots)
             .ok_or(Some("a count up to 4096")),
+        b"exit_check" => parse_bool(value)
+            .map(Setting::ExitCheck)
+            .ok_or(Some("0 or 1")),
         _ => Err(None),
     };
     each(parsed.map_err(|expected| match expected {

@@ -40,6 +40,7 @@ pub struct Options<'a> {
     report: Option<&'a [u8]>,
     quarantine: Option<usize>,
     quarantine_slots: Option<usize>,
+    exit_check: Option<bool>,
 }
 
 /// The most blocks `quarantine_slots` can hold back (as in `CMA_OPTIONS`).
@@ -91,6 +92,7 @@ impl<'a> Options<'a> {
             },
             Setting::Quarantine(bytes) => self.quarantine(bytes),
             Setting::QuarantineSlots(n) => self.quarantine_slots(n),
+            Setting::ExitCheck(on) => self.exit_check(on),
             Setting::Json(_)
             | Setting::Loaded(_)
             | Setting::Stats(_)
@@ -190,6 +192,17 @@ impl<'a> Options<'a> {
         }
     }
 
+    /// `exit_check=`: whether the whole heap is checked at exit at the
+    /// `default` level, as by [`check_heap`](crate::check_heap), so that an
+    /// overflow of a block that was never freed is still reported. Default:
+    /// on.
+    pub fn exit_check(self, on: bool) -> Options<'a> {
+        Options {
+            exit_check: Some(on),
+            ..self
+        }
+    }
+
     /// Applies every option set, or none: each value is first checked
     /// against the allocator's state, and the first that cannot be honoured
     /// is returned.
@@ -218,6 +231,7 @@ impl<'a> Options<'a> {
             self.report.map(Setting::Report),
             self.quarantine.map(Setting::Quarantine),
             self.quarantine_slots.map(Setting::QuarantineSlots),
+            self.exit_check.map(Setting::ExitCheck),
         ];
         for setting in settings.into_iter().flatten() {
             batch.take(setting)?;

@@ -70,6 +70,7 @@ impl Pages {
                 s.dirty.set(false);
             }
             s.set_kind(SpanKind::Huge);
+            self.link_live_huge(best);
             return best;
         }
         if !segment_map::init() {
@@ -136,7 +137,26 @@ impl Pages {
         d.zeroed.set(zeroed);
         d.set_kind(SpanKind::Huge);
         segment_map::set_range(base, reserved, desc as usize | TAG_HUGE);
+        self.link_live_huge(desc);
         desc
+    }
+
+    /// Puts a block that just became a live huge block on the live list.
+    fn link_live_huge(&mut self, span: *mut Span) {
+        // SAFETY: a live huge descriptor, on no list.
+        let s = unsafe { &*span };
+        s.prev.set(null_mut());
+        s.next.set(self.huge_live);
+        if !self.huge_live.is_null() {
+            // SAFETY: listed descriptors are live huge blocks.
+            unsafe { (*self.huge_live).prev.set(span) };
+        }
+        self.huge_live = span;
+    }
+
+    /// The live huge blocks, newest first: the first, then each one's `next`.
+    pub(crate) fn live_huge(&self) -> *mut Span {
+        self.huge_live
     }
 
     /// Takes the committed (dirty) cached huge mapping with the most pages
@@ -201,6 +221,17 @@ impl Pages {
             // address space only (no access, no charge).
             memory::unmap((s.start() + reserved) as *mut u8, headroom);
             s.headroom.set(0);
+        }
+        let (prev, next) = (s.prev.get(), s.next.get());
+        if prev.is_null() {
+            self.huge_live = next;
+        } else {
+            // SAFETY: listed descriptors are live huge blocks.
+            unsafe { (*prev).next.set(next) };
+        }
+        if !next.is_null() {
+            // SAFETY: as above.
+            unsafe { (*next).prev.set(prev) };
         }
         s.set_kind(SpanKind::HugeFree);
         s.dirty.set(true);

@@ -14,7 +14,8 @@
 //! - `purge`: decommitting what has been idle for `purge_delay_ms`;
 //! - `purge_slabs`: decommitting the free pages inside slabs nobody
 //!   allocates from;
-//! - `purge_thread`: the thread that purges a program gone quiet.
+//! - `purge_thread`: the thread that purges a program gone quiet;
+//! - `walk`: every live block span, for the heap check.
 //!
 //! Everything in `Pages` runs under its one lock, `PAGES`, which also
 //! guards the metadata allocator: every descriptor is made and freed here.
@@ -33,6 +34,7 @@ mod purge_slabs;
 pub(crate) mod purge_thread;
 mod segments;
 mod spans;
+mod walk;
 
 pub(crate) use huge_resize::resize_huge;
 
@@ -53,6 +55,9 @@ pub(crate) struct Pages {
     pub(super) bins: [*mut Span; BINS],
     /// Every segment, newest first (for the slab purge pass).
     pub(super) segments: *mut Segment,
+    /// Live huge blocks, linked through their `prev` and `next` (for the
+    /// heap check).
+    pub(super) huge_live: *mut Span,
     /// Freed huge mappings, newest first (see `huge`).
     pub(super) huge_cache: *mut Span,
     pub(super) huge_cached: usize,
@@ -87,6 +92,7 @@ impl Pages {
         Pages {
             bins: [core::ptr::null_mut(); BINS],
             segments: core::ptr::null_mut(),
+            huge_live: core::ptr::null_mut(),
             huge_cache: core::ptr::null_mut(),
             huge_cached: 0,
             huge_cached_bytes: 0,
