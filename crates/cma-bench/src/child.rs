@@ -63,6 +63,10 @@ pub fn run(workload: &str, allocator: &str, opts: &Opts) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !workloads::runs_on(w.name, &spec.name) {
+        eprintln!("cma-bench: {} runs on cma only", w.name);
+        return ExitCode::from(2);
+    }
     if alloc::selected() != spec.which {
         eprintln!(
             "cma-bench: the global allocator is {:?}, not {:?}: run children as `cma-bench --child WORKLOAD ALLOCATOR ...`",

@@ -211,6 +211,9 @@ pub fn run(opts: &Opts) -> Result<ExitCode, String> {
             // repetition, and was up to 4x slower for it).
             for ai in run_order(specs.len(), rep, wi) {
                 let s = &specs[ai];
+                if !workloads::runs_on(w.name, &s.name) {
+                    continue;
+                }
                 let o = run_child(&exe, w.name, s, opts, timeout);
                 match &o {
                     Outcome::Ok {

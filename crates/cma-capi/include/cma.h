@@ -40,7 +40,7 @@
  *  3. cma's own functions, under names of their own: statistics with size
  *     classes (cma_stats_get, cma_stats_get_extended), both allocation
  *     limits (cma_limits_set), cma_bytes_in_use, cma_calloc, cma_strdup &
- *     co., cma_strerror, cma_guard_depth.
+ *     co., cma_strerror, cma_guard_depth, and arenas (cma_arena_*).
  *
  * Status codes: functions that return int32_t return CMA_OK (0) for success
  * and one of the named codes of enum cma_error otherwise. Functions that
@@ -55,7 +55,9 @@
  * allocation logging on from the start, alloc_log_fd=N sends it to file
  * descriptor N (default 2).
  *
- * Thread safety: every function may be called from any thread, always.
+ * Thread safety: every function may be called from any thread, always;
+ * the cma_arena_* functions of one arena by one thread at a time (see
+ * Arenas below).
  */
 #ifndef CMA_H
 #define CMA_H
@@ -86,7 +88,8 @@ enum cma_error {
     CMA_ERR_BUFFER_OVERFLOW = 11,         /* the block's canary was overwritten */
     CMA_ERR_OTHER = 12,                   /* an error this header does not name yet */
     CMA_ERR_INVALID_ARGUMENT = 13,        /* an argument cma cannot use (a backend without a required hook) */
-    CMA_ERR_TOO_MANY_BACKENDS = 14        /* 16 other backends still hold live blocks */
+    CMA_ERR_TOO_MANY_BACKENDS = 14,       /* 16 other backends still hold live blocks */
+    CMA_ERR_TOO_MANY_ARENAS = 15          /* 16384 arenas are live already */
 };
 
 /* ------------------------------------------------------------------------
@@ -296,6 +299,97 @@ unsigned cma_guard_depth(void);
 
 /* A static message for a cma_error code; "unknown cma error code" otherwise. */
 const char *cma_strerror(int32_t code);
+
+/* ------------------------------------------------------------------------
+ * Arenas
+ * ------------------------------------------------------------------------
+ *
+ * An arena is a heap of its own that is released all at once: its blocks
+ * can be freed one by one (with cma_free or free, from any thread), and
+ * cma_arena_reset or cma_arena_destroy releases whatever is left in one go,
+ * giving its memory back to cma's page allocator without freeing the blocks
+ * one at a time. Each arena has its own statistics and an optional byte
+ * limit.
+ *
+ *     cma_arena *a;
+ *     if (cma_arena_create(&a, CMA_NO_LIMIT) != CMA_OK) ...;
+ *     for (each request) {
+ *         char *s = cma_arena_malloc(a, n);   ... build the request's data
+ *         cma_arena_reset(a);                 ... and drop it all at once
+ *     }
+ *     cma_arena_destroy(a);
+ *
+ * Blocks of an arena are cma blocks: cma_free, free, cma_block_size,
+ * malloc_usable_size and cma_checked_free take them (routed to the arena),
+ * and the check level's checks hold for them (at check=default, a trailer
+ * after each block, freed blocks wiped and quarantined). realloc and
+ * cma_realloc of an arena block resize it in place when they can; when it
+ * must move, the new block comes from the calling thread's heap, as for any
+ * block, and no longer belongs to the arena (cma_arena_realloc keeps it in
+ * the arena). An arena block after its arena was reset or destroyed is
+ * freed memory: cma_free of it aborts with "cma: double free of 0x... (in
+ * freed pages)" while its pages are not handed out again.
+ *
+ * Thread rules: one thread at a time calls the cma_arena_* functions of one
+ * arena (they are not synchronised with each other for the same arena);
+ * any thread may free an arena's blocks with cma_free or free at any time
+ * before the reset or destroy that releases them. Different arenas are
+ * independent. The blocks count in cma's process-wide statistics too
+ * (cma_get_stats, cma_stats_get...), and in its total limit.
+ *
+ * A cma_arena * is an opaque handle, never dereferenced: a handle of a
+ * destroyed arena, or any other value, gives CMA_ERR_INVALID_ARGUMENT (or
+ * NULL with errno = EINVAL), never a crash. */
+typedef struct cma_arena cma_arena;
+
+/* An arena's statistics. Bytes are usable sizes, as in struct cma_stats.
+ * Blocks freed by other threads count once the arena collects them (which
+ * cma_arena_get_stats does). */
+struct cma_arena_stats {
+    uint64_t allocations;       /* blocks allocated in the arena (a moving realloc: one more) */
+    uint64_t frees;             /* blocks freed one by one or released by a reset */
+    uint64_t blocks_in_use;     /* allocations - frees */
+    uint64_t bytes_in_use;      /* usable bytes of the blocks in use */
+    uint64_t peak_bytes_in_use; /* the most bytes_in_use since the arena was created (exact) */
+    size_t byte_limit;          /* the arena's limit, CMA_NO_LIMIT for none */
+};
+
+/* Creates an arena in *arena whose blocks may take at most byte_limit usable
+ * bytes together (CMA_NO_LIMIT: no limit; a request past the limit fails
+ * with NULL / ENOMEM and changes nothing). Returns CMA_OK, or
+ * CMA_ERR_NULL_ARGUMENT, CMA_ERR_OUT_OF_MEMORY, CMA_ERR_TOO_MANY_ARENAS
+ * (then *arena is NULL). */
+int32_t cma_arena_create(cma_arena **arena, size_t byte_limit);
+
+/* size bytes in the arena, aligned as malloc's; cma_arena_calloc: n * size
+ * zeroed bytes; cma_arena_aligned_alloc: aligned to alignment (any power of
+ * two, else NULL with EINVAL). NULL with ENOMEM when memory or a limit runs
+ * out (or n * size overflows), NULL with EINVAL when arena is not a live
+ * arena. */
+void *cma_arena_malloc(cma_arena *arena, size_t size);
+void *cma_arena_calloc(cma_arena *arena, size_t n, size_t size);
+void *cma_arena_aligned_alloc(cma_arena *arena, size_t alignment, size_t size);
+
+/* Resizes ptr as cma_realloc does (NULL ptr allocates; size 0 gives a
+ * minimal block), in the arena: a block of the arena stays in it (in place
+ * when its slot allows), a live block from elsewhere moves into it. NULL
+ * with ENOMEM on failure (ptr intact), NULL with EINVAL for a bad arena. A
+ * ptr that is not a live block aborts with a "cma: " diagnostic. */
+void *cma_arena_realloc(cma_arena *arena, void *ptr, size_t size);
+
+/* Releases every block still in the arena at once; the arena stays, empty,
+ * with its statistics (the released blocks count as frees) and its limit.
+ * CMA_OK, CMA_ERR_NULL_ARGUMENT or CMA_ERR_INVALID_ARGUMENT. */
+int32_t cma_arena_reset(cma_arena *arena);
+
+/* Releases every block of the arena at once, and the arena; the handle is
+ * invalid from then on. CMA_OK, CMA_ERR_NULL_ARGUMENT or
+ * CMA_ERR_INVALID_ARGUMENT (a destroyed arena, say). */
+int32_t cma_arena_destroy(cma_arena *arena);
+
+/* Fills *out with the arena's statistics. CMA_OK, CMA_ERR_NULL_ARGUMENT or
+ * CMA_ERR_INVALID_ARGUMENT. */
+int32_t cma_arena_get_stats(cma_arena *arena, struct cma_arena_stats *out);
 
 #ifdef __cplusplus
 }

@@ -36,6 +36,7 @@ pub const CMA_ERR_BUFFER_OVERFLOW: i32 = 11;
 pub const CMA_ERR_OTHER: i32 = 12;
 pub const CMA_ERR_INVALID_ARGUMENT: i32 = 13;
 pub const CMA_ERR_TOO_MANY_BACKENDS: i32 = 14;
+pub const CMA_ERR_TOO_MANY_ARENAS: i32 = 15;
 
 /// `CMA_NUM_CLASSES` in cma.h.
 pub const CMA_NUM_CLASSES: usize = 96;
@@ -67,7 +68,12 @@ pub fn error_code(e: &CmaError) -> i32 {
 
 /// Logs one call when allocation logging is on (`cma_set_alloc_logging`).
 #[inline]
-fn log(operation: &str, pointer: *const c_void, size: usize, old: Option<*const c_void>) {
+pub(crate) fn log(
+    operation: &str,
+    pointer: *const c_void,
+    size: usize,
+    old: Option<*const c_void>,
+) {
     if engine::faces::alloc_logging() {
         engine::faces::log_event(&engine::faces::AllocEvent {
             operation,
@@ -723,6 +729,7 @@ pub extern "C" fn cma_strerror(code: i32) -> *const c_char {
         CMA_ERR_OTHER => c"other cma error",
         CMA_ERR_INVALID_ARGUMENT => c"invalid argument",
         CMA_ERR_TOO_MANY_BACKENDS => c"too many backends hold live blocks",
+        CMA_ERR_TOO_MANY_ARENAS => c"too many arenas are live at once",
         _ => c"unknown cma error code",
     };
     msg.as_ptr()

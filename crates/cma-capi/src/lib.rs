@@ -10,7 +10,8 @@
 //!   names);
 //! - [`capi`]: the `cma_*` C API: the original system's functions with its
 //!   signatures, and cma's own richer ones; [`backend`] routes its blocks
-//!   to and from the original's backend hooks.
+//!   to and from the original's backend hooks; [`arena`] is the
+//!   `cma_arena_*` functions.
 //!
 //! [`startup`] is the library's constructor. The heap report that `cma run`
 //! reads (`report=FILE` in `CMA_OPTIONS`) is written at exit by the engine
@@ -35,6 +36,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![allow(clippy::missing_safety_doc)] // each function's contract is in its doc comment and in cma.h
 
+pub mod arena;
 pub mod backend;
 pub mod capi;
 pub mod cxx;

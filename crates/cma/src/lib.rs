@@ -38,11 +38,13 @@
 //! | `observe` | statistics, allocation limits, the heap report written at exit |
 //! | `options` | `CMA_OPTIONS`: the one parser, and applying it |
 //! | `api` | the entry points, the explicit API, `Cma`, start-up and fork |
+//! | `arena` | `Arena`: a heap of its own, released at once (its engine side is `heap::arena`) |
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 mod api;
+mod arena;
 // The fields of `CmaError`'s and `BlockKind`'s variants are named for what
 // they hold and described by their variant's doc; `check/` is being
 // reworked by the check-level work, which documents them field by field.
@@ -65,6 +67,7 @@ pub use api::public::{
     checked_block_size, checked_free, free, malloc, realloc, trim, try_alloc, try_alloc_zeroed,
     try_realloc_checked, usable_size,
 };
+pub use arena::{Arena, ArenaStats};
 pub use check::error::{Access, AccessProblem, BlockKind, CmaError};
 pub use check::heap_check::HeapCheck;
 pub use check::kind::AllocKind;
@@ -161,6 +164,27 @@ pub mod faces {
     #[inline(always)]
     pub fn c_calloc(size: usize) -> *mut u8 {
         crate::api::alloc::c_calloc(size)
+    }
+
+    /// [`crate::Arena::realloc`], naming `operation` (a C function) in a
+    /// misuse report.
+    ///
+    /// # Safety
+    /// As for `Arena::realloc`.
+    pub unsafe fn arena_realloc(
+        arena: &crate::Arena,
+        p: *mut u8,
+        size: usize,
+        align: usize,
+        operation: &'static str,
+    ) -> Result<core::ptr::NonNull<u8>, crate::CmaError> {
+        // SAFETY: the caller's contract.
+        unsafe { arena.realloc_as(p, size, align, operation) }
+    }
+
+    /// Reports a misuse found by a face (one line on stderr) and aborts.
+    pub fn report_misuse(operation: &'static str, error: crate::CmaError) -> ! {
+        crate::check::report::fatal(operation, error)
     }
 
     /// Starts the purge thread now, and never later from inside an

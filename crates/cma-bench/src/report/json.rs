@@ -17,7 +17,7 @@ impl Report {
                 results.push(json!({
                     "workload": wname,
                     "allocator": self.allocators[ai].0,
-                    "status": if c.median_ns.is_some() { "ok" } else { "failed" },
+                    "status": if c.median_ns.is_some() { "ok" } else if c.failures.is_empty() { "not run" } else { "failed" },
                     "median_ns": opt(c.median_ns),
                     "time_ratio": opt(c.time_ratio),
                     "median_cpu_ns": opt(c.median_cpu_ns),

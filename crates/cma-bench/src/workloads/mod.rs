@@ -13,6 +13,7 @@ mod collections;
 mod large;
 pub mod memory;
 mod realloc;
+mod requests;
 mod small;
 mod threads;
 
@@ -60,7 +61,17 @@ pub const WORKLOADS: &[Workload] = &[
     Workload { number: 12, name: "threads", about: "many short threads: each allocates 200 blocks, frees half, hands the rest to the main thread" },
     Workload { number: 13, name: "rss-phases", about: "memory: 560 MB of 16 B-64 KiB blocks, then a contiguous tenth kept, then one block in 64 of it, then none; resident set after a pause with no allocator call (not timed)" },
     Workload { number: 14, name: "realloc-large", about: "one block grown by realloc from 256 KiB by half again each step to 554 MiB, written in full each time" },
+    Workload { number: 15, name: "requests", about: "request-scoped build-and-drop: per request a hashbrown map of ~250 string keys to vectors of ~1500 strings (6-60 B), checked, dropped; on the allocator under test" },
+    Workload { number: 16, name: "requests-arena", about: "the requests of 15 in one cma::Arena: strings written into it and never freed one by one, the map dropped through it, reset after each request (cma only)" },
+    Workload { number: 17, name: "requests-bump", about: "the requests of 15 in one bumpalo::Bump (chunks from the allocator under test), reset after each request" },
 ];
+
+/// Whether a workload runs on an allocator: `requests-arena` measures
+/// cma's arenas, which run on the cma engine whatever the process's
+/// allocator, so it runs on the cma levels only.
+pub fn runs_on(name: &str, allocator: &str) -> bool {
+    name != "requests-arena" || allocator.starts_with("cma")
+}
 
 /// Whether a workload's time means anything: `rss-phases` mostly sleeps, so
 /// its time stays out of the time geomean.
@@ -92,6 +103,9 @@ pub fn run<A: GlobalAlloc + Sync>(a: &A, name: &str, p: &Params) -> u64 {
         "threads" => threads::threads(a, p),
         "rss-phases" => memory::rss_phases(a, p),
         "realloc-large" => realloc::realloc_large(a, p),
+        "requests" => requests::requests_heap(a, p),
+        "requests-arena" => requests::requests_arena(a, p),
+        "requests-bump" => requests::requests_bump(a, p),
         _ => panic!("unknown workload {name}"),
     }
 }

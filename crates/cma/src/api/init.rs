@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use crate::check::{level, trailer};
 use crate::guarded;
 use crate::heap::guard::{self, AllocatorGuard};
-use crate::heap::{pool, Heap};
+use crate::heap::{arena, pool, Heap};
 use crate::options;
 use crate::os::{process, thread};
 use crate::pages::{purge_thread, PAGES};
@@ -115,6 +115,7 @@ pub(crate) fn start_purge_thread() {
 extern "C" fn fork_prepare() {
     pool::lock_for_fork();
     guarded::lock_for_fork();
+    arena::lock_for_fork();
     PAGES.lock_for_fork();
 }
 
@@ -122,6 +123,7 @@ extern "C" fn fork_parent() {
     // SAFETY: `fork_prepare` took the locks on this thread.
     unsafe {
         PAGES.force_unlock();
+        arena::unlock_after_fork();
         guarded::unlock_after_fork();
         pool::unlock_after_fork();
     }
@@ -132,6 +134,7 @@ extern "C" fn fork_child() {
     // `fork_prepare` in the thread that forked, which is this one.
     unsafe {
         PAGES.force_unlock();
+        arena::unlock_after_fork();
         guarded::unlock_after_fork();
         pool::unlock_after_fork();
     }

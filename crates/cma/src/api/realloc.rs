@@ -132,7 +132,8 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
                 return Ok(p);
             }
         }
-        Found::Large(span) => {
+        // An arena's large block moves instead (its arena counts its pages).
+        Found::Large(span) if span.owner.load(core::sync::atomic::Ordering::Relaxed) == 0 => {
             let q = heap_ref.resize_large(
                 span as *const _ as *mut _,
                 new_size.saturating_add(trailer),
@@ -154,6 +155,7 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
                 return Ok(p);
             }
         }
+        Found::Large(_) => {}
     }
     // Headroom only without limits: a limit must judge the size asked for.
     let target = match found {

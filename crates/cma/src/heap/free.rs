@@ -169,6 +169,10 @@ impl Heap {
                     crate::check::lookup::live_size(&found)?;
                     crate::check::lookup::check_kind(&found, kind)?;
                 }
+                if span.owner.load(Ordering::Relaxed) != 0 {
+                    // An arena's block: it leaves the arena's list first.
+                    return self.free_arena_large_elsewhere(span);
+                }
                 self.free_large(span as *const Span as *mut Span);
                 Ok(())
             }

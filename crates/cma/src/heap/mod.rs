@@ -14,7 +14,8 @@
 //!   it from the guarded pool (`guarded`);
 //! - `counters`: per-heap counters and the process-wide peaks;
 //! - `pool`: giving each thread a heap, and taking it back at thread exit;
-//! - `guard`: the allocator guard and the thread's state.
+//! - `guard`: the allocator guard and the thread's state;
+//! - `arena`: arenas, heaps that belong to no thread (`cma::Arena`).
 //!
 //! A slab belongs to exactly one heap for its whole life. Field ownership:
 //! everything in `ClassState` and the slabs' owner fields is touched only by
@@ -34,6 +35,7 @@ use crate::slab::size_class::{
 };
 
 mod alloc;
+pub(crate) mod arena;
 mod checked;
 pub(crate) mod counters;
 mod free;
@@ -140,6 +142,14 @@ pub(crate) struct Heap {
     /// Bit `c`: the next allocation of size class `c` is to be sampled
     /// (classes of blocks up to a page, all below 64). Owner thread only.
     sample_due: Cell<u64>,
+    /// Blocks of this heap's slabs that other threads freed, and their
+    /// bytes, counted as the owner collects them (an arena's statistics
+    /// learn of such frees here).
+    pub(crate) remote_frees_collected: Counter,
+    pub(crate) remote_bytes_collected: Counter,
+    /// Whether this heap is an arena's (`arena`): it keeps a list of all its
+    /// slabs, and no thread's word names it.
+    is_arena: Cell<bool>,
     /// Next heap ever created (append-only list for statistics).
     next_all: AtomicPtr<Heap>,
     /// Next abandoned heap in the pool (pool lock).
@@ -167,6 +177,9 @@ impl Heap {
             sample_countdown: Cell::new(NEVER),
             sample_state: Cell::new(0),
             sample_due: Cell::new(0),
+            remote_frees_collected: Counter::new(),
+            remote_bytes_collected: Counter::new(),
+            is_arena: Cell::new(false),
             next_all: AtomicPtr::new(core::ptr::null_mut()),
             next_free: Cell::new(core::ptr::null_mut()),
         }

@@ -91,12 +91,19 @@ fn new_heap() -> *mut Heap {
         (*heap).init();
     }
     POOL.lock().heaps_created += 1;
+    publish_heap(heap);
+    heap
+}
+
+/// Adds a new heap to the list of every heap, which the statistics and
+/// the total limit sum (an arena's heap too, see `arena`).
+pub(super) fn publish_heap(heap: *mut Heap) {
     let mut head = ALL_HEAPS.load(Ordering::Relaxed);
     loop {
         // SAFETY: the heap is ours until it is published.
         unsafe { (*heap).next_all.store(head, Ordering::Relaxed) };
         match ALL_HEAPS.compare_exchange_weak(head, heap, Ordering::Release, Ordering::Relaxed) {
-            Ok(_) => return heap,
+            Ok(_) => return,
             Err(now) => head = now,
         }
     }

@@ -113,6 +113,10 @@ impl Heap {
                         report::fatal("free", slot_error(s, index, SlotState::FreedByOtherThread));
                     }
                     word.store(a & !bits, Ordering::Relaxed);
+                    let taken = bits.count_ones() as u64;
+                    self.remote_frees_collected.add(taken);
+                    self.remote_bytes_collected
+                        .add(taken * s.slot_size() as u64);
                     if checked {
                         // The freeing thread wiped them: they wait in this
                         // heap's quarantine, as its own frees do.

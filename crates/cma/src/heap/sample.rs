@@ -17,6 +17,12 @@ fn last_sampled_class() -> usize {
 }
 
 impl Heap {
+    /// This heap takes no samples (an arena's).
+    pub(crate) fn never_sample(&self) {
+        self.sample_countdown.set(sampling::NEVER);
+        self.sample_due.set(0);
+    }
+
     /// Draws the allocations until the next sample; a draw of 1 (the very
     /// next allocation, whatever its class: every one at `sample=1`) makes
     /// the next allocation of every class due.

@@ -57,6 +57,9 @@ impl Heap {
         s.used.set(0);
         s.set_list(SlabList::Current);
         page_purge::start_current(s);
+        if self.is_arena.get() {
+            self.arena_slab_added(s);
+        }
         slab
     }
 
@@ -131,6 +134,10 @@ impl Heap {
 
     /// Gives an empty slab, on no list, back to the page allocator.
     pub(super) fn retire_slab(&self, slab: *mut Span) {
+        if self.is_arena.get() {
+            // SAFETY: `slab` is ours.
+            self.arena_slab_removed(unsafe { &*slab });
+        }
         // SAFETY: `slab` is ours, empty, and on no list.
         page_purge::retire(unsafe { &*slab });
         // Owner 0 goes with capacity 0: what a thread without a heap finds

@@ -58,11 +58,12 @@ pub(crate) enum SlabList {
 pub(crate) struct Span {
     // published (hot)
     pub(crate) start: AtomicUsize,
-    /// Slab only: the token of the heap that owns it, with the remote
-    /// protocol's `OWNER_PENDING` flag; 0 for every other descriptor, and
-    /// then `capacity` is 0 too (a thread without a heap compares 0 here, see
-    /// `heap::guard`). Opaque at this layer: only `heap` makes and reads
-    /// tokens.
+    /// A slab: the token of the heap that owns it, with the remote
+    /// protocol's `OWNER_PENDING` flag. A large or huge block of an arena:
+    /// the arena's token (`heap::arena`). 0 for every other descriptor.
+    /// `capacity` is 0 on every descriptor but a live slab's (a thread
+    /// without a heap compares 0 here, see `heap::guard`). Opaque at this
+    /// layer: only `heap` makes and reads tokens.
     pub(crate) owner: AtomicU64,
     /// Slab only: ceil(2^64 / block_size), see `size_class::slot_of_offset`.
     pub(crate) reciprocal: AtomicU64,
@@ -109,6 +110,12 @@ pub(crate) struct Span {
     // owner (cold)
     pub(crate) prev: Cell<*mut Span>,
     pub(crate) next: Cell<*mut Span>,
+    /// A slab or large block of an arena only: its links in the arena's
+    /// list of everything it holds, which `reset` gives back at once
+    /// (`heap::arena`). A slab's are its arena's owner's; a large block's
+    /// are under the arena's large-block lock.
+    pub(crate) arena_prev: Cell<*mut Span>,
+    pub(crate) arena_next: Cell<*mut Span>,
     // page allocator
     pub(crate) segment: Cell<*mut Segment>,
     pub(crate) free_prev: Cell<*mut Span>,
@@ -297,6 +304,8 @@ impl Span {
             prev_held: Cell::new(core::ptr::null_mut()),
             prev: Cell::new(core::ptr::null_mut()),
             next: Cell::new(core::ptr::null_mut()),
+            arena_prev: Cell::new(core::ptr::null_mut()),
+            arena_next: Cell::new(core::ptr::null_mut()),
             segment: Cell::new(core::ptr::null_mut()),
             free_prev: Cell::new(core::ptr::null_mut()),
             free_next: Cell::new(core::ptr::null_mut()),
