@@ -115,7 +115,7 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
         // In place, a slot keeps its size; a large block grows by whole
         // pages. A move is checked again by `alloc_slow`.
         let growth = match found {
-            Found::Slot { .. } | Found::Sampled(_) => 0,
+            Found::Slot { .. } | Found::Sampled(_) | Found::Zero(_) => 0,
             Found::Large(span) => (pages_for(new_size) * PAGE_SIZE).saturating_sub(span.bytes()),
         };
         limits::check(new_size, growth)?;
@@ -155,7 +155,8 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
                 return Ok(p);
             }
         }
-        Found::Large(_) => {}
+        // No byte to keep: a new block (another zero-byte one for 0).
+        Found::Large(_) | Found::Zero(_) => {}
     }
     // Headroom only without limits: a limit must judge the size asked for.
     let target = match found {

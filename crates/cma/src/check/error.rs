@@ -20,6 +20,9 @@ pub enum BlockKind {
     /// A sampled block, on a page of its own before a guard page (see
     /// `sample` in README); the value is the size requested.
     Sampled { size: usize },
+    /// A zero-byte block, at an address nobody may touch (see
+    /// `guarded::zero`).
+    ZeroByte,
 }
 
 /// What a faulting access of a sampled block's pages did.
@@ -34,6 +37,11 @@ pub enum AccessProblem {
     UseAfterFree,
     /// It touched the pool where no block ever was.
     Wild,
+    /// It went through a live zero-byte block (`malloc(0)`), which has no
+    /// byte to touch.
+    ZeroByte,
+    /// It went through a zero-byte block after it was freed.
+    FreedZeroByte,
 }
 
 /// Whether a faulting access read or wrote.
@@ -142,6 +150,8 @@ impl CmaError {
                 AccessProblem::Underflow => "heap buffer underflow",
                 AccessProblem::UseAfterFree => "use after free",
                 AccessProblem::Wild => "wild access",
+                AccessProblem::ZeroByte => "access through a zero-byte block",
+                AccessProblem::FreedZeroByte => "use after free of a zero-byte block",
             },
             CmaError::WriteAfterFree { .. } => "write after free",
             CmaError::KindMismatch { .. } => "alloc-dealloc mismatch",
@@ -221,6 +231,7 @@ impl fmt::Display for BlockKind {
             BlockKind::Huge { bytes } => write!(f, "huge block of {bytes} bytes"),
             BlockKind::FreedPages => write!(f, "in freed pages"),
             BlockKind::Sampled { size } => write!(f, "sampled block of {size} bytes"),
+            BlockKind::ZeroByte => write!(f, "zero-byte block"),
         }
     }
 }
@@ -262,7 +273,10 @@ impl fmt::Display for CmaError {
                 size,
             } => {
                 let end = block_start + size;
-                let freed = if problem == AccessProblem::UseAfterFree {
+                let freed = if matches!(
+                    problem,
+                    AccessProblem::UseAfterFree | AccessProblem::FreedZeroByte
+                ) {
                     "freed "
                 } else {
                     ""
@@ -270,6 +284,16 @@ impl fmt::Display for CmaError {
                 write!(f, "{kind}: {access} of {addr:#x}, ")?;
                 if problem == AccessProblem::Wild {
                     return write!(f, "in cma's pool of sampled blocks, where no block is");
+                }
+                if matches!(
+                    problem,
+                    AccessProblem::ZeroByte | AccessProblem::FreedZeroByte
+                ) {
+                    return write!(
+                        f,
+                        "{} bytes into the {freed}zero-byte block at {block_start:#x} (from malloc(0) or new[0]: it has no byte to touch)",
+                        addr - block_start
+                    );
                 }
                 if addr < block_start {
                     write!(f, "{} bytes before", block_start - addr)?;

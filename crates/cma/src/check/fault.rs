@@ -12,7 +12,7 @@
 
 use super::error::{Access, AccessProblem, CmaError};
 use super::report;
-use crate::guarded::{self, sampling, FRAMES};
+use crate::guarded::{self, sampling, zero, FRAMES};
 use crate::os::backtrace;
 use crate::os::signal::{self, Fault};
 
@@ -21,10 +21,11 @@ pub(crate) fn install() {
     signal::install_fault_handler(on_fault);
 }
 
-/// Installs the fault handler when sampling is on: for a face that
+/// Installs the fault handler when sampling is on or the level is a
+/// checked one (zero-byte blocks fault when touched): for a face that
 /// replaces the C allocator, from its constructor.
 pub(crate) fn install_if_sampling() {
-    if sampling::rate() != 0 {
+    if sampling::rate() != 0 || crate::check::level::checked() {
         install();
     }
 }
@@ -35,13 +36,30 @@ pub(crate) fn install_if_sampling() {
 const UNWIND_ROOM: usize = 16 * 1024;
 
 fn on_fault(fault: &Fault) {
-    let Some(near) = guarded::block_near(fault.addr) else {
-        return;
-    };
     let access = match fault.write {
         Some(true) => Access::Write,
         Some(false) => Access::Read,
         None => Access::Unknown,
+    };
+    if let Some((start, live)) = zero::block_at(fault.addr) {
+        let problem = if live {
+            AccessProblem::ZeroByte
+        } else {
+            AccessProblem::FreedZeroByte
+        };
+        report_access(
+            fault,
+            CmaError::BadAccess {
+                problem,
+                access,
+                addr: fault.addr,
+                block_start: start,
+                size: 0,
+            },
+        );
+    }
+    let Some(near) = guarded::block_near(fault.addr) else {
+        return;
     };
     let error = match near {
         None => CmaError::BadAccess {
@@ -69,6 +87,12 @@ fn on_fault(fault: &Fault) {
             }
         }
     };
+    report_access(fault, error)
+}
+
+/// Reports a fault that was cma's, with the stack of the access, and
+/// aborts.
+fn report_access(fault: &Fault, error: CmaError) -> ! {
     let mut frames = [0usize; FRAMES + 4];
     let mut len = 0;
     if signal::alternate_stack_room().is_none_or(|room| room >= UNWIND_ROOM) {
