@@ -42,6 +42,8 @@ pub enum AccessProblem {
     ZeroByte,
     /// It went through a zero-byte block after it was freed.
     FreedZeroByte,
+    /// It touched a huge block (a mapping of its own) after it was freed.
+    FreedHuge,
 }
 
 /// Whether a faulting access read or wrote.
@@ -152,6 +154,7 @@ impl CmaError {
                 AccessProblem::Wild => "wild access",
                 AccessProblem::ZeroByte => "access through a zero-byte block",
                 AccessProblem::FreedZeroByte => "use after free of a zero-byte block",
+                AccessProblem::FreedHuge => "use after free",
             },
             CmaError::WriteAfterFree { .. } => "write after free",
             CmaError::KindMismatch { .. } => "alloc-dealloc mismatch",
@@ -284,6 +287,13 @@ impl fmt::Display for CmaError {
                 write!(f, "{kind}: {access} of {addr:#x}, ")?;
                 if problem == AccessProblem::Wild {
                     return write!(f, "in cma's pool of sampled blocks, where no block is");
+                }
+                if problem == AccessProblem::FreedHuge {
+                    return write!(
+                        f,
+                        "{} bytes into the freed huge block of {size} bytes at {block_start:#x}",
+                        addr - block_start
+                    );
                 }
                 if matches!(
                     problem,

@@ -13,6 +13,8 @@
 use super::error::{Access, AccessProblem, CmaError};
 use super::report;
 use crate::guarded::{self, sampling, zero, FRAMES};
+use crate::meta::segment_map::{self, SAMPLED_POOL, TAG_HUGE, ZERO_POOL};
+use crate::meta::span::{Span, SpanKind};
 use crate::os::backtrace;
 use crate::os::signal::{self, Fault};
 
@@ -58,6 +60,18 @@ fn on_fault(fault: &Fault) {
             },
         );
     }
+    if let Some((start, bytes)) = freed_huge_block(fault.addr) {
+        report_access(
+            fault,
+            CmaError::BadAccess {
+                problem: AccessProblem::FreedHuge,
+                access,
+                addr: fault.addr,
+                block_start: start,
+                size: bytes,
+            },
+        );
+    }
     let Some(near) = guarded::block_near(fault.addr) else {
         return;
     };
@@ -88,6 +102,23 @@ fn on_fault(fault: &Fault) {
         }
     };
     report_access(fault, error)
+}
+
+/// The freed huge block whose sealed mapping holds `addr`: its start and
+/// size. Reads the segment map and the descriptor it names, as the free
+/// path does, without a lock (a mapping reused meanwhile is no longer
+/// sealed, and the access that faulted is then not cma's business).
+fn freed_huge_block(addr: usize) -> Option<(usize, usize)> {
+    let entry = segment_map::lookup(addr);
+    if entry & TAG_HUGE == 0 || entry == SAMPLED_POOL || entry == ZERO_POOL {
+        return None;
+    }
+    // SAFETY: tagged entries point at huge-block descriptors in the
+    // metadata region, which stays mapped.
+    let span = unsafe { &*((entry & !TAG_HUGE) as *const Span) };
+    let (start, reserved) = (span.start(), span.reserved.get());
+    (span.kind() == SpanKind::HugeFree && span.sealed.get() && addr.wrapping_sub(start) < reserved)
+        .then(|| (start, span.bytes()))
 }
 
 /// Reports a fault that was cma's, with the stack of the access, and
