@@ -3,35 +3,27 @@
 //! whoever handed it out, so backends can be set, replaced and cleared
 //! while blocks of every kind are live.
 //!
-//! # The slot table
-//!
-//! A backend's hooks are copied into one of `SLOTS` slots; `CURRENT` names
-//! the slot new blocks come from (0: none). A slot stays in the table, and
-//! is asked `owns_allocation` when a block comes back, for as long as it
-//! holds live blocks, current or not: that is what lets a program clear a
-//! backend and still free its blocks. A slot is rewritten only when it is
-//! not current and holds nothing; setting hooks equal to a slot's (the same
-//! functions and `user_data`) makes that slot current again.
-//!
-//! `Slot::holds` counts the slot's live blocks plus the calls reading its
-//! hooks right now ("pins"); the `WRITING` bit is set while a setter
-//! rewrites the hooks. A reader pins before it reads (and backs off when it
-//! finds `WRITING`); a setter claims a slot only from `holds == 0`. So a
-//! slot's hooks never change under a call that uses them, and no call waits
-//! on another: readers only add and subtract. Setters are serialised by
-//! `SETTER` (a plain mutex: `cma_set_backend` is rare and may block).
+//! The slot table, the routing and the counting are the engine's
+//! (`engine::faces::BackendTable`, the same code as the Rust API's
+//! `cma::Backend`); this module makes a `cma_backend_hooks` table a
+//! `cma::Backend` and keeps libcma's own table of them. Hooks are copied
+//! into the table; hooks equal to a slot's (the same functions and
+//! `user_data`) are the same backend.
 //!
 //! # What is counted
 //!
-//! Backend blocks are counted here (allocations, frees, bytes by the
-//! backend's `get_allocation_size`, peak bytes) and their bytes are
-//! reported to the engine, whose total allocation limit counts them
-//! (`engine::faces::add_external_bytes`). The C API's statistics add these
+//! The table counts backend blocks (allocations, frees, bytes by the
+//! backend's `get_allocation_size`, peak bytes) and reports their bytes to
+//! the engine's total allocation limit. The C API's statistics add these
 //! counters to the engine's.
 
+use core::alloc::Layout;
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use core::ptr::{null_mut, NonNull};
+
+use engine::faces::BackendTable;
+pub(crate) use engine::faces::Routed;
+use engine::{Backend, BackendStats};
 
 /// `cma_backend_hooks` in cma.h.
 #[repr(C)]
@@ -58,11 +50,9 @@ pub struct CmaBackendHooks {
     pub user_data: *mut c_void,
 }
 
-/// Hooks as plain words, so that a slot is a set of atomics.
-type Words = [usize; 7];
-
 impl CmaBackendHooks {
-    fn words(&self) -> Words {
+    /// The hooks as plain words, to compare tables.
+    fn words(&self) -> [usize; 7] {
         [
             self.allocate.map_or(0, |f| f as usize),
             self.reallocate.map_or(0, |f| f as usize),
@@ -82,6 +72,89 @@ impl CmaBackendHooks {
     }
 }
 
+/// The same functions and `user_data`: the same backend.
+impl PartialEq for CmaBackendHooks {
+    fn eq(&self, other: &Self) -> bool {
+        self.words() == other.words()
+    }
+}
+
+// SAFETY: cma.h's contract: every hook may be called from any thread, with
+// its `user_data`.
+unsafe impl Send for CmaBackendHooks {}
+// SAFETY: as for `Send`; the table only copies the hooks and calls them.
+unsafe impl Sync for CmaBackendHooks {}
+
+// SAFETY: `cma_set_backend`'s contract: the hooks keep cma.h's contracts
+// (blocks of at least the size asked for, `aligned_allocate`'s aligned,
+// `owns_allocation` true for their own live blocks only,
+// `get_allocation_size` the size of one). `allocate` is asked with an
+// alignment of 1 for the calls that have none (`cma_malloc` & co.), and
+// checks an `allocate` block against any other.
+unsafe impl Backend for CmaBackendHooks {
+    fn allocate(&self, layout: Layout) -> *mut u8 {
+        let Some(allocate) = self.allocate else {
+            return null_mut();
+        };
+        let (size, align) = (layout.size(), layout.align());
+        if align > 1 {
+            if let Some(aligned) = self.aligned_allocate {
+                // SAFETY: the backend's contract.
+                return unsafe { aligned(align, size, self.user_data) }.cast();
+            }
+        }
+        // SAFETY: the backend's contract.
+        let p = unsafe { allocate(size, self.user_data) };
+        if let Some(misaligned) = NonNull::new(p).filter(|p| p.as_ptr() as usize % align != 0) {
+            // SAFETY: the backend's live block, just handed out.
+            unsafe { self.deallocate(misaligned.cast(), 0) };
+            return null_mut();
+        }
+        p.cast()
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, _size: usize) {
+        if let Some(deallocate) = self.deallocate {
+            // SAFETY: `ptr` is the backend's live block, given up by the
+            // caller.
+            unsafe { deallocate(ptr.as_ptr().cast(), self.user_data) }
+        }
+    }
+
+    unsafe fn reallocate(&self, ptr: NonNull<u8>, old_size: usize, new_layout: Layout) -> *mut u8 {
+        match self.reallocate {
+            // SAFETY: `ptr` is the backend's live block; its contract.
+            Some(reallocate) => unsafe {
+                reallocate(ptr.as_ptr().cast(), new_layout.size(), self.user_data).cast()
+            },
+            // SAFETY: the caller's contract.
+            None => unsafe {
+                engine::backend::reallocate_by_moving(self, ptr, old_size, new_layout)
+            },
+        }
+    }
+
+    fn owns(&self, ptr: *const u8) -> bool {
+        match self.owns_allocation {
+            // SAFETY: the backend's contract: owns_allocation accepts any
+            // pointer and answers whether it is one of its live blocks.
+            Some(owns) => unsafe { owns(ptr.cast(), self.user_data) },
+            None => false,
+        }
+    }
+
+    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> usize {
+        match self.get_allocation_size {
+            // SAFETY: `ptr` is one of the backend's live blocks.
+            Some(size) => unsafe { size(ptr.as_ptr().cast_const().cast(), self.user_data) },
+            None => 0,
+        }
+    }
+}
+
+/// libcma's backends.
+static TABLE: BackendTable<CmaBackendHooks> = BackendTable::new();
+
 /// Why `set` refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SetRefused {
@@ -91,367 +164,62 @@ pub(crate) enum SetRefused {
     TableFull,
 }
 
-/// How many backends can hold live blocks at once.
-const SLOTS: usize = 16;
-/// Set in `Slot::holds` while a setter writes the slot's hooks.
-const WRITING: usize = 1 << (usize::BITS - 1);
-/// How often a reader retries a slot that a setter is writing before it
-/// serves the call from cma instead (a setter writes seven words).
-const WRITING_RETRIES: u32 = 1 << 16;
-
-struct Slot {
-    /// Live blocks + pins, and `WRITING`; see the module docs.
-    holds: AtomicUsize,
-    /// The hooks' words (`CmaBackendHooks::words`), written only under
-    /// `WRITING`, read only while pinned.
-    words: [AtomicUsize; 7],
-}
-
-#[allow(clippy::declare_interior_mutable_const)] // a template for the array below
-const EMPTY_SLOT: Slot = Slot {
-    holds: AtomicUsize::new(0),
-    words: [const { AtomicUsize::new(0) }; 7],
-};
-
-static TABLE: [Slot; SLOTS] = [EMPTY_SLOT; SLOTS];
-/// The slot new blocks come from, plus one; 0 when no backend is set.
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-/// Whether a backend was ever set: until then, no call looks at the table.
-static EVER_SET: AtomicBool = AtomicBool::new(false);
-static SETTER: Mutex<()> = Mutex::new(());
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-static FREES: AtomicU64 = AtomicU64::new(0);
-static BYTES_IN_USE: AtomicU64 = AtomicU64::new(0);
-static PEAK_BYTES: AtomicU64 = AtomicU64::new(0);
-
-/// A pinned slot: its hooks can be called until it is dropped (which
-/// unpins), or until `keep_as_block` turns the pin into a live block's hold.
-struct Pinned {
-    slot: &'static Slot,
-    hooks: CmaBackendHooks,
-}
-
-impl Pinned {
-    /// Pins slot `index` unless a setter is writing it or, with
-    /// `needs_blocks`, it holds no live block (so cannot own a pointer).
-    fn try_pin(index: usize, needs_blocks: bool) -> Result<Pinned, ()> {
-        let slot = TABLE.get(index).ok_or(())?;
-        let before = slot.holds.fetch_add(1, Ordering::Acquire);
-        if before & WRITING != 0 || (needs_blocks && before == 0) {
-            slot.holds.fetch_sub(1, Ordering::Release);
-            return Err(());
-        }
-        let w: Words = core::array::from_fn(|i| slot.words[i].load(Ordering::Relaxed));
-        // SAFETY: the words were written from a validated `CmaBackendHooks`
-        // (function pointers of the right types, or 0 for None) under
-        // WRITING, which the Acquire above ordered before these loads; the
-        // pin keeps them from changing until it is dropped.
-        let hooks = unsafe {
-            CmaBackendHooks {
-                allocate: core::mem::transmute::<usize, Option<_>>(w[0]),
-                reallocate: core::mem::transmute::<usize, Option<_>>(w[1]),
-                deallocate: core::mem::transmute::<usize, Option<_>>(w[2]),
-                aligned_allocate: core::mem::transmute::<usize, Option<_>>(w[3]),
-                get_allocation_size: core::mem::transmute::<usize, Option<_>>(w[4]),
-                owns_allocation: core::mem::transmute::<usize, Option<_>>(w[5]),
-                user_data: w[6] as *mut c_void,
-            }
-        };
-        Ok(Pinned { slot, hooks })
-    }
-
-    /// The pin becomes the hold of a block the backend handed out.
-    fn keep_as_block(self) {
-        core::mem::forget(self);
-    }
-
-    /// The backend took back one of its blocks: its hold goes.
-    fn block_gone(&self) {
-        self.slot.holds.fetch_sub(1, Ordering::Release);
-    }
-
-    fn owns(&self, p: *const c_void) -> bool {
-        match self.hooks.owns_allocation {
-            // SAFETY: the backend's contract: owns_allocation accepts any
-            // pointer and answers whether it is one of its live blocks.
-            Some(owns) => unsafe { owns(p, self.hooks.user_data) },
-            None => false,
-        }
-    }
-
-    fn size_of(&self, p: *const c_void) -> usize {
-        match self.hooks.get_allocation_size {
-            // SAFETY: `p` is one of the backend's live blocks (it said so).
-            Some(size) => unsafe { size(p, self.hooks.user_data) },
-            None => 0,
-        }
-    }
-
-    fn allocate(&self, size: usize) -> *mut c_void {
-        match self.hooks.allocate {
-            // SAFETY: the backend's contract.
-            Some(allocate) => unsafe { allocate(size, self.hooks.user_data) },
-            None => core::ptr::null_mut(),
-        }
-    }
-
-    fn deallocate(&self, p: *mut c_void) {
-        if let Some(deallocate) = self.hooks.deallocate {
-            // SAFETY: `p` is one of the backend's live blocks, given up by
-            // the caller.
-            unsafe { deallocate(p, self.hooks.user_data) }
-        }
-    }
-}
-
-impl Drop for Pinned {
-    fn drop(&mut self) {
-        self.slot.holds.fetch_sub(1, Ordering::Release);
-    }
-}
-
 /// Copies `hooks` into the table and makes them current.
 pub(crate) fn set(hooks: &CmaBackendHooks) -> Result<(), SetRefused> {
     if !hooks.has_required_hooks() {
         return Err(SetRefused::MissingHook);
     }
-    let words = hooks.words();
-    let _setter = SETTER.lock().unwrap_or_else(|e| e.into_inner());
-    let current = CURRENT.load(Ordering::Relaxed);
-    let same = TABLE.iter().position(|s| {
-        s.holds.load(Ordering::Acquire) & WRITING == 0
-            && s.words
-                .iter()
-                .zip(words)
-                .all(|(a, w)| a.load(Ordering::Relaxed) == w)
-    });
-    let index = match same {
-        Some(i) => i,
-        None => {
-            let free = TABLE.iter().enumerate().position(|(i, s)| {
-                i + 1 != current
-                    && s.holds
-                        .compare_exchange(0, WRITING, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-            });
-            let Some(i) = free else {
-                return Err(SetRefused::TableFull);
-            };
-            let slot = &TABLE[i];
-            for (a, w) in slot.words.iter().zip(words) {
-                a.store(w, Ordering::Relaxed);
-            }
-            // Keeps the pins readers added (and will take back) meanwhile.
-            slot.holds.fetch_and(!WRITING, Ordering::Release);
-            i
-        }
-    };
-    EVER_SET.store(true, Ordering::Relaxed);
-    CURRENT.store(index + 1, Ordering::Release);
-    Ok(())
+    // The table's one refusal: `TooManyBackends`.
+    TABLE.set(*hooks).map_err(|_| SetRefused::TableFull)
 }
 
 /// No backend: new blocks come from cma again. The old backend's live
 /// blocks still go back to it.
 pub(crate) fn clear() {
-    let _setter = SETTER.lock().unwrap_or_else(|e| e.into_inner());
-    CURRENT.store(0, Ordering::Release);
+    TABLE.clear();
 }
 
 /// Whether a backend is set.
 pub(crate) fn is_enabled() -> bool {
-    CURRENT.load(Ordering::Acquire) != 0
+    TABLE.is_enabled()
 }
 
-/// Pins the current backend, if one is set.
-fn pin_current() -> Option<Pinned> {
-    for _ in 0..WRITING_RETRIES {
-        let current = CURRENT.load(Ordering::Acquire);
-        if current == 0 {
-            return None;
-        }
-        if let Ok(pinned) = Pinned::try_pin(current - 1, false) {
-            return Some(pinned);
-        }
-        core::hint::spin_loop();
+fn to_c<T>(routed: Routed<*mut T>) -> Routed<*mut c_void> {
+    match routed {
+        Routed::Cma => Routed::Cma,
+        Routed::Backend(p) => Routed::Backend(p.cast()),
     }
-    None
-}
-
-/// Pins the backend that owns `p`, if any does.
-fn pin_owner(p: *const c_void) -> Option<Pinned> {
-    if p.is_null() || !EVER_SET.load(Ordering::Relaxed) {
-        return None;
-    }
-    let current = CURRENT.load(Ordering::Acquire);
-    let order =
-        core::iter::once(current.wrapping_sub(1)).chain((0..SLOTS).filter(|&i| i + 1 != current));
-    for i in order {
-        let Some(slot) = TABLE.get(i) else { continue };
-        if slot.holds.load(Ordering::Relaxed) & !WRITING == 0 {
-            continue;
-        }
-        if let Ok(pinned) = Pinned::try_pin(i, true) {
-            if pinned.owns(p) {
-                return Some(pinned);
-            }
-        }
-    }
-    None
-}
-
-fn counted_allocation(bytes: usize) {
-    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    add_bytes(bytes);
-}
-
-fn counted_free(bytes: usize) {
-    FREES.fetch_add(1, Ordering::Relaxed);
-    sub_bytes(bytes);
-}
-
-fn add_bytes(bytes: usize) {
-    let now = BYTES_IN_USE.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
-    PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
-    engine::faces::add_external_bytes(bytes);
-}
-
-fn sub_bytes(bytes: usize) {
-    let _ = BYTES_IN_USE.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-        Some(b.saturating_sub(bytes as u64))
-    });
-    engine::faces::sub_external_bytes(bytes);
-}
-
-/// What a routed call did.
-pub(crate) enum Routed<T> {
-    /// No backend is involved: cma serves the call.
-    Cma,
-    /// The backend served it, with this result.
-    Backend(T),
 }
 
 /// A new block of `size` bytes (at `align`, when given) from the current
 /// backend. `Backend(null)` when the backend or an allocation limit
 /// refused.
 pub(crate) fn allocate(size: usize, align: Option<usize>) -> Routed<*mut c_void> {
-    if !EVER_SET.load(Ordering::Relaxed) {
-        return Routed::Cma;
-    }
-    let Some(backend) = pin_current() else {
-        return Routed::Cma;
-    };
-    if engine::faces::check_alloc_limits(size).is_err() {
-        return Routed::Backend(core::ptr::null_mut());
-    }
-    // The original passes 1 for 0: a backend need not handle empty blocks.
-    let size = size.max(1);
-    let p = match (align, backend.hooks.aligned_allocate) {
-        (None, _) => backend.allocate(size),
-        // SAFETY: the backend's contract.
-        (Some(align), Some(aligned)) => unsafe { aligned(align, size, backend.hooks.user_data) },
-        (Some(align), None) => {
-            let p = backend.allocate(size);
-            if !p.is_null() && p as usize % align != 0 {
-                backend.deallocate(p);
-                core::ptr::null_mut()
-            } else {
-                p
-            }
-        }
-    };
-    if p.is_null() {
-        return Routed::Backend(p);
-    }
-    counted_allocation(backend.size_of(p));
-    backend.keep_as_block();
-    Routed::Backend(p)
+    to_c(TABLE.allocate(size, align.unwrap_or(1)))
 }
 
 /// Gives `p` back to the backend that owns it (its whole size zeroed
 /// first, with `wipe`); `Backend(size)` with the block's size, or `Cma`
 /// when no backend owns it.
 pub(crate) fn free(p: *mut c_void, wipe: bool) -> Routed<usize> {
-    let Some(owner) = pin_owner(p) else {
-        return Routed::Cma;
-    };
-    let size = owner.size_of(p);
-    if wipe {
-        for i in 0..size {
-            // SAFETY: the backend says `p` is its live block of `size`
-            // bytes; volatile so the wipe is not optimised away before the
-            // block is handed back.
-            unsafe { core::ptr::write_volatile(p.cast::<u8>().add(i), 0) };
-        }
-    }
-    owner.deallocate(p);
-    counted_free(size);
-    owner.block_gone();
-    Routed::Backend(size)
+    // SAFETY: the `cma_*` functions that call this give `p` up.
+    unsafe { TABLE.free(p.cast(), wipe) }
 }
 
 /// The size of `p` by the backend that owns it.
 pub(crate) fn size_of(p: *const c_void) -> Routed<usize> {
-    match pin_owner(p) {
-        Some(owner) => Routed::Backend(owner.size_of(p)),
-        None => Routed::Cma,
-    }
+    TABLE.usable_size(p.cast())
 }
 
 /// Resizes `p` when a backend owns it: with its `reallocate` hook, or by
 /// allocating from the same backend, copying and giving `p` back.
 /// `Backend(null)` when that failed (then `p` is intact).
 pub(crate) fn reallocate(p: *mut c_void, size: usize) -> Routed<*mut c_void> {
-    let Some(owner) = pin_owner(p) else {
-        return Routed::Cma;
-    };
-    if engine::faces::check_alloc_limits(size).is_err() {
-        return Routed::Backend(core::ptr::null_mut());
-    }
-    let size = size.max(1);
-    let old_size = owner.size_of(p);
-    if let Some(reallocate) = owner.hooks.reallocate {
-        // SAFETY: `p` is the backend's live block; the backend's contract.
-        let q = unsafe { reallocate(p, size, owner.hooks.user_data) };
-        if !q.is_null() {
-            let new_size = owner.size_of(q);
-            sub_bytes(old_size);
-            add_bytes(new_size);
-        }
-        return Routed::Backend(q);
-    }
-    let q = owner.allocate(size);
-    if q.is_null() {
-        return Routed::Backend(q);
-    }
-    let new_size = owner.size_of(q);
-    // SAFETY: both are live blocks of the backend, of at least the sizes it
-    // reports, and distinct.
-    unsafe {
-        core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old_size.min(new_size))
-    };
-    owner.deallocate(p);
-    counted_allocation(new_size);
-    counted_free(old_size);
-    Routed::Backend(q)
+    // SAFETY: `cma_realloc` gives `p` up when the call succeeds.
+    to_c(unsafe { TABLE.reallocate(p.cast(), size, 1) })
 }
 
-/// The backend's counters: blocks allocated and freed, bytes in use and
-/// the peak of bytes in use, by the backends' `get_allocation_size`.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct BackendCounts {
-    pub allocations: u64,
-    pub frees: u64,
-    pub bytes_in_use: u64,
-    pub peak_bytes_in_use: u64,
-}
-
-pub(crate) fn counts() -> BackendCounts {
-    BackendCounts {
-        allocations: ALLOCATIONS.load(Ordering::Relaxed),
-        frees: FREES.load(Ordering::Relaxed),
-        bytes_in_use: BYTES_IN_USE.load(Ordering::Relaxed),
-        peak_bytes_in_use: PEAK_BYTES.load(Ordering::Relaxed),
-    }
+/// The counters of the backends' blocks.
+pub(crate) fn counts() -> BackendStats {
+    TABLE.stats()
 }

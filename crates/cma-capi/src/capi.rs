@@ -390,7 +390,7 @@ pub extern "C" fn cma_is_thread_safe_enabled() -> bool {
 }
 
 /// The engine's statistics with the backend's blocks added.
-fn totals() -> (engine::Stats, backend::BackendCounts) {
+fn totals() -> (engine::Stats, engine::BackendStats) {
     (engine::stats(), backend::counts())
 }
 
@@ -547,7 +547,7 @@ pub struct CmaExtendedStats {
 }
 
 /// cma's counters plus the backends'.
-fn basic((s, b): (engine::Stats, backend::BackendCounts)) -> CmaStats {
+fn basic((s, b): (engine::Stats, engine::BackendStats)) -> CmaStats {
     CmaStats {
         allocations: s.allocations + b.allocations,
         frees: s.frees + b.frees,

@@ -39,12 +39,14 @@
 //! | `options` | `CMA_OPTIONS`: the one parser, and applying it |
 //! | `api` | the entry points, the explicit API, `Cma`, start-up and fork |
 //! | `arena` | `Arena`: a heap of its own, released at once (its engine side is `heap::arena`) |
+//! | `backend` | [`Backend`]: blocks from elsewhere, routed by owner ([`CmaWithBackends`], [`backend::malloc`] ...) |
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 mod api;
 mod arena;
+pub mod backend;
 mod check;
 mod guarded;
 mod heap;
@@ -64,6 +66,10 @@ pub use api::public::{
     try_realloc_checked, usable_size,
 };
 pub use arena::{Arena, ArenaStats};
+pub use backend::{
+    backend_is_enabled, clear_backend, set_backend, Backend, BackendError, BackendStats,
+    CmaWithBackends,
+};
 pub use check::error::{Access, AccessProblem, BlockKind, CmaError};
 pub use check::heap_check::HeapCheck;
 pub use check::kind::AllocKind;
@@ -81,33 +87,14 @@ pub use slab::size_class::{class_block_sizes, MAX_SMALL, NUM_CLASSES};
 /// change in any release.
 #[doc(hidden)]
 pub mod faces {
+    /// The backend table and its routing, for libcma's C hooks (the Rust
+    /// face's table is `backend::routed`'s).
+    pub use crate::backend::table::{Routed, Table as BackendTable};
     pub use crate::observe::alloc_log::{alloc_logging, log_event, set_alloc_logging, AllocEvent};
     pub use crate::observe::report_file::{open_for_pid, set_engine, Engine, PATH_MAX};
     pub use crate::os::file::File;
     pub use crate::os::process::{command_line, errno, set_errno, write_fd};
     pub use crate::util::fd_writer::FdWriter;
-
-    /// Counts `bytes` of a block a face handed out from elsewhere (libcma's
-    /// backend hooks) against the total allocation limit.
-    pub fn add_external_bytes(bytes: usize) {
-        crate::observe::limits::add_external_bytes(bytes);
-    }
-
-    /// Stops counting `bytes` of a block from elsewhere (it was freed).
-    pub fn sub_external_bytes(bytes: usize) {
-        crate::observe::limits::sub_external_bytes(bytes);
-    }
-
-    /// Checks a request of `size` bytes that a face serves from elsewhere
-    /// against the allocation limits in force (the engine's own requests
-    /// are checked on their paths).
-    pub fn check_alloc_limits(size: usize) -> Result<(), crate::CmaError> {
-        if !crate::observe::limits::active() {
-            return Ok(());
-        }
-        let _guard = crate::heap::guard::AllocatorGuard::enter();
-        crate::observe::limits::check(size, size)
-    }
 
     /// Initialises the engine now, if no allocation did yet: it reads
     /// `CMA_OPTIONS` and warns about what it cannot honour.

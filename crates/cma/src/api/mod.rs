@@ -14,7 +14,7 @@ pub(crate) mod realloc;
 
 /// The alignment C's malloc promises for a block of `size` bytes.
 #[inline(always)]
-fn c_align(size: usize) -> usize {
+pub(crate) fn c_align(size: usize) -> usize {
     if size >= 16 {
         16
     } else {

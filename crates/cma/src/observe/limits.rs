@@ -7,9 +7,10 @@
 //! counters of all heaps (`heap::counters::bytes_in_use`): exact when one
 //! thread allocates, approximate while several threads race on it.
 //!
-//! A face that hands out blocks from elsewhere (libcma's backend hooks)
-//! reports their bytes here (`add_external_bytes`), so that the total limit
-//! covers them too: `max_bytes_in_use` bounds the engine's bytes plus those.
+//! The backend tables (`backend::table`: the Rust API's backends, libcma's
+//! backend hooks) report the bytes of the blocks they hand out from
+//! elsewhere here (`add_external_bytes`), so that the total limit covers
+//! them too: `max_bytes_in_use` bounds the engine's bytes plus those.
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -82,8 +83,8 @@ pub(crate) fn check(size: usize, added: usize) -> Result<(), CmaError> {
     Ok(())
 }
 
-/// Counts `bytes` of blocks that a face handed out from elsewhere (libcma's
-/// backend) against the total limit.
+/// Counts `bytes` of blocks that a backend handed out against the total
+/// limit.
 pub(crate) fn add_external_bytes(bytes: usize) {
     EXTERNAL_BYTES.fetch_add(bytes, Ordering::Relaxed);
 }

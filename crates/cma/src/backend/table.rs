@@ -1,0 +1,413 @@
+//! The backend table: which backends may hold blocks, which one is
+//! current, and how a block finds its way back to its owner. One
+//! implementation for both faces: the Rust API's table holds
+//! `&'static dyn Backend`s (`backend::routed`), libcma's holds the C
+//! hooks of `cma_set_backend`.
+//!
+//! # Slots
+//!
+//! A backend is copied into one of `SLOTS` slots; `current` names the slot
+//! new blocks come from (0: none). A slot stays in the table, and is asked
+//! `owns` when a block comes back, for as long as it holds live blocks,
+//! current or not: that is what lets a program clear a backend and still
+//! free its blocks. A slot is rewritten only when it is not current and
+//! holds nothing; setting a backend equal to a slot's (`PartialEq`) makes
+//! that slot current again.
+//!
+//! `Slot::holds` counts the slot's live blocks plus the calls using its
+//! backend right now ("pins"); the `WRITING` bit is set while a setter
+//! rewrites the slot. A reader pins before it reads the slot's backend
+//! (and backs off when it finds `WRITING`, or, looking for an owner, an
+//! empty slot); a setter claims a slot only from `holds == 0`. So a slot's
+//! backend never changes under a call that uses it, and no call waits on
+//! another: readers only add and subtract. Setters are serialised by
+//! `setter`, the engine's spin lock (setting is rare; its wait is bounded).
+//!
+//! Two slots may hold the same backend (a `PartialEq` that misses an
+//! equality only costs a slot): a block is then given back through either,
+//! and the holds of the two together still count its blocks.
+//!
+//! # What is counted
+//!
+//! Each table counts its backends' blocks (allocations, frees, bytes by
+//! `usable_size`, peak bytes) and reports their bytes to the total
+//! allocation limit (`observe::limits`'s external bytes), which both
+//! limits check before a request reaches a backend.
+
+use core::alloc::Layout;
+use core::cell::UnsafeCell;
+use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use super::{Backend, BackendError, BackendStats};
+use crate::heap::guard::AllocatorGuard;
+use crate::observe::limits;
+use crate::util::spin_lock::SpinLock;
+
+/// How many backends can hold live blocks at once.
+const SLOTS: usize = 16;
+/// Set in `Slot::holds` while a setter writes the slot's backend.
+const WRITING: usize = 1 << (usize::BITS - 1);
+/// How often a reader retries a current slot that a setter is writing (it
+/// was cleared and is being reused) before it serves the call from cma.
+const WRITING_RETRIES: u32 = 1 << 16;
+
+struct Slot<B> {
+    /// Live blocks + pins, and `WRITING`; see the module docs.
+    holds: AtomicUsize,
+    /// Written by a setter under `WRITING` (and the setter lock); read by
+    /// a reader that pinned the slot, or by a setter under the lock.
+    backend: UnsafeCell<Option<B>>,
+}
+
+impl<B> Slot<B> {
+    const fn new() -> Self {
+        Slot {
+            holds: AtomicUsize::new(0),
+            backend: UnsafeCell::new(None),
+        }
+    }
+}
+
+/// What a routed call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routed<T> {
+    /// No backend is involved: cma serves the call.
+    Cma,
+    /// A backend served it, with this result.
+    Backend(T),
+}
+
+/// A table of backends of type `B` and the counters of their blocks; see
+/// the module docs. A `static`, one per face.
+pub struct Table<B> {
+    slots: [Slot<B>; SLOTS],
+    /// The slot new blocks come from, plus one; 0 when no backend is set.
+    current: AtomicUsize,
+    /// Whether a backend was ever set: until then, no call looks further.
+    ever_set: AtomicBool,
+    setter: SpinLock<()>,
+    allocations: AtomicU64,
+    frees: AtomicU64,
+    bytes_in_use: AtomicU64,
+    peak_bytes: AtomicU64,
+}
+
+// SAFETY: the only non-`Sync` part is each slot's `UnsafeCell`, which the
+// `holds` protocol (module docs) keeps from being written while anyone
+// reads it: a setter writes only after claiming `holds` from 0 to
+// `WRITING` (Acquire: every reader's earlier unpin, a Release, happened
+// before), and a reader reads only after a pin that found no `WRITING`
+// (Acquire, against the setter's Release clearing it). `B: Send + Sync`:
+// the backend is copied out to, and called from, any thread.
+unsafe impl<B: Send + Sync> Sync for Table<B> {}
+
+/// A pinned slot: its backend can be called until it is dropped (which
+/// unpins), or until `keep_as_block` turns the pin into a live block's
+/// hold.
+struct Pinned<'a, B> {
+    slot: &'a Slot<B>,
+    backend: B,
+}
+
+impl<'a, B: Copy> Pinned<'a, B> {
+    /// Pins `slot` unless a setter is writing it or, with `needs_blocks`,
+    /// it holds no live block (so cannot own a pointer).
+    fn try_pin(slot: &'a Slot<B>, needs_blocks: bool) -> Option<Self> {
+        let before = slot.holds.fetch_add(1, Ordering::Acquire);
+        if before & WRITING == 0 && !(needs_blocks && before == 0) {
+            // SAFETY: pinned without WRITING: no setter writes the slot
+            // until the pin goes, and the Acquire above ordered the last
+            // write before this read (module docs).
+            if let Some(backend) = unsafe { *slot.backend.get() } {
+                return Some(Pinned { slot, backend });
+            }
+        }
+        slot.holds.fetch_sub(1, Ordering::Release);
+        None
+    }
+
+    /// The pin becomes the hold of a block the backend handed out.
+    fn keep_as_block(self) {
+        core::mem::forget(self);
+    }
+
+    /// The backend took back one of its blocks: its hold goes (the pin
+    /// stays until drop).
+    fn block_gone(&self) {
+        self.slot.holds.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl<B> Drop for Pinned<'_, B> {
+    fn drop(&mut self) {
+        self.slot.holds.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Whether a request of `size` bytes is within the allocation limits.
+fn within_limits(size: usize) -> bool {
+    if !limits::active() {
+        return true;
+    }
+    let _guard = AllocatorGuard::enter();
+    limits::check(size, size).is_ok()
+}
+
+/// The layout a backend is asked for: at least one byte (a backend need
+/// not handle empty blocks), `None` when no layout has that size and
+/// alignment.
+fn backend_layout(size: usize, align: usize) -> Option<Layout> {
+    Layout::from_size_align(size.max(1), align).ok()
+}
+
+impl<B> Table<B> {
+    /// An empty table: no backend set, nothing counted.
+    #[allow(clippy::new_without_default)] // a `static`'s initialiser
+    pub const fn new() -> Self {
+        Table {
+            slots: [const { Slot::new() }; SLOTS],
+            current: AtomicUsize::new(0),
+            ever_set: AtomicBool::new(false),
+            setter: SpinLock::new(()),
+            allocations: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+            bytes_in_use: AtomicU64::new(0),
+            peak_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a backend is set.
+    pub fn is_enabled(&self) -> bool {
+        self.current.load(Ordering::Acquire) != 0
+    }
+
+    /// No backend: new blocks come from cma again. Blocks the backends
+    /// still hold go back to them.
+    pub fn clear(&self) {
+        let _setter = self.setter.lock();
+        self.current.store(0, Ordering::Release);
+    }
+
+    /// The counters of the table's backend blocks.
+    pub fn stats(&self) -> BackendStats {
+        BackendStats {
+            allocations: self.allocations.load(Ordering::Relaxed),
+            frees: self.frees.load(Ordering::Relaxed),
+            bytes_in_use: self.bytes_in_use.load(Ordering::Relaxed),
+            peak_bytes_in_use: self.peak_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn counted_allocation(&self, bytes: usize) {
+        self.allocations.fetch_add(1, Ordering::Relaxed);
+        self.add_bytes(bytes);
+    }
+
+    fn counted_free(&self, bytes: usize) {
+        self.frees.fetch_add(1, Ordering::Relaxed);
+        self.sub_bytes(bytes);
+    }
+
+    fn add_bytes(&self, bytes: usize) {
+        let now = self.bytes_in_use.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+        self.peak_bytes.fetch_max(now, Ordering::Relaxed);
+        limits::add_external_bytes(bytes);
+    }
+
+    fn sub_bytes(&self, bytes: usize) {
+        let _ = self
+            .bytes_in_use
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(bytes as u64))
+            });
+        limits::sub_external_bytes(bytes);
+    }
+}
+
+impl<B: Backend + Copy + PartialEq + Send> Table<B> {
+    /// Copies `backend` into the table and makes it current.
+    pub fn set(&self, backend: B) -> Result<(), BackendError> {
+        let _setter = self.setter.lock();
+        let current = self.current.load(Ordering::Relaxed);
+        // SAFETY: under the setter lock no slot is being written, and the
+        // lock ordered every earlier write before these reads.
+        let same = self
+            .slots
+            .iter()
+            .position(|s| unsafe { *s.backend.get() } == Some(backend));
+        let index = match same {
+            Some(i) => i,
+            None => {
+                let free = self.slots.iter().enumerate().position(|(i, s)| {
+                    i + 1 != current
+                        && s.holds
+                            .compare_exchange(0, WRITING, Ordering::Acquire, Ordering::Relaxed)
+                            .is_ok()
+                });
+                let Some(i) = free else {
+                    return Err(BackendError::TooManyBackends);
+                };
+                let slot = &self.slots[i];
+                // SAFETY: WRITING claimed from 0: no reader holds a pin
+                // that reads the slot, and none will until it is cleared.
+                unsafe { *slot.backend.get() = Some(backend) };
+                // Keeps the pins readers added (and will take back)
+                // meanwhile.
+                slot.holds.fetch_and(!WRITING, Ordering::Release);
+                i
+            }
+        };
+        self.ever_set.store(true, Ordering::Relaxed);
+        self.current.store(index + 1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Pins the current backend, if one is set.
+    fn pin_current(&self) -> Option<Pinned<'_, B>> {
+        for _ in 0..WRITING_RETRIES {
+            let current = self.current.load(Ordering::Acquire);
+            let slot = self.slots.get(current.checked_sub(1)?)?;
+            if let Some(pinned) = Pinned::try_pin(slot, false) {
+                return Some(pinned);
+            }
+            core::hint::spin_loop();
+        }
+        None
+    }
+
+    /// Pins the backend that owns `p`, if any does: the current one first,
+    /// then every other slot that holds blocks.
+    fn pin_owner(&self, p: NonNull<u8>) -> Option<Pinned<'_, B>> {
+        if !self.ever_set.load(Ordering::Relaxed) {
+            return None;
+        }
+        let current = self.current.load(Ordering::Acquire);
+        let order = core::iter::once(current.wrapping_sub(1))
+            .chain((0..SLOTS).filter(|&i| i + 1 != current));
+        for i in order {
+            let Some(slot) = self.slots.get(i) else {
+                continue;
+            };
+            if slot.holds.load(Ordering::Relaxed) & !WRITING == 0 {
+                continue;
+            }
+            if let Some(pinned) = Pinned::try_pin(slot, true) {
+                if pinned.backend.owns(p.as_ptr()) {
+                    return Some(pinned);
+                }
+            }
+        }
+        None
+    }
+
+    /// A new block of `size` bytes at `align` from the current backend:
+    /// `Backend(null)` when the backend or an allocation limit refused (or
+    /// no layout has that size and alignment), `Cma` when no backend is
+    /// set.
+    #[inline]
+    pub fn allocate(&self, size: usize, align: usize) -> Routed<*mut u8> {
+        if !self.ever_set.load(Ordering::Relaxed) {
+            return Routed::Cma;
+        }
+        self.allocate_from_current(size, align)
+    }
+
+    #[inline(never)]
+    fn allocate_from_current(&self, size: usize, align: usize) -> Routed<*mut u8> {
+        let Some(backend) = self.pin_current() else {
+            return Routed::Cma;
+        };
+        let Some(layout) = backend_layout(size, align).filter(|_| within_limits(size)) else {
+            return Routed::Backend(null_mut());
+        };
+        let Some(p) = NonNull::new(backend.backend.allocate(layout)) else {
+            return Routed::Backend(null_mut());
+        };
+        // SAFETY: a live block the backend just handed out.
+        let bytes = unsafe { backend.backend.usable_size(p) };
+        self.counted_allocation(bytes);
+        backend.keep_as_block();
+        Routed::Backend(p.as_ptr())
+    }
+
+    /// Gives `p` back to the backend that owns it (its whole usable size
+    /// zeroed first, with `wipe`): `Backend(size)` with the block's size,
+    /// or `Cma` when no backend owns `p` (null included).
+    ///
+    /// # Safety
+    /// `p` is not used after the call when a backend took it.
+    pub unsafe fn free(&self, p: *mut u8, wipe: bool) -> Routed<usize> {
+        let Some(p) = NonNull::new(p) else {
+            return Routed::Cma;
+        };
+        let Some(owner) = self.pin_owner(p) else {
+            return Routed::Cma;
+        };
+        // SAFETY: the backend says `p` is its live block.
+        let size = unsafe { owner.backend.usable_size(p) };
+        if wipe {
+            for i in 0..size {
+                // SAFETY: the backend's block of `size` writable bytes;
+                // volatile, so that the wipe is not dropped as a store to
+                // memory about to be freed.
+                unsafe { core::ptr::write_volatile(p.as_ptr().add(i), 0) };
+            }
+        }
+        // SAFETY: the backend's live block, which the caller gives up.
+        unsafe { owner.backend.deallocate(p, size) };
+        self.counted_free(size);
+        owner.block_gone();
+        Routed::Backend(size)
+    }
+
+    /// The usable size of `p` by the backend that owns it, or `Cma`.
+    pub fn usable_size(&self, p: *const u8) -> Routed<usize> {
+        let Some(p) = NonNull::new(p.cast_mut()) else {
+            return Routed::Cma;
+        };
+        match self.pin_owner(p) {
+            // SAFETY: the backend says `p` is its live block.
+            Some(owner) => Routed::Backend(unsafe { owner.backend.usable_size(p) }),
+            None => Routed::Cma,
+        }
+    }
+
+    /// Resizes `p` to `size` bytes at `align` when a backend owns it:
+    /// `Backend(q)`, `q` null when that failed (then `p` is intact), or
+    /// `Cma` when no backend owns `p`.
+    ///
+    /// # Safety
+    /// `p` is not used after a successful call when a backend owns it.
+    pub unsafe fn reallocate(&self, p: *mut u8, size: usize, align: usize) -> Routed<*mut u8> {
+        let Some(p) = NonNull::new(p) else {
+            return Routed::Cma;
+        };
+        let Some(owner) = self.pin_owner(p) else {
+            return Routed::Cma;
+        };
+        let Some(layout) = backend_layout(size, align).filter(|_| within_limits(size)) else {
+            return Routed::Backend(null_mut());
+        };
+        // SAFETY: the backend says `p` is its live block; the caller gives
+        // it up if it moves.
+        let (old_size, q) = unsafe {
+            let old_size = owner.backend.usable_size(p);
+            (old_size, owner.backend.reallocate(p, old_size, layout))
+        };
+        let Some(q) = NonNull::new(q) else {
+            return Routed::Backend(null_mut());
+        };
+        // SAFETY: the backend's live block, just handed out (or kept).
+        let new_size = unsafe { owner.backend.usable_size(q) };
+        // The block's hold carries over to `q`.
+        if q == p {
+            self.sub_bytes(old_size);
+            self.add_bytes(new_size);
+        } else {
+            self.counted_free(old_size);
+            self.counted_allocation(new_size);
+        }
+        Routed::Backend(q.as_ptr())
+    }
+}
