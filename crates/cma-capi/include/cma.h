@@ -109,8 +109,8 @@ enum cma_error {
  * allocate, deallocate, get_allocation_size and owns_allocation are
  * required. Without reallocate, cma allocates from the same backend, copies
  * and deallocates; without aligned_allocate, it uses allocate and fails
- * (NULL, ENOMEM) when that block is not aligned. Requests of 0 bytes reach
- * the backend as 1. owns_allocation must answer for any pointer (and false
+ * (NULL, ENOMEM) when that block is not aligned (an alignment of 1 always
+ * uses allocate). Requests of 0 bytes reach the backend as 1. owns_allocation must answer for any pointer (and false
  * for cma's blocks); every hook may be called from any thread. A hook must
  * not call the cma_* functions that allocate or free (they would come back
  * to it); it may use malloc and free, which never go to a backend.
@@ -261,8 +261,9 @@ struct cma_class_stats {
 
 struct cma_extended_stats {
     struct cma_stats basic;     /* everything: cma's blocks and the backends' */
-    struct cma_stats backend;   /* the backends' share of basic (a realloc by a
-                                   backend's own hook counts no allocation) */
+    struct cma_stats backend;   /* the backends' share of basic (a realloc
+                                   that moves a block counts one allocation
+                                   and one free, one in place none) */
     uint64_t large_allocations; /* blocks served by whole pages */
     uint64_t large_frees;
     size_t heaps;            /* thread heaps created (reused after threads exit) */

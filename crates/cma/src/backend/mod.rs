@@ -52,6 +52,85 @@ pub use routed::{
 /// The table keeps a `&'static dyn Backend`, and calls it from any thread,
 /// concurrently: implementations synchronise themselves (`Sync`).
 ///
+/// ```
+/// use std::alloc::Layout;
+/// use std::cell::UnsafeCell;
+/// use std::ptr::NonNull;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+///
+/// use cma::Backend;
+///
+/// const SLOT: usize = 256;
+/// const SLOTS: usize = 64;
+///
+/// /// 64 blocks of 256 bytes, each live or not.
+/// #[repr(C, align(256))]
+/// struct Slots {
+///     memory: UnsafeCell<[[u8; SLOT]; SLOTS]>,
+///     live: [AtomicBool; SLOTS],
+/// }
+///
+/// // SAFETY: a slot's bytes belong to whoever claimed its `live` flag.
+/// unsafe impl Sync for Slots {}
+///
+/// impl Slots {
+///     fn index(&self, p: *const u8) -> Option<usize> {
+///         let offset = (p as usize).checked_sub(self.memory.get() as usize)?;
+///         (offset % SLOT == 0 && offset / SLOT < SLOTS).then_some(offset / SLOT)
+///     }
+/// }
+///
+/// // SAFETY: a slot goes to one owner at a time, 256-aligned, until it is
+/// // given back; `owns` reads only the flags; nothing unwinds or allocates.
+/// unsafe impl Backend for Slots {
+///     fn allocate(&self, layout: Layout) -> *mut u8 {
+///         if layout.size() > SLOT || layout.align() > SLOT {
+///             return std::ptr::null_mut();
+///         }
+///         for (i, live) in self.live.iter().enumerate() {
+///             if !live.swap(true, Ordering::Acquire) {
+///                 // SAFETY: slot `i` lies inside `memory`.
+///                 return unsafe { self.memory.get().cast::<u8>().add(i * SLOT) };
+///             }
+///         }
+///         std::ptr::null_mut()
+///     }
+///
+///     unsafe fn deallocate(&self, ptr: NonNull<u8>, _size: usize) {
+///         if let Some(i) = self.index(ptr.as_ptr()) {
+///             self.live[i].store(false, Ordering::Release);
+///         }
+///     }
+///
+///     fn owns(&self, ptr: *const u8) -> bool {
+///         self.index(ptr).is_some_and(|i| self.live[i].load(Ordering::Acquire))
+///     }
+///
+///     unsafe fn usable_size(&self, _ptr: NonNull<u8>) -> usize {
+///         SLOT
+///     }
+/// }
+///
+/// static POOL: Slots = Slots {
+///     memory: UnsafeCell::new([[0; SLOT]; SLOTS]),
+///     live: [const { AtomicBool::new(false) }; SLOTS],
+/// };
+///
+/// cma::set_backend(&POOL).expect("a free slot in the table");
+/// let p = cma::backend::malloc(100); // POOL's
+/// assert!(POOL.owns(p));
+/// cma::clear_backend();
+/// let q = cma::backend::malloc(100); // cma's
+/// assert!(!q.is_null() && !POOL.owns(q));
+/// // SAFETY: live blocks, each given back to its owner.
+/// unsafe {
+///     cma::backend::free(p);
+///     cma::backend::free(q);
+/// }
+/// assert!(!POOL.owns(p));
+/// assert_eq!(cma::backend::stats().bytes_in_use, 0);
+/// ```
+///
 /// # Safety
 ///
 /// cma hands a backend's blocks to safe code (through

@@ -29,7 +29,8 @@ static EXTERNAL_BYTES: AtomicUsize = AtomicUsize::new(0);
 pub struct AllocLimits {
     /// The largest single request, in bytes.
     pub max_request: Option<usize>,
-    /// The largest total of bytes in use (usable sizes) after an allocation.
+    /// The largest total of bytes in use (usable sizes) after an allocation,
+    /// blocks of backends (`cma::Backend`) included.
     pub max_bytes_in_use: Option<usize>,
 }
 

@@ -156,8 +156,9 @@ impl<'a> Options<'a> {
         }
     }
 
-    /// `limit_total=`: the largest total of bytes in use (usable sizes);
-    /// an allocation that would pass it fails before anything changes.
+    /// `limit_total=`: the largest total of bytes in use (usable sizes,
+    /// blocks of backends included); an allocation that would pass it
+    /// fails before anything changes.
     /// Lift it with `set_alloc_limits`.
     pub fn limit_total(self, bytes: usize) -> Options<'a> {
         Options {
