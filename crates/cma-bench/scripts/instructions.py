@@ -12,7 +12,8 @@ Two paths:
   inside `free` (--toggle-collect, callees included) divided by the calls:
   the program's own loop is not in it.
 - Rust: `src/bin/churn_pairs.rs`, the same churn through each allocator's
-  `GlobalAlloc`, read from the never-inlined `alloc_one` and `free_one`.
+  `GlobalAlloc`, read from the never-inlined `alloc_one` and `free_one`;
+  `cma-LEVEL+backends` is `cma::CmaWithBackends` with no backend set.
 
 Prints a table per path with the ratio of each pair to mimalloc's. Builds
 what it needs (cargo --release, gcc); needs valgrind.
@@ -160,6 +161,8 @@ def main():
         for level in levels:
             env = dict(base_env, CMA_OPTIONS=cma_options(level))
             rust_rows.append((f"cma-{level}",) + callgrind([rust, "cma", pairs], env, work, rust_fns))
+            rust_rows.append((f"cma-{level}+backends",)
+                             + callgrind([rust, "cma-backends", pairs], env, work, rust_fns))
         table("Rust GlobalAlloc alloc/dealloc (the mimalloc crate as the baseline), "
               "instructions per call", rust_rows)
 

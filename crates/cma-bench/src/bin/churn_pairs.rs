@@ -6,10 +6,12 @@
 //! inclusive cost of those two functions is the allocator's path and nothing
 //! of the loop (`scripts/instructions.py` reads it).
 //!
-//!     churn_pairs ALLOCATOR [PAIRS]    ALLOCATOR: cma, mimalloc, system,
-//!                                      jemalloc, snmalloc, rusty_alloc
+//!     churn_pairs ALLOCATOR [PAIRS]    ALLOCATOR: cma, cma-backends, mimalloc,
+//!                                      system, jemalloc, snmalloc, rusty_alloc
 //!
-//! cma runs at the check level `CMA_OPTIONS` gives (`fast` when unset).
+//! cma runs at the check level `CMA_OPTIONS` gives (`fast` when unset);
+//! `cma-backends` is `cma::CmaWithBackends` with no backend set (what
+//! routing costs a program that may set one).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
@@ -102,6 +104,7 @@ fn main() {
     let pairs = args.get(2).map_or(1_000_000, |s| s.parse().expect("PAIRS"));
     let (mallocs, frees, check) = match which.as_str() {
         "cma" => churn(&cma::Cma, pairs),
+        "cma-backends" => churn(&cma::CmaWithBackends, pairs),
         "mimalloc" => churn(&mimalloc::MiMalloc, pairs),
         "system" => churn(&System, pairs),
         #[cfg(feature = "jemalloc")]

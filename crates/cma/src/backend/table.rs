@@ -279,9 +279,6 @@ impl<B: Backend + Copy + PartialEq + Send> Table<B> {
     /// Pins the backend that owns `p`, if any does: the current one first,
     /// then every other slot that holds blocks.
     fn pin_owner(&self, p: NonNull<u8>) -> Option<Pinned<'_, B>> {
-        if !self.ever_set.load(Ordering::Relaxed) {
-            return None;
-        }
         let current = self.current.load(Ordering::Acquire);
         let order = core::iter::once(current.wrapping_sub(1))
             .chain((0..SLOTS).filter(|&i| i + 1 != current));
@@ -337,7 +334,21 @@ impl<B: Backend + Copy + PartialEq + Send> Table<B> {
     ///
     /// # Safety
     /// `p` is not used after the call when a backend took it.
+    #[inline]
     pub unsafe fn free(&self, p: *mut u8, wipe: bool) -> Routed<usize> {
+        if !self.ever_set.load(Ordering::Relaxed) {
+            return Routed::Cma;
+        }
+        // SAFETY: the caller's contract.
+        unsafe { self.free_to_owner(p, wipe) }
+    }
+
+    /// `free` once a backend was ever set.
+    ///
+    /// # Safety
+    /// As for `free`.
+    #[inline(never)]
+    unsafe fn free_to_owner(&self, p: *mut u8, wipe: bool) -> Routed<usize> {
         let Some(p) = NonNull::new(p) else {
             return Routed::Cma;
         };
@@ -362,7 +373,17 @@ impl<B: Backend + Copy + PartialEq + Send> Table<B> {
     }
 
     /// The usable size of `p` by the backend that owns it, or `Cma`.
+    #[inline]
     pub fn usable_size(&self, p: *const u8) -> Routed<usize> {
+        if !self.ever_set.load(Ordering::Relaxed) {
+            return Routed::Cma;
+        }
+        self.usable_size_by_owner(p)
+    }
+
+    /// `usable_size` once a backend was ever set.
+    #[inline(never)]
+    fn usable_size_by_owner(&self, p: *const u8) -> Routed<usize> {
         let Some(p) = NonNull::new(p.cast_mut()) else {
             return Routed::Cma;
         };
@@ -379,7 +400,21 @@ impl<B: Backend + Copy + PartialEq + Send> Table<B> {
     ///
     /// # Safety
     /// `p` is not used after a successful call when a backend owns it.
+    #[inline]
     pub unsafe fn reallocate(&self, p: *mut u8, size: usize, align: usize) -> Routed<*mut u8> {
+        if !self.ever_set.load(Ordering::Relaxed) {
+            return Routed::Cma;
+        }
+        // SAFETY: the caller's contract.
+        unsafe { self.reallocate_by_owner(p, size, align) }
+    }
+
+    /// `reallocate` once a backend was ever set.
+    ///
+    /// # Safety
+    /// As for `reallocate`.
+    #[inline(never)]
+    unsafe fn reallocate_by_owner(&self, p: *mut u8, size: usize, align: usize) -> Routed<*mut u8> {
         let Some(p) = NonNull::new(p) else {
             return Routed::Cma;
         };
