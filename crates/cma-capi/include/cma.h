@@ -34,7 +34,7 @@
  *       come from the CMA_OPTIONS environment variable.
  *
  *  2. The original system's cma_* API, with its names, signatures and
- *     meaning: cma_malloc ... cma_backend_is_enabled below. Programs written
+ *     meaning: cma_malloc ... cma_track_leak below. Programs written
  *     against it compile and run unchanged.
  *
  *  3. cma's own functions, under names of their own: statistics with size
@@ -219,6 +219,55 @@ int32_t cma_clear_backend(void);
 
 /* Whether a backend is set. */
 bool cma_backend_is_enabled(void);
+
+/* Leak inspection, in every build (the original had it in test builds
+ * only). A "live" block is one allocated and not freed yet, cma's or a
+ * backend's. None of these needs the live-allocation registry (profile= in
+ * CMA_OPTIONS): the summary comes from the counters, the entries from a walk
+ * over cma's out-of-line slab bitmaps and page blocks.
+ *
+ * An untracked block (cma_untrack_leak) counts as ignored in the summary and
+ * is left out of the entries and the report, until cma_track_leak or its
+ * free (an address handed out again is tracked again).
+ *
+ * Sizes: an entry's size is what cma_block_size answers (the size asked
+ * for, at the default check level; a backend's get_allocation_size); the
+ * summary's bytes are cma's statistics' (usable sizes: the size class's
+ * block size, whole pages for large blocks) plus the backends' sizes, so
+ * that live and ignored bytes add up to cma_bytes_in_use. */
+typedef struct cma_leak_entry {
+    void *memory_pointer;
+    size_t size;
+} cma_leak_entry;
+
+typedef struct cma_leak_summary {
+    size_t live_block_count;    /* live blocks, not counting ignored ones */
+    size_t live_bytes;
+    size_t ignored_block_count; /* live blocks left out (cma_untrack_leak) */
+    size_t ignored_bytes;
+} cma_leak_summary;
+
+/* Fills *summary. CMA_ERR_NULL_ARGUMENT for NULL. */
+int32_t cma_get_leak_summary(cma_leak_summary *summary);
+
+/* Copies the first `capacity` live blocks that are not ignored into
+ * `entries` (cma's first: its pages' blocks in address order, then its
+ * sampled blocks; the backends' last), sets *count to how
+ * many there are in all, and returns CMA_OK: call it with NULL and 0 to size
+ * a buffer. Nothing is allocated. CMA_ERR_NULL_ARGUMENT for a NULL count, or
+ * NULL entries with a non-zero capacity. */
+int32_t cma_get_leak_entries(cma_leak_entry *entries, size_t capacity, size_t *count);
+
+/* Writes the leak report to stderr: a "cma: leak report: ..." line with the
+ * summary, then the first 64 blocks, one a line. Returns CMA_OK. */
+int32_t cma_report_leaks(void);
+
+/* Leaves the live block ptr out of leak reports (untrack), or counts it
+ * again (track; CMA_OK too for a block that was not untracked).
+ * CMA_ERR_NULL_ARGUMENT for NULL; why ptr is not a live block otherwise
+ * (CMA_ERR_NOT_OURS, CMA_ERR_DOUBLE_FREE, CMA_ERR_INTERIOR_POINTER...). */
+int32_t cma_untrack_leak(void *ptr);
+int32_t cma_track_leak(void *ptr);
 
 /* ------------------------------------------------------------------------
  * cma's own functions

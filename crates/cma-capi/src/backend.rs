@@ -28,9 +28,16 @@
 //! reported to the engine, whose total allocation limit counts them
 //! (`engine::faces::add_external_bytes`). The C API's statistics add these
 //! counters to the engine's.
+//!
+//! # Live blocks
+//!
+//! Each live backend block is also kept in `LIVE` (its address, size and
+//! whether it is left out of leak reports), so that the leak API
+//! (`crate::leaks`) can list and untrack backend blocks as it does cma's.
 
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use engine::faces::AddrTable;
 use std::sync::Mutex;
 
 /// `cma_backend_hooks` in cma.h.
@@ -301,14 +308,67 @@ fn pin_owner(p: *const c_void) -> Option<Pinned> {
     None
 }
 
-fn counted_allocation(bytes: usize) {
+fn counted_allocation(p: *mut c_void, bytes: usize) {
     ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     add_bytes(bytes);
+    // Without memory for the entry the block is not listed (it is still
+    // counted).
+    let _ = live().insert(
+        p as usize,
+        LiveBlock {
+            size: bytes,
+            ignored: false,
+        },
+    );
 }
 
+/// Counts a block's free; its `LIVE` entry went before the backend got it
+/// back (`forget_live`: once back, the backend may hand its address out
+/// again, to another thread).
 fn counted_free(bytes: usize) {
     FREES.fetch_add(1, Ordering::Relaxed);
     sub_bytes(bytes);
+}
+
+/// Takes `p` out of `LIVE`, before it goes back to its backend.
+fn forget_live(p: *mut c_void) -> Option<LiveBlock> {
+    live().remove(p as usize)
+}
+
+/// A live backend block, for the leak API.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LiveBlock {
+    pub size: usize,
+    /// Left out of leak reports (`cma_untrack_leak`).
+    pub ignored: bool,
+}
+
+/// Every live backend block by address (see the module docs). Its memory
+/// comes from the engine (this crate's global allocator), never from a
+/// backend.
+static LIVE: Mutex<AddrTable<LiveBlock>> = Mutex::new(AddrTable::new());
+
+fn live() -> std::sync::MutexGuard<'static, AddrTable<LiveBlock>> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Calls `each` with every live backend block, in no particular order
+/// (under the table's lock: `each` must not call into the backends).
+pub(crate) fn for_each_live(mut each: impl FnMut(usize, LiveBlock)) {
+    live().for_each(|p, &b| each(p, b));
+}
+
+/// Marks the live backend block `p` as left out of leak reports (or
+/// counted again); false when no backend holds a live block at `p`.
+pub(crate) fn set_ignored(p: *const c_void, ignored: bool) -> bool {
+    let mut live = live();
+    match live.get(p as usize) {
+        Some(b) => {
+            let _ = live.insert(p as usize, LiveBlock { ignored, ..b });
+            true
+        }
+        None => false,
+    }
 }
 
 fn add_bytes(bytes: usize) {
@@ -364,7 +424,7 @@ pub(crate) fn allocate(size: usize, align: Option<usize>) -> Routed<*mut c_void>
     if p.is_null() {
         return Routed::Backend(p);
     }
-    counted_allocation(backend.size_of(p));
+    counted_allocation(p, backend.size_of(p));
     backend.keep_as_block();
     Routed::Backend(p)
 }
@@ -385,6 +445,7 @@ pub(crate) fn free(p: *mut c_void, wipe: bool) -> Routed<usize> {
             unsafe { core::ptr::write_volatile(p.cast::<u8>().add(i), 0) };
         }
     }
+    forget_live(p);
     owner.deallocate(p);
     counted_free(size);
     owner.block_gone();
@@ -412,12 +473,24 @@ pub(crate) fn reallocate(p: *mut c_void, size: usize) -> Routed<*mut c_void> {
     let size = size.max(1);
     let old_size = owner.size_of(p);
     if let Some(reallocate) = owner.hooks.reallocate {
+        let kept = forget_live(p);
         // SAFETY: `p` is the backend's live block; the backend's contract.
         let q = unsafe { reallocate(p, size, owner.hooks.user_data) };
-        if !q.is_null() {
+        if q.is_null() {
+            if let Some(b) = kept {
+                let _ = live().insert(p as usize, b);
+            }
+        } else {
             let new_size = owner.size_of(q);
             sub_bytes(old_size);
             add_bytes(new_size);
+            let _ = live().insert(
+                q as usize,
+                LiveBlock {
+                    size: new_size,
+                    ignored: false,
+                },
+            );
         }
         return Routed::Backend(q);
     }
@@ -431,8 +504,9 @@ pub(crate) fn reallocate(p: *mut c_void, size: usize) -> Routed<*mut c_void> {
     unsafe {
         core::ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old_size.min(new_size))
     };
+    forget_live(p);
     owner.deallocate(p);
-    counted_allocation(new_size);
+    counted_allocation(q, new_size);
     counted_free(old_size);
     Routed::Backend(q)
 }

@@ -208,6 +208,10 @@ impl CmaLines {
         };
         self.last = None;
         let text = String::from_utf8_lossy(line).trim_end().to_string();
+        if rest.starts_with(b"leak report:") {
+            // The program asked for it (`cma_report_leaks`): not misuse.
+            return;
+        }
         if rest.starts_with(b"warning:") {
             if self.warnings.len() < 32 && !self.warnings.contains(&text) {
                 self.warnings.push(text);
@@ -579,6 +583,8 @@ mod tests {
         l.take(b"cma: warning: unknown option 'x' in CMA_OPTIONS ignored");
         l.take(b"cma: warning: unknown option 'x' in CMA_OPTIONS ignored");
         l.take(b"python: cma: not ours");
+        l.take(b"cma: leak report: 3 live blocks (96 bytes), 0 ignored (0 bytes) [pid 1: t]");
+        l.take(b"    0x0000000000001000 32 bytes");
         assert_eq!(l.misuse.len(), 1);
         assert_eq!(l.warnings.len(), 1);
         assert!(l.stacks[0].is_empty());

@@ -35,7 +35,7 @@
 //! | `guarded` | sampled blocks on guarded pages, their pool and stacks |
 //! | `check` | check levels, trailers, pointer lookup, errors, the one report path |
 //! | `heap` | thread heaps: allocation and free fast paths, slabs, the heap pool, the guard |
-//! | `observe` | statistics, allocation limits, the heap report written at exit |
+//! | `observe` | statistics, allocation limits, the heap report written at exit, leaks |
 //! | `options` | `CMA_OPTIONS`: the one parser, and applying it |
 //! | `api` | the entry points, the explicit API, `Cma`, start-up and fork |
 //! | `arena` | `Arena`: a heap of its own, released at once (its engine side is `heap::arena`) |
@@ -74,6 +74,10 @@ pub use check::kind::AllocKind;
 pub use check::level::CheckLevel;
 pub use guarded::sampling::DEFAULT_RATE as DEFAULT_SAMPLE_RATE;
 pub use heap::guard::guard_depth;
+pub use observe::leaks::{
+    leak_entries, leak_summary, leaks, report_leaks, track_leak, untrack_leak, LeakEntry,
+    LeakSummary, Leaks,
+};
 pub use observe::limits::{alloc_limits, set_alloc_limits, AllocLimits};
 pub use observe::stats::{stats, ClassStats, Stats};
 pub use options::{Options, OptionsError};
@@ -86,7 +90,9 @@ pub use slab::size_class::{class_block_sizes, MAX_SMALL, NUM_CLASSES};
 #[doc(hidden)]
 pub mod faces {
     pub use crate::observe::alloc_log::{alloc_logging, log_event, set_alloc_logging, AllocEvent};
+    pub use crate::observe::leaks::report_leaks_with;
     pub use crate::observe::report_file::{open_for_pid, set_engine, Engine, PATH_MAX};
+    pub use crate::observe::table::AddrTable;
     pub use crate::os::file::File;
     pub use crate::os::process::{command_line, errno, set_errno, write_fd};
     pub use crate::util::fd_writer::FdWriter;
