@@ -33,6 +33,7 @@
 //! | `slab` | size classes, slot states, the remote-free protocol |
 //! | `pages` | the page allocator: spans, huge blocks, purging |
 //! | `guarded` | sampled blocks on guarded pages, their pool and stacks |
+//! | `track` | what is known of single blocks: the live-allocation registry and its sites, profile sampling, untracked blocks |
 //! | `check` | check levels, trailers, pointer lookup, errors, the one report path |
 //! | `heap` | thread heaps: allocation and free fast paths, slabs, the heap pool, the guard |
 //! | `observe` | statistics, allocation limits, the heap report written at exit, leaks |
@@ -57,6 +58,7 @@ mod observe;
 mod os;
 mod pages;
 mod slab;
+mod track;
 mod util;
 
 pub mod options;
@@ -83,6 +85,7 @@ pub use observe::stats::{stats, ClassStats, Stats};
 pub use options::{Options, OptionsError};
 pub use pages::LARGE_MAX;
 pub use slab::size_class::{class_block_sizes, MAX_SMALL, NUM_CLASSES};
+pub use track::sampling::{ProfileMode, DEFAULT_PROFILE_RATE};
 
 /// Support for cma's own front ends (libcma and the `cma` command), which
 /// live in other crates of this workspace. Not part of the API: it may
@@ -92,7 +95,7 @@ pub mod faces {
     pub use crate::observe::alloc_log::{alloc_logging, log_event, set_alloc_logging, AllocEvent};
     pub use crate::observe::leaks::report_leaks_with;
     pub use crate::observe::report_file::{open_for_pid, set_engine, Engine, PATH_MAX};
-    pub use crate::observe::table::AddrTable;
+    pub use crate::util::addr_table::AddrTable;
     pub use crate::os::file::File;
     pub use crate::os::process::{command_line, errno, set_errno, write_fd};
     pub use crate::util::fd_writer::FdWriter;

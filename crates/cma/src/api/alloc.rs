@@ -18,6 +18,7 @@ use crate::check::level::{self, checked_size_limit, fast_size_limit, MODE_CHECKE
 use crate::check::lookup::{self, Found};
 use crate::check::trailer::TRAILER;
 use crate::heap::guard::{fast_heap, AllocatorGuard};
+use crate::heap::profile;
 use crate::heap::{ClassState, Heap};
 use crate::observe::limits;
 use crate::os::{process, PAGE_SIZE};
@@ -124,12 +125,18 @@ extern "C" fn refill(st: &ClassState, size: usize, align: usize) -> *mut u8 {
             return p;
         }
     }
+    if heap.profile_due(class) {
+        if let Some(p) = heap.take_profiled(class, size, align) {
+            return p;
+        }
+    }
     heap.alloc_small_refill(class)
 }
 
 /// A block of small `class` for `size` bytes at `align`: a cached slot, or
 /// at a refill, when this heap's sample is due, a sampled block (`true`),
-/// which has no slot and so no trailer. The caller holds a guard and a real
+/// which has no slot and so no trailer, or a profile sample (`true`: whole
+/// pages, zeroed, see `heap::profile`). The caller holds a guard and a real
 /// heap.
 #[inline(always)]
 fn small_block(h: &Heap, class: SizeClass, size: usize, align: usize) -> (*mut u8, bool) {
@@ -138,6 +145,11 @@ fn small_block(h: &Heap, class: SizeClass, size: usize, align: usize) -> (*mut u
     }
     if h.sample_due(class) {
         if let Some(p) = h.take_sample(class, size, align) {
+            return (p, true);
+        }
+    }
+    if h.profile_due(class) {
+        if let Some(p) = h.take_profiled(class, size, align) {
             return (p, true);
         }
     }
@@ -269,9 +281,11 @@ pub(super) fn alloc_slow(
             if trailer != 0 && !p.is_null() {
                 arm_large(p, size);
             }
+            heap.count_large(p, size);
             p
         }
     };
+    profile::recorded_alloc(p, size);
     NonNull::new(p).ok_or(CmaError::OutOfMemory { size })
 }
 

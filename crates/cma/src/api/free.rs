@@ -13,6 +13,7 @@ use crate::check::level::{self, MODE_CHECKED};
 use crate::check::lookup::{self, Found};
 use crate::check::report;
 use crate::heap::guard::AllocatorGuard;
+use crate::heap::profile;
 use crate::heap::{free_checked_local_fast, free_local_fast, free_remote_fast, Heap};
 use crate::meta::span::Span;
 
@@ -95,7 +96,14 @@ fn free_slow(heap: &Heap, addr: usize, kind: AllocKind) -> Result<(), CmaError> 
         // At every level: its head and slack patterns.
         lookup::live_size(&found)?;
     }
-    heap.free_block(found, kind)
+    // Out of the registry first: once freed, the address may be handed out
+    // again at once.
+    let taken = profile::freeing(addr, !matches!(found, Found::Slot { .. }));
+    let freed = heap.free_block(found, kind);
+    if freed.is_err() {
+        profile::free_failed(addr, taken);
+    }
+    freed
 }
 
 /// A sized release (`free_sized`, `free_aligned_sized`, the sized and

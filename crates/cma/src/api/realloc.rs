@@ -14,9 +14,11 @@ use crate::check::lookup::{self, Found};
 use crate::check::report;
 use crate::check::trailer::{self, TRAILER};
 use crate::heap::guard::AllocatorGuard;
+use crate::heap::profile;
 use crate::observe::limits;
 use crate::os::PAGE_SIZE;
 use crate::pages::pages_for;
+use crate::track::sampling;
 use crate::slab::size_class::{class_of, MAX_SMALL};
 
 /// Resizes with C `realloc` semantics at `align`; null keeps the old block.
@@ -129,6 +131,9 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
                     // SAFETY: a live slot of `bs` bytes; new_size + trailer <= bs.
                     unsafe { trailer::arm(p, bs, new_size) };
                 }
+                if sampling::on() {
+                    profile::resized(p as usize, p as usize, new_size);
+                }
                 return Ok(p);
             }
         }
@@ -144,6 +149,9 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
                     // SAFETY: the resized block of `span.bytes()` bytes holds
                     // new_size + TRAILER; its old trailer lies in the data now.
                     unsafe { trailer::arm(q, span.bytes(), new_size) };
+                }
+                if sampling::on() {
+                    profile::resized(p as usize, q as usize, new_size);
                 }
                 return Ok(q);
             }
@@ -175,6 +183,11 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
     }
     // SAFETY: both blocks are live and distinct; the copy stays inside both.
     unsafe { core::ptr::copy_nonoverlapping(p, q, old_size.min(new_size)) };
-    heap_ref.free_block(found, AllocKind::Malloc)?;
+    let large = !matches!(found, Found::Slot { .. });
+    let taken = profile::freeing(p as usize, large);
+    if let Err(e) = heap_ref.free_block(found, AllocKind::Malloc) {
+        profile::free_failed(p as usize, taken);
+        return Err(e);
+    }
     Ok(q)
 }

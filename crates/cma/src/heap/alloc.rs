@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::counters::sample_peaks;
 use super::{ClassState, Heap};
 use crate::meta::span::{SlabList, Span};
-use crate::observe::leaks;
+use crate::track::ignored;
 use crate::slab::page_purge;
 use crate::slab::size_class::{cache_slots, SizeClass};
 
@@ -131,9 +131,10 @@ impl Heap {
             let free = !word.load(Ordering::Relaxed) & !held & valid_mask(g.capacity, w);
             if free != 0 {
                 let free = self.count_toward_sample(class, lowest_bits(free, cache_slots(class)));
-                if leaks::ignoring() {
+                let free = self.count_toward_profile(class, free);
+                if ignored::ignoring() {
                     let first = s.start() + w * 64 * g.block_size as usize;
-                    leaks::handing_out_slots(s.start(), first, g.block_size as usize, free);
+                    ignored::handing_out_slots(s.start(), first, g.block_size as usize, free);
                 }
                 // The cached slots count as used until they come back.
                 s.used.set(s.used.get() + free.count_ones());

@@ -9,7 +9,7 @@ use super::slabs::pages_freed;
 use super::Heap;
 use crate::check::kind::AllocKind;
 use crate::meta::span::{Span, SpanKind};
-use crate::observe::leaks;
+use crate::track::ignored;
 use crate::os::PAGE_SIZE;
 use crate::pages::{pages_for, resize_huge, LARGE_MAX, MAX_SPAN_PAGES, PAGES};
 use crate::slab::size_class::{SizeClass, MAX_SMALL};
@@ -47,8 +47,8 @@ impl Heap {
         // A reused descriptor (a cached huge mapping) may still name the
         // family of its last block.
         s.alloc_kind.set(AllocKind::Malloc as u8);
-        if leaks::ignoring() {
-            leaks::handing_out(s.start());
+        if ignored::ignoring() {
+            ignored::handing_out(s.start());
         }
         self.large_allocs.add(1);
         self.large_live_bytes.add(s.bytes() as u64);

@@ -8,7 +8,7 @@ use super::alloc::lowest_bits;
 use super::guard::{self, begin_capture, end_capture};
 use super::Heap;
 use crate::guarded::{self, sampling, Slot, MAX_SAMPLED};
-use crate::observe::leaks;
+use crate::track::ignored;
 use crate::os::signal;
 use crate::slab::size_class::{class_of, SizeClass};
 
@@ -94,8 +94,8 @@ impl Heap {
         if p.is_null() {
             return None;
         }
-        if leaks::ignoring() {
-            leaks::handing_out(p as usize);
+        if ignored::ignoring() {
+            ignored::handing_out(p as usize);
         }
         self.class_state(class.index()).allocs.add(1);
         let delta = (size as u64).wrapping_sub(class.block_size() as u64);

@@ -14,15 +14,11 @@
 //! reads a chunk of blocks and never while it calls back into a caller, so
 //! a caller may allocate in between.
 //!
-//! Untracked ("ignored") blocks are kept in a set of addresses of its own
-//! (`AddrTable`, under `IGNORED`), which the free fast paths never look at.
-//! So that a freed ignored block does not make its address's next block
-//! ignored too, every path that hands an address out again drops it from
-//! the set first: a slab's cache refill (`handing_out_slots`, behind one
-//! flag read while the set is empty, and a per-slab filter while it is
-//! not), and large, huge and sampled blocks (`handing_out`). An ignored
-//! block that was freed and not handed out again is dropped when the set is
-//! read (it is not live). Lock order: the page lock, then `IGNORED`.
+//! Untracked ("ignored") blocks are kept in a set of addresses of their
+//! own (`track::ignored`), which the free fast paths never look at and the
+//! paths that hand an address out again keep up to date. An ignored block
+//! that was freed and not handed out again is dropped when the set is read
+//! here (it is not live). Lock order: the page lock, then `IGNORED`.
 //!
 //! Sizes: a block's size is what `block_size` answers (the size asked for
 //! at the checked level, the usable size at `fast`); the summary's bytes
@@ -32,10 +28,9 @@
 
 use core::fmt::Write;
 use core::ops::ControlFlow;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
 use super::stats::stats;
-use super::table::AddrTable;
 use crate::check::error::CmaError;
 use crate::check::level;
 use crate::check::lookup::{self, slot_error, Found};
@@ -46,8 +41,9 @@ use crate::meta::span::{Span, SpanKind};
 use crate::os::process;
 use crate::pages::PAGES;
 use crate::slab::slot::{slot_state, SlotState};
+use crate::track::ignored::{self, IGNORED};
+use crate::util::addr_table::AddrTable;
 use crate::util::fd_writer::FdWriter;
-use crate::util::spin_lock::SpinLock;
 
 /// Live blocks and bytes, apart from the ignored ones, and the ignored
 /// ones (the original's `cma_leak_summary`).
@@ -70,20 +66,6 @@ pub struct LeakEntry {
     pub address: usize,
     /// Its size, as [`block_size`](crate::block_size) answers.
     pub size: usize,
-}
-
-/// The ignored blocks' addresses (see the module docs).
-static IGNORED: SpinLock<AddrTable<()>> = SpinLock::new(AddrTable::new());
-/// Whether `IGNORED` may hold anything: the refill's one flag read.
-static IGNORING: AtomicBool = AtomicBool::new(false);
-/// Bits set by the slabs of ignored slots (`filter_bit`), cleared when the
-/// set empties: a refill of any other slab looks no further.
-static FILTER: [AtomicU64; FILTER_WORDS] = [const { AtomicU64::new(0) }; FILTER_WORDS];
-const FILTER_WORDS: usize = 16;
-
-fn filter_bit(slab_start: usize) -> (usize, u64) {
-    let h = (slab_start >> 16).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54;
-    ((h / 64) % FILTER_WORDS, 1 << (h % 64))
 }
 
 /// A live block: its address and its size as `block_size` answers.
@@ -115,11 +97,10 @@ pub fn untrack_leak(p: *const u8) -> Result<(), CmaError> {
     let mut set = IGNORED.lock();
     set.insert(p as usize, ())
         .map_err(|_| CmaError::OutOfMemory { size: 0 })?;
-    if let Some(start) = slab {
-        let (w, bit) = filter_bit(start);
-        FILTER[w].fetch_or(bit, Ordering::Release);
+    match slab {
+        Some(start) => ignored::mark_slab(start),
+        None => ignored::mark_not_empty(),
     }
-    IGNORING.store(true, Ordering::Release);
     Ok(())
 }
 
@@ -128,68 +109,21 @@ pub fn untrack_leak(p: *const u8) -> Result<(), CmaError> {
 /// error says why `p` is not a live block.
 pub fn track_leak(p: *const u8) -> Result<(), CmaError> {
     let _guard = AllocatorGuard::enter();
-    if IGNORING.load(Ordering::Acquire) {
+    if ignored::ignoring() {
         let mut set = IGNORED.lock();
         if set.remove(p as usize).is_some() {
-            forget_filter_if_empty(&set);
+            ignored::forget_filter_if_empty(&set);
             return Ok(());
         }
     }
     live_block(p as usize).map(|_| ())
 }
 
-fn forget_filter_if_empty(set: &AddrTable<()>) {
-    if set.is_empty() {
-        IGNORING.store(false, Ordering::Release);
-        for w in &FILTER {
-            w.store(0, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Whether any block is ignored: a refill asks before it calls
-/// `handing_out_slots`.
-#[inline(always)]
-pub(crate) fn ignoring() -> bool {
-    IGNORING.load(Ordering::Acquire)
-}
-
-/// A refill is about to hand out the slots `bits` of the bitmap word whose
-/// first slot is at `first` (slots of `block_size` bytes, in the slab at
-/// `slab_start`): none of them may stay ignored.
-#[cold]
-#[inline(never)]
-pub(crate) fn handing_out_slots(slab_start: usize, first: usize, block_size: usize, bits: u64) {
-    let (w, bit) = filter_bit(slab_start);
-    if FILTER[w].load(Ordering::Acquire) & bit == 0 {
-        return;
-    }
-    let mut set = IGNORED.lock();
-    let mut rest = bits;
-    while rest != 0 {
-        let i = rest.trailing_zeros() as usize;
-        rest &= rest - 1;
-        set.remove(first + i * block_size);
-    }
-    forget_filter_if_empty(&set);
-}
-
-/// A large, huge or sampled block at `addr` is about to be handed out: it
-/// may not stay ignored.
-#[cold]
-#[inline(never)]
-pub(crate) fn handing_out(addr: usize) {
-    let mut set = IGNORED.lock();
-    if set.remove(addr).is_some() {
-        forget_filter_if_empty(&set);
-    }
-}
-
 /// Drops the ignored addresses that hold no live block any more, and
 /// returns the ignored blocks and their bytes (as the statistics count
 /// them).
 fn ignored_totals() -> (u64, u64) {
-    if !ignoring() {
+    if !ignored::ignoring() {
         return (0, 0);
     }
     let mut set = IGNORED.lock();
@@ -201,7 +135,7 @@ fn ignored_totals() -> (u64, u64) {
             bytes += counted as u64;
         }
     });
-    forget_filter_if_empty(&set);
+    ignored::forget_filter_if_empty(&set);
     (blocks, bytes)
 }
 

@@ -20,6 +20,9 @@
 //! | `exit_check` | `0` or `1` | `default` level: check every live block's trailer and every quarantined block at exit (default 1; `check_heap`) |
 //! | `alloc_log` | `0` or `1` | libcma: log every `cma_*` allocation call from the start (`cma_set_alloc_logging`) |
 //! | `alloc_log_fd` | integer | libcma: the file descriptor logged calls go to (default 2) |
+//! | `profile` | `off` (the default), `sample` or `all` | the live-allocation registry: none, about one block per `profile_rate` bytes (weighted), every block (`track::sampling`) |
+//! | `profile_rate` | size (default `512K`) | `profile=sample`: mean bytes allocated between two samples |
+//! | `profile_file` | a path (`%p`: the pid) | where the engine writes its profile at exit (`cma run` sets it; `observe::profile_file`) |
 //!
 //! The front ends' keys (`json`, `loaded`, `stats`) parse as settings too;
 //! the engine leaves them to libcma and the `cma` command.

@@ -24,3 +24,17 @@ pub(crate) fn sleep_ms(ms: u64) {
         libc::nanosleep(&ts, core::ptr::null_mut());
     }
 }
+
+/// Monotonic nanoseconds (the vDSO's full-resolution clock: no system call,
+/// no allocation), for the lifetimes of profiled blocks.
+pub(crate) fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

@@ -1,7 +1,7 @@
 //! An address-keyed hash table in memory of its own (anonymous mappings,
-//! never the engine's heap), for the observability layer: the set of
-//! blocks left out of leak reports (`leaks`) and the live-allocation
-//! registry (`registry`).
+//! never the engine's heap), for what is known about single blocks: the
+//! set of blocks left out of leak reports (`track::ignored`) and the
+//! live-allocation registry (`track::registry`).
 //!
 //! Open addressing with linear probing and backward-shift deletion (no
 //! tombstones, so a table that sees many inserts and removes keeps short
