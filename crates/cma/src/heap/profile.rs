@@ -71,14 +71,22 @@ pub(crate) fn free_failed(addr: usize, taken: Option<registry::Live>) {
     }
 }
 
-/// A recorded block was resized in place or moved without a copy by
-/// realloc (`from` to `to`, now `size` bytes): it is recorded as freed and
-/// allocated again, from the realloc's stack at `profile=all`; at
-/// `profile=sample` with the site and the weight it had.
+/// A block was resized in place (`from == to`) or moved without a copy
+/// by realloc (a huge block's pages, `from` to `to`), and now holds `size`
+/// bytes. In place it stays one block (as the statistics count it); moved,
+/// it is freed and allocated again (as they count that too), from the
+/// realloc's stack at `profile=all`, with the site and the weight it had at
+/// `profile=sample`.
 #[cold]
 #[inline(never)]
 pub(crate) fn resized(from: usize, to: usize, size: usize) {
     if !sampling::on() {
+        return;
+    }
+    if from == to {
+        if !registry::resize(from, size) && sampling::mode() == ProfileMode::All {
+            record(to as *mut u8, size, 1.0);
+        }
         return;
     }
     let Some(old) = registry::take(from) else {
@@ -94,7 +102,6 @@ pub(crate) fn resized(from: usize, to: usize, size: usize) {
     let f = registry::site_frames(old.site);
     registry::record(to, size, old.weight, f.frames(), f.startup());
 }
-
 
 impl Heap {
     /// Draws the bytes until this heap's next sample (`NEVER` unless

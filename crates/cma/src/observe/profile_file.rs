@@ -126,6 +126,7 @@ pub(crate) fn write_profile(fd: i32) -> bool {
         sampling::rate()
     );
     let round = |v: f64| if v > 0.0 { (v + 0.5) as u64 } else { 0 };
+    let us_per_tick = registry::ns_per_tick() / 1000.0;
     let (totals, end) = registry::for_each_site(|_, frames, r| {
         let c = &r.counts;
         if c.total_blocks <= 0.0 {
@@ -136,7 +137,7 @@ pub(crate) fn write_profile(fd: i32) -> bool {
             "site {} {} {} {} {} {} {} {} {} {} {}",
             round(c.total_bytes),
             round(c.total_blocks),
-            round(r.total_lifetime_ns / 1000.0),
+            round(r.total_lifetime * us_per_tick),
             round(c.max_bytes),
             round(c.max_blocks),
             round(r.peak_bytes),
@@ -154,8 +155,8 @@ pub(crate) fn write_profile(fd: i32) -> bool {
     let _ = writeln!(
         w,
         "time_end_us {}\npeak_at_us {}\ntotals {} {} {} {} {} {} {}",
-        end / 1000,
-        totals.peak_at_ns / 1000,
+        round(end as f64 * us_per_tick),
+        round(totals.peak_at as f64 * us_per_tick),
         round(totals.total_bytes),
         round(totals.total_blocks),
         round(totals.live_bytes),
