@@ -95,9 +95,9 @@ pub mod faces {
     pub use crate::observe::alloc_log::{alloc_logging, log_event, set_alloc_logging, AllocEvent};
     pub use crate::observe::leaks::report_leaks_with;
     pub use crate::observe::report_file::{open_for_pid, set_engine, Engine, PATH_MAX};
-    pub use crate::util::addr_table::AddrTable;
     pub use crate::os::file::File;
     pub use crate::os::process::{command_line, errno, set_errno, write_fd};
+    pub use crate::util::addr_table::AddrTable;
     pub use crate::util::fd_writer::FdWriter;
 
     /// Counts `bytes` of a block a face handed out from elsewhere (libcma's

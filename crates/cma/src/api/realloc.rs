@@ -18,8 +18,8 @@ use crate::heap::profile;
 use crate::observe::limits;
 use crate::os::PAGE_SIZE;
 use crate::pages::pages_for;
-use crate::track::sampling;
 use crate::slab::size_class::{class_of, MAX_SMALL};
+use crate::track::sampling;
 
 /// Resizes with C `realloc` semantics at `align`; null keeps the old block.
 pub(crate) fn realloc_aligned(

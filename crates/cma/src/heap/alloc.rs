@@ -13,9 +13,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::counters::sample_peaks;
 use super::{ClassState, Heap};
 use crate::meta::span::{SlabList, Span};
-use crate::track::ignored;
 use crate::slab::page_purge;
 use crate::slab::size_class::{cache_slots, SizeClass};
+use crate::track::ignored;
 
 impl Heap {
     /// Allocates a block of `class`, or null when memory runs out. The

@@ -9,10 +9,10 @@ use super::slabs::pages_freed;
 use super::Heap;
 use crate::check::kind::AllocKind;
 use crate::meta::span::{Span, SpanKind};
-use crate::track::ignored;
 use crate::os::PAGE_SIZE;
 use crate::pages::{pages_for, resize_huge, LARGE_MAX, MAX_SPAN_PAGES, PAGES};
 use crate::slab::size_class::{SizeClass, MAX_SMALL};
+use crate::track::ignored;
 
 impl Heap {
     /// Allocates `size` bytes at `align` from whole pages.

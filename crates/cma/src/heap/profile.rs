@@ -151,7 +151,12 @@ impl Heap {
     /// guard.
     #[cold]
     #[inline(never)]
-    pub(crate) fn take_profiled(&self, class: SizeClass, size: usize, align: usize) -> Option<*mut u8> {
+    pub(crate) fn take_profiled(
+        &self,
+        class: SizeClass,
+        size: usize,
+        align: usize,
+    ) -> Option<*mut u8> {
         self.profile_due
             .set(self.profile_due.get() & !(1u128 << class.index()));
         let trailer = level::trailer_bytes();
@@ -187,4 +192,3 @@ impl Heap {
         record(p, size, sampling::weight(size));
     }
 }
-

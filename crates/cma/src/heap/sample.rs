@@ -8,9 +8,9 @@ use super::alloc::lowest_bits;
 use super::guard::{self, begin_capture, end_capture};
 use super::Heap;
 use crate::guarded::{self, sampling, Slot, MAX_SAMPLED};
-use crate::track::ignored;
 use crate::os::signal;
 use crate::slab::size_class::{class_of, SizeClass};
+use crate::track::ignored;
 
 /// Classes whose blocks sampling serves (up to a page): `0..=LAST`.
 fn last_sampled_class() -> usize {

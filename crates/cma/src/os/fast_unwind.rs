@@ -334,7 +334,15 @@ mod imp {
             let len = f.uleb()? as usize;
             f.p = f.p.wrapping_add(len);
         }
-        run(&mut f, &mut row, Some(&initial), code_align, data_align, func, pc)?;
+        run(
+            &mut f,
+            &mut row,
+            Some(&initial),
+            code_align,
+            data_align,
+            func,
+            pc,
+        )?;
         match row.ra {
             Rule::Undefined => return Some(Step::End),
             Rule::At(-8) => {}

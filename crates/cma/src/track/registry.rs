@@ -30,9 +30,9 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
-use crate::util::addr_table::AddrTable;
 use crate::os::memory::{self, Charge};
 use crate::os::{clock, PAGE_SIZE};
+use crate::util::addr_table::AddrTable;
 use crate::util::spin_lock::SpinLock;
 
 /// Return addresses kept of each allocation stack.
@@ -466,9 +466,7 @@ pub(crate) struct SiteReport {
 /// then returns the totals and the time now (in ticks). Holds the registry's lock
 /// throughout (recording threads wait): for the reports written at exit and
 /// on demand. `each` must not allocate or call into cma.
-pub(crate) fn for_each_site(
-    mut each: impl FnMut(u32, &SiteFrames, &SiteReport),
-) -> (Totals, u64) {
+pub(crate) fn for_each_site(mut each: impl FnMut(u32, &SiteFrames, &SiteReport)) -> (Totals, u64) {
     let end = now();
     let mut r = REGISTRY.lock();
     let n = SITES.load(Ordering::Acquire);
@@ -476,7 +474,9 @@ pub(crate) fn for_each_site(
     let mut live_lifetimes = LiveLifetimes::new(n);
     {
         let Registry { live, .. } = &*r;
-        live.for_each(|_, l| live_lifetimes.add(l.site, l.weight * end.saturating_sub(l.born) as f64));
+        live.for_each(|_, l| {
+            live_lifetimes.add(l.site, l.weight * end.saturating_sub(l.born) as f64)
+        });
     }
     let epoch = r.peak_epoch;
     for i in 0..n {
