@@ -403,7 +403,7 @@ impl Profile {
         let about = if self.sampled() { "about " } else { "" };
         let mut by = |title: &str, key: &dyn Fn(&RawSite) -> (u64, u64)| {
             let mut v: Vec<&Site> = self.sites.iter().filter(|s| key(&s.counts).0 > 0).collect();
-            v.sort_by(|a, b| key(&b.counts).0.cmp(&key(&a.counts).0));
+            v.sort_by_key(|s| std::cmp::Reverse(key(&s.counts).0));
             if v.is_empty() {
                 return;
             }
@@ -605,6 +605,13 @@ pub fn leaks_text(profile: &Profile, top: usize) -> String {
             grouped(apart.0),
             grouped(apart.1),
             apart.2
+        );
+    }
+    if profile.totals[6] > 0 {
+        let _ = writeln!(
+            out,
+            "  ({} blocks could not be recorded: the kernel refused memory for the registry)",
+            grouped(profile.totals[6])
         );
     }
     if profile.sampled() {

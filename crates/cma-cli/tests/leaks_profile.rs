@@ -337,3 +337,84 @@ fn run_help_documents_leaks_and_profiles() {
         assert!(out.contains(flag), "{flag}: {out}");
     }
 }
+
+/// The Rust program that writes its own profile: leaks a vector at a known
+/// line, finds it with `cma::leaks()` (with its site), and writes the DHAT
+/// file with `cma::Profile` to the path in `CMA_PROFILE_OUT`.
+#[test]
+fn writes_its_own_profile_when_asked() {
+    let Some(out) = std::env::var_os("CMA_PROFILE_OUT") else {
+        return;
+    };
+    let leaked = Box::leak(vec![9u16; 5000].into_boxed_slice()); // RUST-PROFILE
+    let line = line!() - 1;
+    let addr = leaked.as_ptr() as usize;
+    let found = engine::leaks()
+        .find(|l| l.address == addr)
+        .expect("the leaked block is live");
+    assert_eq!(found.size, 10_000);
+    let site = found.site.expect("profile=all records every block");
+    assert!(!site.frames().is_empty() && !site.startup());
+    let profile = engine::Profile::take();
+    assert!(profile.sites().iter().any(|s| s.live_bytes >= 10_000));
+    let file = std::fs::File::create(out).expect("the profile file");
+    profile.write_dhat(file).expect("written");
+    println!("profile written, leak at line {line}");
+}
+
+#[test]
+fn a_rust_program_writes_the_same_dhat_file() {
+    let dir = scratch("profile-rust");
+    let dhat = dir.join("own.json");
+    let me = std::env::current_exe().expect("this test's executable");
+    let (o, out, err) = output(
+        Command::new(&me)
+            .env("CMA_OPTIONS", "profile=all")
+            .env("CMA_PROFILE_OUT", &dhat)
+            .args([
+                "--exact",
+                "writes_its_own_profile_when_asked",
+                "--test-threads=1",
+                "--nocapture",
+            ]),
+    );
+    assert!(o.status.success(), "{out}\n{err}");
+    let line: usize = out
+        .split("leak at line ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    let d = read_json(&dhat);
+    assert_eq!(d["dhatFileVersion"], 2);
+    let ftbl: Vec<&str> = d["ftbl"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let needle = format!("leaks_profile.rs:{line})");
+    let at = ftbl
+        .iter()
+        .position(|f| f.contains(&needle))
+        .unwrap_or_else(|| panic!("{needle} not in the frame table: {ftbl:?}"));
+    let pp = d["pps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|pp| {
+            pp["fs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i.as_u64() == Some(at as u64))
+        })
+        .expect("a program point at the leak's line");
+    assert_eq!(pp["eb"].as_u64(), Some(10_000), "{pp}");
+    assert!(
+        !ftbl
+            .iter()
+            .any(|f| f.contains("cma::heap::") || f.contains("cma::api::")),
+        "cma's own frames are left out: {ftbl:?}"
+    );
+}

@@ -78,9 +78,10 @@ pub use guarded::sampling::DEFAULT_RATE as DEFAULT_SAMPLE_RATE;
 pub use heap::guard::guard_depth;
 pub use observe::leaks::{
     leak_entries, leak_summary, leaks, report_leaks, track_leak, untrack_leak, LeakEntry,
-    LeakSummary, Leaks,
+    LeakSummary, Leaks, Site,
 };
 pub use observe::limits::{alloc_limits, set_alloc_limits, AllocLimits};
+pub use observe::profile_api::{Profile, ProfileSite};
 pub use observe::stats::{stats, ClassStats, Stats};
 pub use options::{Options, OptionsError};
 pub use pages::LARGE_MAX;

@@ -42,6 +42,7 @@ use crate::os::process;
 use crate::pages::PAGES;
 use crate::slab::slot::{slot_state, SlotState};
 use crate::track::ignored::{self, IGNORED};
+use crate::track::{registry, sampling};
 use crate::util::addr_table::AddrTable;
 use crate::util::fd_writer::FdWriter;
 
@@ -66,6 +67,30 @@ pub struct LeakEntry {
     pub address: usize,
     /// Its size, as [`block_size`](crate::block_size) answers.
     pub size: usize,
+    /// Where it was allocated, when the live-allocation registry recorded
+    /// it (`profile=all`: every block; `profile=sample`: the sampled ones).
+    /// Only [`leaks`] looks it up.
+    pub site: Option<Site>,
+}
+
+/// An allocation site the registry recorded: a stack of return addresses
+/// (innermost first, cma's own frames included; `cma run` and
+/// [`Profile`](crate::Profile) symbolise them). Sites are never forgotten,
+/// so the stack can be borrowed for the rest of the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Site(pub(crate) u32);
+
+impl Site {
+    /// The stack, as return addresses, innermost first.
+    pub fn frames(&self) -> &'static [usize] {
+        registry::site_frames(self.0).frames()
+    }
+
+    /// Whether its blocks were allocated while the process started up
+    /// (before the engine's constructor ran).
+    pub fn startup(&self) -> bool {
+        registry::site_frames(self.0).startup()
+    }
 }
 
 /// A live block: its address and its size as `block_size` answers.
@@ -314,6 +339,7 @@ pub fn leak_entries(out: &mut [LeakEntry]) -> usize {
             *slot = LeakEntry {
                 address: b.address,
                 size: b.size,
+                site: None,
             };
         }
         count += 1;
@@ -383,6 +409,7 @@ pub fn report_leaks_with(extra: LeakSummary) {
         largest.offer(LeakEntry {
             address: b.address,
             size: b.size,
+            site: None,
         });
         ControlFlow::Continue(())
     });
@@ -435,7 +462,8 @@ pub fn report_leaks() {
 }
 
 /// The blocks still live, not ignored (in address order, but for sampled
-/// blocks, which come last): an iterator that
+/// blocks, which come last), each with its allocation site when the
+/// registry recorded it (`profile=`): an iterator that
 /// reads them a chunk at a time (under the page lock, never while the
 /// caller holds an item), so the loop's body may allocate; blocks allocated
 /// or freed during the loop may or may not be seen. Nothing is allocated.
@@ -480,6 +508,7 @@ impl Iterator for Leaks {
                 chunk[*len] = LeakEntry {
                     address: b.address,
                     size: b.size,
+                    site: None,
                 };
                 *len += 1;
                 if *len == CHUNK {
@@ -490,6 +519,17 @@ impl Iterator for Leaks {
             });
             if self.len == 0 {
                 return None;
+            }
+            if sampling::on() {
+                let mut addresses = [0usize; CHUNK];
+                for (a, e) in addresses.iter_mut().zip(&self.chunk[..self.len]) {
+                    *a = e.address;
+                }
+                let mut sites = [None; CHUNK];
+                registry::sites_of(&addresses[..self.len], &mut sites[..self.len]);
+                for (e, s) in self.chunk.iter_mut().zip(sites) {
+                    e.site = s.map(Site);
+                }
             }
         }
         self.next += 1;

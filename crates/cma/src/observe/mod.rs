@@ -6,6 +6,7 @@
 pub(crate) mod alloc_log;
 pub(crate) mod leaks;
 pub(crate) mod limits;
+pub(crate) mod profile_api;
 pub(crate) mod profile_file;
 pub(crate) mod report_file;
 pub(crate) mod stats;

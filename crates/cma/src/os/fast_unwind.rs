@@ -102,10 +102,8 @@ mod imp {
         if v & END != 0 {
             return Some(Step::End);
         }
-        let rbp_at = (v & RBP_SAVED != 0).then(|| {
-            // 24 bits, sign-extended.
-            (((v >> 32) as u32) << 8) as i32 >> 8
-        });
+        // 24 bits, sign-extended.
+        let rbp_at = (v & RBP_SAVED != 0).then_some((((v >> 32) as u32) << 8) as i32 >> 8);
         Some(Step::Frame {
             from_rbp: v & FROM_RBP != 0,
             offset: v as u32,
@@ -384,11 +382,7 @@ mod imp {
         let set = |row: &mut Row, reg: u64, rule: Rule| match reg {
             RBP => row.rbp = rule,
             RA => row.ra = rule,
-            RSP => {
-                if rule != Rule::Kept {
-                    row.cfa_reg = u64::MAX;
-                }
-            }
+            RSP if rule != Rule::Kept => row.cfa_reg = u64::MAX,
             _ => {}
         };
         let restore = |row: &mut Row, reg: u64| {

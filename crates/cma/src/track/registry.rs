@@ -440,14 +440,13 @@ pub(crate) fn resize(addr: usize, size: usize) -> bool {
     true
 }
 
-/// The site of the recorded block at `addr`.
-pub(crate) fn site_of(addr: usize) -> Option<u32> {
-    REGISTRY.lock().live.get(addr).map(|l| l.site)
-}
-
-/// Whether any block is recorded (a cheap test before a lookup).
-pub(crate) fn any_live() -> bool {
-    REGISTRY.lock().live.len() != 0
+/// The sites of the recorded blocks at `addresses` (`None` for a block
+/// not recorded), under one hold of the lock.
+pub(crate) fn sites_of(addresses: &[usize], out: &mut [Option<u32>]) {
+    let r = REGISTRY.lock();
+    for (a, o) in addresses.iter().zip(out) {
+        *o = r.live.get(*a).map(|l| l.site);
+    }
 }
 
 /// A site's figures as a profile reports them: everything in
