@@ -53,7 +53,9 @@
  * the process exits; "%p" in FILE is replaced by the process id, and
  * report=stderr writes it on stderr. `cma run` uses it. alloc_log=1 turns
  * allocation logging on from the start, alloc_log_fd=N sends it to file
- * descriptor N (default 2).
+ * descriptor N (default 2), alloc_log_sample=N logs one event in about N.
+ * profile=sample|all records allocation sites (see the leak functions and
+ * `cma run --leaks`, `--profile`).
  *
  * Thread safety: every function may be called from any thread, always;
  * the cma_arena_* functions of one arena by one thread at a time (see
@@ -179,13 +181,44 @@ size_t cma_alloc_size(const void *ptr);
  * limit (cma_limits_set) is left as it is. */
 int32_t cma_set_alloc_limit(size_t limit);
 
-/* Allocation logging: every cma_* allocation and free call (not the malloc
- * family) writes one line, "cma-log: OPERATION ptr=0x... size=N
- * [old=0x...] tid=T", with one write(2) and no allocation, to file
- * descriptor 2 or the one alloc_log_fd=N in CMA_OPTIONS names. Off by
- * default (alloc_log=1 in CMA_OPTIONS turns it on from the start). */
+/* Allocation logging: every allocation, reallocation and free writes one
+ * line, "cma-log: OPERATION ptr=0x... size=N [old=0x...] tid=T", with one
+ * write(2) and no allocation, to file descriptor 2 or the one
+ * alloc_log_fd=N in CMA_OPTIONS names (or goes to the callback below).
+ * OPERATION is the cma_* function's name for the cma_* API, and "alloc",
+ * "alloc_zeroed", "realloc" or "free" for the malloc family and C++'s new
+ * and delete; size is the request, or the freed block's size. Off by
+ * default (alloc_log=1 in CMA_OPTIONS turns it on from the start); off, it
+ * costs the fast paths nothing. At the fast check level, logging turned on
+ * while the program runs misses the frees of blocks from memory cma had
+ * taken before (alloc_log=1 from the start logs every one). A call made
+ * from inside the callback is not logged. */
 void cma_set_alloc_logging(bool enable);
 bool cma_get_alloc_logging(void);
+
+/* One logged event, for a callback: operation as in the log line (a
+ * NUL-terminated string, valid during the call), the block returned or
+ * given (NULL for a failed allocation), the size, the block a realloc was
+ * given (NULL when none or the same), the thread's kernel id. */
+typedef struct cma_alloc_event {
+    const char *operation;
+    void *pointer;
+    size_t size;
+    void *old_pointer;
+    uint64_t thread;
+} cma_alloc_event;
+
+/* Sends logged events to callback(event, user_data) instead of the log's
+ * descriptor; NULL goes back to the descriptor. The callback runs inside
+ * the allocator, on the event's thread: it may allocate and free (those
+ * calls are not logged), must not longjmp or throw, and should be quick.
+ * Set it while logging is off. Returns CMA_OK. */
+int32_t cma_set_alloc_log_callback(void (*callback)(const cma_alloc_event *event, void *user_data),
+                                   void *user_data);
+
+/* Logs about one event in n (0 and 1: every one); alloc_log_sample=N in
+ * CMA_OPTIONS sets it from the start. Returns CMA_OK. */
+int32_t cma_set_alloc_log_sample(size_t n);
 
 /* Thread safety: cma is always thread safe and takes no global lock on its
  * fast paths (thread-local heaps), so there is nothing to switch on or off.

@@ -76,6 +76,9 @@ pub use check::kind::AllocKind;
 pub use check::level::CheckLevel;
 pub use guarded::sampling::DEFAULT_RATE as DEFAULT_SAMPLE_RATE;
 pub use heap::guard::guard_depth;
+pub use observe::alloc_log::{
+    alloc_logging, set_alloc_log_callback, set_alloc_log_sample, set_alloc_logging, AllocEvent,
+};
 pub use observe::leaks::{
     leak_entries, leak_summary, leaks, report_leaks, track_leak, untrack_leak, LeakEntry,
     LeakSummary, Leaks, Site,
@@ -93,7 +96,14 @@ pub use track::sampling::{ProfileMode, DEFAULT_PROFILE_RATE};
 /// change in any release.
 #[doc(hidden)]
 pub mod faces {
-    pub use crate::observe::alloc_log::{alloc_logging, log_event, set_alloc_logging, AllocEvent};
+    pub use crate::observe::alloc_log::{
+        alloc_logging, log_event, set_alloc_logging, AllocEvent, FaceLogs,
+    };
+
+    /// The calling thread's kernel id (cached).
+    pub fn thread_id() -> u64 {
+        crate::heap::guard::thread_id() as u64
+    }
     pub use crate::observe::leaks::report_leaks_with;
     pub use crate::observe::report_file::{open_for_pid, set_engine, Engine, PATH_MAX};
     pub use crate::os::file::File;

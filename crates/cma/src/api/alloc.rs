@@ -20,7 +20,7 @@ use crate::check::trailer::TRAILER;
 use crate::heap::guard::{fast_heap, AllocatorGuard};
 use crate::heap::profile;
 use crate::heap::{ClassState, Heap};
-use crate::observe::limits;
+use crate::observe::{alloc_log, limits};
 use crate::os::{process, PAGE_SIZE};
 use crate::pages::pages_for;
 use crate::slab::size_class::{class_for, class_of, SizeClass, MAX_SMALL};
@@ -211,10 +211,14 @@ pub(crate) extern "C" fn alloc_other(size: usize, align: usize) -> *mut u8 {
             return h.alloc_checked(class_of(small_slot(size + TRAILER, align)), size, align);
         }
     }
-    match alloc_slow(heap, size, align, false) {
+    let p = match alloc_slow(heap, size, align, false) {
         Ok(p) => p.as_ptr(),
         Err(_) => null_mut(),
+    };
+    if alloc_log::events_on() {
+        alloc_log::engine_event("alloc", p as usize, size, None);
     }
+    p
 }
 
 /// The checked level's allocation fast path: a cached slot of the thread's
@@ -319,7 +323,11 @@ pub(crate) fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 extern "C" fn alloc_zeroed_slow(size: usize, align: usize) -> *mut u8 {
     let mut guard = AllocatorGuard::enter();
     let heap = thread_heap(&mut guard);
-    alloc_slow(heap, size, align, true).map_or(null_mut(), NonNull::as_ptr)
+    let p = alloc_slow(heap, size, align, true).map_or(null_mut(), NonNull::as_ptr);
+    if alloc_log::events_on() {
+        alloc_log::engine_event("alloc_zeroed", p as usize, size, None);
+    }
+    p
 }
 
 /// C's `calloc` of `size` bytes (the product, already checked).

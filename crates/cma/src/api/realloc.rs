@@ -15,6 +15,7 @@ use crate::check::report;
 use crate::check::trailer::{self, TRAILER};
 use crate::heap::guard::AllocatorGuard;
 use crate::heap::profile;
+use crate::observe::alloc_log;
 use crate::observe::limits;
 use crate::os::PAGE_SIZE;
 use crate::pages::pages_for;
@@ -90,8 +91,22 @@ fn growth_target(new_size: usize, old_block: usize, cap: usize) -> usize {
 }
 
 /// realloc from scratch: validates `p`, resizes in place when the block
-/// allows, else moves. On error the old block is intact.
+/// allows, else moves. On error the old block is intact. Logged as one
+/// `realloc` event when allocation logging is on.
 pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*mut u8, CmaError> {
+    if !alloc_log::events_on() || p.is_null() {
+        return try_realloc_unlogged(p, new_size, align);
+    }
+    // The event at depth 1, as every engine event (a callback that
+    // allocates is then nested, and not logged).
+    let _guard = AllocatorGuard::enter();
+    let r = try_realloc_unlogged(p, new_size, align);
+    let q = r.as_ref().map_or(0, |&q| q as usize);
+    alloc_log::engine_event("realloc", q, new_size, Some(p as usize));
+    r
+}
+
+fn try_realloc_unlogged(p: *mut u8, new_size: usize, align: usize) -> Result<*mut u8, CmaError> {
     if p.is_null() {
         let q = alloc(new_size, align);
         return if q.is_null() {

@@ -34,6 +34,9 @@ pub(crate) const MODE_LIMITS: u8 = 2;
 /// `profile=all`: every allocation and free leaves the fast paths, to be
 /// recorded (`track::sampling`).
 pub(crate) const MODE_PROFILE: u8 = 4;
+/// Allocation logging is on: every allocation and free leaves the fast
+/// paths, to be logged (`observe::alloc_log`).
+pub(crate) const MODE_EVENTS: u8 = 8;
 
 impl CheckLevel {
     /// The level's name in `CMA_OPTIONS` (`check=NAME`).

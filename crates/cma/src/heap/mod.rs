@@ -28,7 +28,7 @@
 use core::cell::Cell;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-use crate::check::level::{self, MODE_CHECKED, MODE_PROFILE};
+use crate::check::level::{self, MODE_CHECKED, MODE_EVENTS, MODE_PROFILE};
 use crate::guarded::sampling::{self, NEVER};
 use crate::meta::span::Span;
 use crate::slab::remote_free::OWNER_PENDING;
@@ -273,8 +273,9 @@ impl Heap {
     #[inline(always)]
     fn owner_token(&self) -> u64 {
         // `profile=all` sends every free to the path that takes the block
-        // out of the registry, as a checked level sends it to its checks.
-        let tag = if level::mode() & (MODE_CHECKED | MODE_PROFILE) != 0 {
+        // out of the registry, and allocation logging to the path that logs
+        // it, as a checked level sends it to its checks.
+        let tag = if level::mode() & (MODE_CHECKED | MODE_PROFILE | MODE_EVENTS) != 0 {
             CHECKED_OWNER
         } else {
             0

@@ -160,6 +160,7 @@ impl<'a> Batch<'a> {
             Setting::ProfileFile(path) => self.profile_path = Some(path),
             Setting::AllocLog(on) => alloc_log::set_alloc_logging(on),
             Setting::AllocLogFd(fd) => alloc_log::set_log_fd(fd),
+            Setting::AllocLogSample(n) => alloc_log::set_alloc_log_sample(n),
             Setting::Json(_) | Setting::Loaded(_) | Setting::Stats(_) => {}
         }
         Ok(())

@@ -40,12 +40,14 @@ pub enum Setting<'a> {
     /// `sample_seed=S`: the random gaps between sampled blocks repeat from
     /// run to run.
     SampleSeed(u64),
-    /// `alloc_log=0|1`: whether allocation logging starts on (libcma logs
-    /// its `cma_*` calls; see `cma.h`).
+    /// `alloc_log=0|1`: whether allocation logging starts on (every
+    /// allocation, reallocation and free; see `observe::alloc_log`).
     AllocLog(bool),
     /// `alloc_log_fd=N`: the file descriptor logged events go to (default
     /// 2, stderr).
     AllocLogFd(i32),
+    /// `alloc_log_sample=N`: log about one event in N (default 1: all).
+    AllocLogSample(u64),
     /// `quarantine=SIZE`: bytes of freed blocks each thread holds back from
     /// reuse at a checked level (0: none).
     Quarantine(usize),
@@ -225,6 +227,9 @@ fn parse_item<'a>(item: &'a [u8], each: &mut impl FnMut(Result<Setting<'a>, Opti
             .and_then(|fd| i32::try_from(fd).ok())
             .map(Setting::AllocLogFd)
             .ok_or(Some("a file descriptor number")),
+        b"alloc_log_sample" => parse_size(value)
+            .map(|n| Setting::AllocLogSample(n.max(1) as u64))
+            .ok_or(Some("a number of events (1: every one)")),
         b"quarantine" => parse_size(value).map(Setting::Quarantine).ok_or(Some(SIZE)),
         b"quarantine_slots" => parse_size(value)
             .filter(|&n| n <= 4096)

@@ -106,6 +106,7 @@ impl<'a> Options<'a> {
             | Setting::Stats(_)
             | Setting::AllocLog(_)
             | Setting::AllocLogFd(_)
+            | Setting::AllocLogSample(_)
             | Setting::Sample(_)
             | Setting::SampleSlots(_)
             | Setting::SampleSeed(_)
