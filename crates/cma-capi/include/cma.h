@@ -156,6 +156,14 @@ void cma_bzero_and_free(void *ptr);
  * without changing anything. NULL returns CMA_OK. */
 int32_t cma_checked_free(void *ptr);
 
+/* Verifies the whole heap at once: every live block's trailer (an overflow
+ * of a block that was never freed) and every block held in the quarantine
+ * (a write after free). Returns CMA_OK, or the code of the first damage
+ * found (CMA_ERR_BUFFER_OVERFLOW, ...), whose one-line description goes to
+ * stderr. The same check runs at exit at the default level (exit_check=0 in
+ * CMA_OPTIONS turns that off). At check=fast there is nothing to verify. */
+int32_t cma_check_heap(void);
+
 /* Frees each string of the NULL-terminated array, then the array itself.
  * NULL is accepted. */
 void cma_free_double(char **content);

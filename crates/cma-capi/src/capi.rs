@@ -235,6 +235,24 @@ pub unsafe extern "C" fn cma_checked_free(ptr: *mut c_void) -> i32 {
     }
 }
 
+/// `int32_t cma_check_heap(void)`: verifies every live block's trailer and
+/// every quarantined block at once (`cma::check_heap`) and returns
+/// `CMA_OK`, or the code of the first damage found, whose one-line
+/// description it writes to stderr (`cma: heap check: ...`). At the `fast`
+/// level there is nothing to verify.
+#[no_mangle]
+pub extern "C" fn cma_check_heap() -> i32 {
+    match engine::check_heap() {
+        Ok(_) => CMA_OK,
+        Err(e) => {
+            let mut w = crate::util::FdWriter::new(2);
+            let _ = core::fmt::Write::write_fmt(&mut w, format_args!("cma: heap check: {e}\n"));
+            w.flush();
+            error_code(&e)
+        }
+    }
+}
+
 /// `void cma_free_double(char **content)`: frees every string of a
 /// null-terminated array, then the array. Null is accepted.
 ///

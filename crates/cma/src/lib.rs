@@ -46,10 +46,6 @@
 
 mod api;
 mod arena;
-// The fields of `CmaError`'s and `BlockKind`'s variants are named for what
-// they hold and described by their variant's doc; `check/` is being
-// reworked by the check-level work, which documents them field by field.
-#[allow(missing_docs)]
 mod check;
 mod guarded;
 mod heap;

@@ -490,3 +490,59 @@ fn a_reused_huge_mapping_takes_the_family_of_its_new_block() {
         "{stderr}"
     );
 }
+
+/// A freed huge block's mapping is made inaccessible until it is reused: a
+/// read through a stale pointer faults and is reported with the block;
+/// the mapping, reused, is readable and writable again.
+#[test]
+fn a_use_after_free_of_a_huge_block_faults() {
+    if let Some(s) = scenario() {
+        let size = 3 << 20;
+        let p = cma::malloc(size);
+        // SAFETY: p holds `size` bytes.
+        unsafe { core::ptr::write_bytes(p, 1, size) };
+        // SAFETY: p is live.
+        unsafe { cma::free(p) };
+        eprintln!("HUGE-ADDR={:#x}", p as usize);
+        if s == "reuse" {
+            let q = cma::malloc(size);
+            assert_eq!(q, p, "the freed mapping was not reused");
+            // SAFETY: q holds `size` bytes.
+            unsafe { core::ptr::write_bytes(q, 2, size) };
+            // SAFETY: q is live.
+            unsafe { cma::free(q) };
+            println!("reuse-ok");
+            return;
+        }
+        // SAFETY: deliberately reads the freed block (its mapping is still
+        // cma's, without access).
+        let v = unsafe { p.add(100).read_volatile() };
+        eprintln!("read {v}");
+        eprintln!("HUGE-SURVIVED");
+        return;
+    }
+    let test = "a_use_after_free_of_a_huge_block_faults";
+    let out = run_child(test, "read");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{stderr}");
+    let addr = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("HUGE-ADDR=0x"))
+        .and_then(|a| usize::from_str_radix(a, 16).ok())
+        .expect("the child's address");
+    let expected = format!(
+        "cma: use after free: read of {:#x}, 100 bytes into the freed huge block of",
+        addr + 100
+    );
+    assert!(
+        stderr.contains(&expected)
+            && stderr.contains(&format!("at {addr:#x} [in a memory access]")),
+        "expected {expected:?} in\n{stderr}"
+    );
+    let out = run_child(test, "reuse");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("reuse-ok"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -3,7 +3,9 @@
 //! pages cma decommits are not refilled by khugepaged. With `huge_pages=1`,
 //! the process's first segment does not ask for them (a small process would
 //! pay for zeroing 2 MiB at its first allocation); once a second segment is
-//! mapped, both ask (`MADV_HUGEPAGE`, the `hg` flag).
+//! mapped, both ask (`MADV_HUGEPAGE`, the `hg` flag). Huge blocks (a
+//! mapping of their own, above `LARGE_MAX`) always ask: their memory is
+//! given back whole.
 //!
 //! Each case runs in a child process of its own (the options must be in
 //! place before the first segment); the test harness allocates through the
@@ -133,4 +135,31 @@ fn first_segment_asks_later_child() {
     }
     // SAFETY: as above.
     unsafe { cma::free(small) };
+}
+
+#[test]
+fn huge_blocks_ask_for_huge_pages_whatever_segments_do() {
+    if thp_kernel() {
+        in_child("huge_block_asks_child", "");
+    }
+}
+
+#[test]
+fn huge_block_asks_child() {
+    if std::env::var(CHILD).is_err() {
+        return;
+    }
+    let small = cma::malloc(64);
+    let huge = cma::malloc(8 << 20);
+    assert!(!small.is_null() && !huge.is_null());
+    assert!(
+        advised_huge(huge as usize),
+        "a huge block without MADV_HUGEPAGE"
+    );
+    assert!(has_flag(small as usize, "nh"), "segments ask by default");
+    // SAFETY: live blocks from cma::malloc, freed once.
+    unsafe {
+        cma::free(huge);
+        cma::free(small);
+    }
 }

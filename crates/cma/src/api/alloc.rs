@@ -17,6 +17,7 @@ use crate::check::kind::{set_slot_kind, AllocKind};
 use crate::check::level::{self, checked_size_limit, fast_size_limit, MODE_CHECKED, MODE_FAST};
 use crate::check::lookup::{self, Found};
 use crate::check::trailer::TRAILER;
+use crate::guarded::zero;
 use crate::heap::guard::{fast_heap, AllocatorGuard};
 use crate::heap::profile;
 use crate::heap::{ClassState, Heap};
@@ -88,7 +89,9 @@ pub(crate) fn c_malloc(size: usize) -> *mut u8 {
 /// it).
 #[inline(never)]
 extern "C" fn c_alloc_other(size: usize) -> *mut u8 {
-    if size < checked_size_limit() {
+    // Zero bytes leave the fast path: a checked level serves them from the
+    // pool of zero-byte blocks.
+    if size < checked_size_limit() && size != 0 {
         if let Some(p) = fast_heap().c_state_for(size + TRAILER).pop_checked(size) {
             return p.as_ptr();
         }
@@ -190,7 +193,7 @@ fn enomem_if_null(p: *mut u8) -> *mut u8 {
 // landing pad around the call and make it a tail call.
 #[inline(never)]
 pub(crate) extern "C" fn alloc_other(size: usize, align: usize) -> *mut u8 {
-    if align <= 16 && size < checked_size_limit() {
+    if align <= 16 && size < checked_size_limit() && size != 0 {
         if let Some(p) = checked_alloc_fast(size, align) {
             return p;
         }
@@ -208,6 +211,9 @@ pub(crate) extern "C" fn alloc_other(size: usize, align: usize) -> *mut u8 {
             return small_block(h, class_of(small_slot(size, align)), size, align).0;
         }
         if mode == MODE_CHECKED && size <= MAX_SMALL - TRAILER {
+            if let Some(p) = zero_byte_block(size) {
+                return p;
+            }
             return h.alloc_checked(class_of(small_slot(size + TRAILER, align)), size, align);
         }
     }
@@ -219,6 +225,17 @@ pub(crate) extern "C" fn alloc_other(size: usize, align: usize) -> *mut u8 {
         alloc_log::engine_event("alloc", p as usize, size, None);
     }
     p
+}
+
+/// At a checked level, a request for zero bytes gets an address nobody may
+/// touch (`guarded::zero`); `None` for any other size, or when the pool
+/// cannot serve (an ordinary block then).
+#[inline(always)]
+fn zero_byte_block(size: usize) -> Option<*mut u8> {
+    if size != 0 {
+        return None;
+    }
+    zero::alloc(AllocKind::Malloc)
 }
 
 /// The checked level's allocation fast path: a cached slot of the thread's
@@ -260,6 +277,12 @@ pub(super) fn alloc_slow(
     // SAFETY: the caller's guard heap belongs to this thread.
     let heap = unsafe { &*heap };
     let trailer = level::trailer_bytes();
+    if trailer != 0 && align <= 16 {
+        if let Some(p) = zero_byte_block(size) {
+            // SAFETY: the pool's addresses are never null.
+            return Ok(unsafe { NonNull::new_unchecked(p) });
+        }
+    }
     let class = class_for(size + trailer, align);
     if limits::active() {
         let usable = match class {
@@ -367,6 +390,7 @@ fn record_kind(p: *mut u8, kind: AllocKind) {
         Ok(Found::Slot { span, index }) => set_slot_kind(span, index, kind),
         Ok(Found::Large(span)) => span.alloc_kind.set(kind as u8),
         Ok(Found::Sampled(slot)) => slot.set_kind(kind as u8),
+        Ok(Found::Zero(index)) => zero::set_kind(index, kind),
         Err(_) => {}
     }
 }

@@ -147,6 +147,7 @@ fn check_sized(p: *mut u8, size: Option<usize>, align: usize) -> Result<(), CmaE
         },
         lookup::Found::Large(span) => lookup::large_block(span),
         lookup::Found::Sampled(slot) => BlockKind::Sampled { size: slot.size() },
+        lookup::Found::Zero(_) => BlockKind::ZeroByte,
     };
     // At a checked level `live_size` is the size asked for, large or small.
     if size.is_some_and(|size| size != actual) {

@@ -132,7 +132,7 @@ fn try_realloc_unlogged(p: *mut u8, new_size: usize, align: usize) -> Result<*mu
         // In place, a slot keeps its size; a large block grows by whole
         // pages. A move is checked again by `alloc_slow`.
         let growth = match found {
-            Found::Slot { .. } | Found::Sampled(_) => 0,
+            Found::Slot { .. } | Found::Sampled(_) | Found::Zero(_) => 0,
             Found::Large(span) => (pages_for(new_size) * PAGE_SIZE).saturating_sub(span.bytes()),
         };
         limits::check(new_size, growth)?;
@@ -178,7 +178,8 @@ fn try_realloc_unlogged(p: *mut u8, new_size: usize, align: usize) -> Result<*mu
                 return Ok(p);
             }
         }
-        Found::Large(_) => {}
+        // No byte to keep: a new block (another zero-byte one for 0).
+        Found::Large(_) | Found::Zero(_) => {}
     }
     // Headroom only without limits: a limit must judge the size asked for.
     let target = match found {

@@ -9,17 +9,34 @@ use super::kind::AllocKind;
 /// What kind of block an address was found in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockKind {
-    /// A slot of a size class; the value is the class's block size.
-    Class { class: usize, block_size: usize },
+    /// A slot of a size class.
+    Class {
+        /// The class's number (see [`class_block_sizes`](crate::class_block_sizes)).
+        class: usize,
+        /// The class's block size in bytes.
+        block_size: usize,
+    },
     /// A large block made of whole pages.
-    Large { bytes: usize },
+    Large {
+        /// The pages' bytes.
+        bytes: usize,
+    },
     /// A huge block with a mapping of its own.
-    Huge { bytes: usize },
+    Huge {
+        /// The block's bytes (whole pages).
+        bytes: usize,
+    },
     /// Pages that cma holds but that belong to no live block.
     FreedPages,
     /// A sampled block, on a page of its own before a guard page (see
-    /// `sample` in README); the value is the size requested.
-    Sampled { size: usize },
+    /// `sample` in README).
+    Sampled {
+        /// The size requested.
+        size: usize,
+    },
+    /// A zero-byte block, at an address nobody may touch (see
+    /// `guarded::zero`).
+    ZeroByte,
 }
 
 /// What a faulting access of a sampled block's pages did.
@@ -34,12 +51,21 @@ pub enum AccessProblem {
     UseAfterFree,
     /// It touched the pool where no block ever was.
     Wild,
+    /// It went through a live zero-byte block (`malloc(0)`), which has no
+    /// byte to touch.
+    ZeroByte,
+    /// It went through a zero-byte block after it was freed.
+    FreedZeroByte,
+    /// It touched a huge block (a mapping of its own) after it was freed.
+    FreedHuge,
 }
 
 /// Whether a faulting access read or wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// A load.
     Read,
+    /// A store.
     Write,
     /// The processor does not say (on targets other than x86_64).
     Unknown,
@@ -49,27 +75,53 @@ pub enum Access {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CmaError {
     /// The block at `addr` is not allocated: it was freed already.
-    DoubleFree { addr: usize, block: BlockKind },
+    DoubleFree {
+        /// The address passed in.
+        addr: usize,
+        /// What the address was found in.
+        block: BlockKind,
+    },
     /// The block at `addr` was already freed by another thread (the owner has
     /// not collected that free yet).
-    DoubleFreeByOtherThread { addr: usize, block: BlockKind },
+    DoubleFreeByOtherThread {
+        /// The address passed in.
+        addr: usize,
+        /// What the address was found in.
+        block: BlockKind,
+    },
     /// `addr` points inside a block, not at its start.
     InteriorPointer {
+        /// The address passed in.
         addr: usize,
+        /// Where the block that holds it starts.
         block_start: usize,
+        /// What the address was found in.
         block: BlockKind,
     },
     /// The bytes after the caller's part of the block at `addr` were
     /// overwritten (found at the `default` check level, or around a
     /// sampled block).
-    BufferOverflow { addr: usize, block: BlockKind },
+    BufferOverflow {
+        /// The block's address.
+        addr: usize,
+        /// What the address was found in.
+        block: BlockKind,
+    },
     /// The bytes before the sampled block at `addr`, in its page, were
     /// overwritten.
-    BufferUnderflow { addr: usize, block: BlockKind },
-    /// An access of a sampled block's guard page or freed page faulted
+    BufferUnderflow {
+        /// The block's address.
+        addr: usize,
+        /// What the address was found in.
+        block: BlockKind,
+    },
+    /// An access of memory nobody may touch faulted: a sampled block's
+    /// guard page or freed page, a zero-byte block, a freed huge block
     /// (reported by the fault handler).
     BadAccess {
+        /// What the access did wrong.
         problem: AccessProblem,
+        /// Whether it read or wrote.
         access: Access,
         /// The address that faulted.
         addr: usize,
@@ -81,46 +133,81 @@ pub enum CmaError {
     /// The freed block at `addr` was written after it was freed: it no longer
     /// reads as the zeros it was wiped to (found at the `default` check level
     /// when the slot leaves the quarantine or is handed out again).
-    WriteAfterFree { addr: usize, block: BlockKind },
+    WriteAfterFree {
+        /// The freed block's address.
+        addr: usize,
+        /// What the address was found in.
+        block: BlockKind,
+    },
     /// The block at `addr` was allocated by one family of functions and
     /// released (or resized) by another: `free` of a `new[]` block, `delete`
     /// of a `malloc` block (found at the `default` check level).
     KindMismatch {
+        /// The address passed in.
         addr: usize,
+        /// The family that allocated it.
         allocated: AllocKind,
+        /// The family that released it.
         released: AllocKind,
+        /// What the address was found in.
         block: BlockKind,
     },
     /// A sized release (`free_sized`, sized `operator delete`) named a size
-    /// the block at `addr` was not allocated with (`size`; it was
-    /// `actual`), or an alignment it does not have (found at the `default`
+    /// the block at `addr` was not allocated with (found at the `default`
     /// check level).
     SizeMismatch {
+        /// The address passed in.
         addr: usize,
+        /// The size the release named.
         size: usize,
+        /// The size the block was allocated with.
         actual: usize,
+        /// What the address was found in.
         block: BlockKind,
     },
+    /// An aligned release (`free_aligned_sized`, aligned `operator
+    /// delete`) named an alignment the block at `addr` does not have (found
+    /// at the `default` check level).
     AlignMismatch {
+        /// The address passed in.
         addr: usize,
+        /// The alignment the release named.
         align: usize,
+        /// What the address was found in.
         block: BlockKind,
     },
     /// `addr` is not in memory that cma manages: another allocator's block,
     /// the stack, static data, or unmapped memory.
-    NotOurs { addr: usize },
+    NotOurs {
+        /// The address passed in.
+        addr: usize,
+    },
     /// The allocation limit on a single request was exceeded.
-    RequestLimitExceeded { size: usize, limit: usize },
+    RequestLimitExceeded {
+        /// The size requested.
+        size: usize,
+        /// The limit (`limit_request`).
+        limit: usize,
+    },
     /// The allocation limit on total bytes in use was exceeded.
     TotalLimitExceeded {
+        /// The size requested.
         size: usize,
+        /// The bytes in use before the request.
         in_use: usize,
+        /// The limit (`limit_total`).
         limit: usize,
     },
     /// The kernel refused memory.
-    OutOfMemory { size: usize },
+    OutOfMemory {
+        /// The size requested.
+        size: usize,
+    },
     /// The alignment is not a power of two, or is too large.
-    InvalidAlignment { align: usize },
+    InvalidAlignment {
+        /// The alignment requested.
+        align: usize,
+    },
     /// `count * size` overflows.
     SizeOverflow,
 }
@@ -142,6 +229,9 @@ impl CmaError {
                 AccessProblem::Underflow => "heap buffer underflow",
                 AccessProblem::UseAfterFree => "use after free",
                 AccessProblem::Wild => "wild access",
+                AccessProblem::ZeroByte => "access through a zero-byte block",
+                AccessProblem::FreedZeroByte => "use after free of a zero-byte block",
+                AccessProblem::FreedHuge => "use after free",
             },
             CmaError::WriteAfterFree { .. } => "write after free",
             CmaError::KindMismatch { .. } => "alloc-dealloc mismatch",
@@ -221,6 +311,7 @@ impl fmt::Display for BlockKind {
             BlockKind::Huge { bytes } => write!(f, "huge block of {bytes} bytes"),
             BlockKind::FreedPages => write!(f, "in freed pages"),
             BlockKind::Sampled { size } => write!(f, "sampled block of {size} bytes"),
+            BlockKind::ZeroByte => write!(f, "zero-byte block"),
         }
     }
 }
@@ -262,7 +353,10 @@ impl fmt::Display for CmaError {
                 size,
             } => {
                 let end = block_start + size;
-                let freed = if problem == AccessProblem::UseAfterFree {
+                let freed = if matches!(
+                    problem,
+                    AccessProblem::UseAfterFree | AccessProblem::FreedZeroByte
+                ) {
                     "freed "
                 } else {
                     ""
@@ -270,6 +364,23 @@ impl fmt::Display for CmaError {
                 write!(f, "{kind}: {access} of {addr:#x}, ")?;
                 if problem == AccessProblem::Wild {
                     return write!(f, "in cma's pool of sampled blocks, where no block is");
+                }
+                if problem == AccessProblem::FreedHuge {
+                    return write!(
+                        f,
+                        "{} bytes into the freed huge block of {size} bytes at {block_start:#x}",
+                        addr - block_start
+                    );
+                }
+                if matches!(
+                    problem,
+                    AccessProblem::ZeroByte | AccessProblem::FreedZeroByte
+                ) {
+                    return write!(
+                        f,
+                        "{} bytes into the {freed}zero-byte block at {block_start:#x} (from malloc(0) or new[0]: it has no byte to touch)",
+                        addr - block_start
+                    );
                 }
                 if addr < block_start {
                     write!(f, "{} bytes before", block_start - addr)?;

@@ -12,7 +12,9 @@
 
 use super::error::{Access, AccessProblem, CmaError};
 use super::report;
-use crate::guarded::{self, sampling, FRAMES};
+use crate::guarded::{self, sampling, zero, FRAMES};
+use crate::meta::segment_map::{self, SAMPLED_POOL, TAG_HUGE, ZERO_POOL};
+use crate::meta::span::{Span, SpanKind};
 use crate::os::backtrace;
 use crate::os::signal::{self, Fault};
 
@@ -21,10 +23,11 @@ pub(crate) fn install() {
     signal::install_fault_handler(on_fault);
 }
 
-/// Installs the fault handler when sampling is on: for a face that
+/// Installs the fault handler when sampling is on or the level is a
+/// checked one (zero-byte blocks fault when touched): for a face that
 /// replaces the C allocator, from its constructor.
 pub(crate) fn install_if_sampling() {
-    if sampling::rate() != 0 {
+    if sampling::rate() != 0 || crate::check::level::checked() {
         install();
     }
 }
@@ -35,13 +38,42 @@ pub(crate) fn install_if_sampling() {
 const UNWIND_ROOM: usize = 16 * 1024;
 
 fn on_fault(fault: &Fault) {
-    let Some(near) = guarded::block_near(fault.addr) else {
-        return;
-    };
     let access = match fault.write {
         Some(true) => Access::Write,
         Some(false) => Access::Read,
         None => Access::Unknown,
+    };
+    if let Some((start, live)) = zero::block_at(fault.addr) {
+        let problem = if live {
+            AccessProblem::ZeroByte
+        } else {
+            AccessProblem::FreedZeroByte
+        };
+        report_access(
+            fault,
+            CmaError::BadAccess {
+                problem,
+                access,
+                addr: fault.addr,
+                block_start: start,
+                size: 0,
+            },
+        );
+    }
+    if let Some((start, bytes)) = freed_huge_block(fault.addr) {
+        report_access(
+            fault,
+            CmaError::BadAccess {
+                problem: AccessProblem::FreedHuge,
+                access,
+                addr: fault.addr,
+                block_start: start,
+                size: bytes,
+            },
+        );
+    }
+    let Some(near) = guarded::block_near(fault.addr) else {
+        return;
     };
     let error = match near {
         None => CmaError::BadAccess {
@@ -69,6 +101,29 @@ fn on_fault(fault: &Fault) {
             }
         }
     };
+    report_access(fault, error)
+}
+
+/// The freed huge block whose sealed mapping holds `addr`: its start and
+/// size. Reads the segment map and the descriptor it names, as the free
+/// path does, without a lock (a mapping reused meanwhile is no longer
+/// sealed, and the access that faulted is then not cma's business).
+fn freed_huge_block(addr: usize) -> Option<(usize, usize)> {
+    let entry = segment_map::lookup(addr);
+    if entry & TAG_HUGE == 0 || entry == SAMPLED_POOL || entry == ZERO_POOL {
+        return None;
+    }
+    // SAFETY: tagged entries point at huge-block descriptors in the
+    // metadata region, which stays mapped.
+    let span = unsafe { &*((entry & !TAG_HUGE) as *const Span) };
+    let (start, reserved) = (span.start(), span.reserved.get());
+    (span.kind() == SpanKind::HugeFree && span.sealed.get() && addr.wrapping_sub(start) < reserved)
+        .then(|| (start, span.bytes()))
+}
+
+/// Reports a fault that was cma's, with the stack of the access, and
+/// aborts.
+fn report_access(fault: &Fault, error: CmaError) -> ! {
     let mut frames = [0usize; FRAMES + 4];
     let mut len = 0;
     if signal::alternate_stack_room().is_none_or(|room| room >= UNWIND_ROOM) {

@@ -223,7 +223,7 @@ fn look_again(suspect: Suspect) -> Option<CmaError> {
                 lookup::live_size(&Found::Slot { span, index }).err()
             }
             // No longer the block the walk saw.
-            Found::Sampled(_) => None,
+            Found::Sampled(_) | Found::Zero(_) => None,
             Found::Large(span) => {
                 if !page_block_damaged(span) {
                     return None;

@@ -10,8 +10,9 @@ use super::error::{BlockKind, CmaError};
 use super::kind::AllocKind;
 use super::level;
 use super::trailer;
+use crate::guarded::zero::{self, ZeroLookup};
 use crate::guarded::{self, Damage, Lookup, Slot};
-use crate::meta::segment_map::{self, SAMPLED_POOL, TAG_HUGE};
+use crate::meta::segment_map::{self, SAMPLED_POOL, TAG_HUGE, ZERO_POOL};
 use crate::meta::span::{Segment, Span, SpanKind};
 use crate::slab::size_class::slot_containing;
 use crate::slab::slot::{slot_at, slot_state, SlotState};
@@ -24,6 +25,8 @@ pub(crate) enum Found<'a> {
     Large(&'a Span),
     /// A live sampled block (see `guarded`).
     Sampled(&'static Slot),
+    /// Live zero-byte block `index` (see `guarded::zero`).
+    Zero(usize),
 }
 
 /// The descriptor that the page table names for `addr`, on the fast path:
@@ -94,6 +97,16 @@ pub(crate) fn find_block(addr: usize) -> Result<Found<'static>, CmaError> {
     }
     if entry == SAMPLED_POOL {
         return find_sampled(addr);
+    }
+    if entry == ZERO_POOL {
+        return match zero::lookup(addr) {
+            ZeroLookup::Live(index) => Ok(Found::Zero(index)),
+            ZeroLookup::Free(_) => Err(CmaError::DoubleFree {
+                addr,
+                block: BlockKind::ZeroByte,
+            }),
+            ZeroLookup::Between => Err(CmaError::NotOurs { addr }),
+        };
     }
     if entry & TAG_HUGE != 0 {
         // SAFETY: tagged entries point at huge-block descriptors, which stay
@@ -206,6 +219,7 @@ pub(crate) fn live_size(found: &Found) -> Result<usize, CmaError> {
                 Some(Damage::Before) => Err(CmaError::BufferUnderflow { addr, block }),
             }
         }
+        Found::Zero(_) => Ok(0),
     }
 }
 
@@ -237,6 +251,7 @@ pub(crate) fn check_kind(found: &Found, kind: AllocKind) -> Result<(), CmaError>
             s.start(),
             BlockKind::Sampled { size: s.size() },
         ),
+        Found::Zero(index) => (zero::kind(index), zero::address(index), BlockKind::ZeroByte),
     };
     if allocated == kind {
         Ok(())

@@ -42,6 +42,7 @@
 //! under it, never memory that goes away).
 
 pub(crate) mod sampling;
+pub(crate) mod zero;
 
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};

@@ -509,7 +509,7 @@ impl ArenaHeap {
                 self.count_free(span.slot_size());
             }
             // Arenas never sample (`create`).
-            Found::Sampled(_) => return Ok(ArenaFree::NotThisArena),
+            Found::Sampled(_) | Found::Zero(_) => return Ok(ArenaFree::NotThisArena),
             Found::Large(span) => {
                 if !self.owns_large(span) {
                     return Ok(ArenaFree::NotThisArena);

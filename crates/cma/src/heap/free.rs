@@ -189,6 +189,19 @@ impl Heap {
                     })
                 }
             }
+            Found::Zero(index) => {
+                if level::checked() {
+                    crate::check::lookup::check_kind(&found, kind)?;
+                }
+                if crate::guarded::zero::free(index) {
+                    Ok(())
+                } else {
+                    Err(CmaError::DoubleFree {
+                        addr: crate::guarded::zero::address(index),
+                        block: BlockKind::ZeroByte,
+                    })
+                }
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ use super::counters::sample_peaks;
 use super::slabs::pages_freed;
 use super::Heap;
 use crate::check::kind::AllocKind;
+use crate::check::level;
 use crate::meta::span::{Span, SpanKind};
 use crate::os::PAGE_SIZE;
 use crate::pages::{pages_for, resize_huge, LARGE_MAX, MAX_SPAN_PAGES, PAGES};
@@ -68,7 +69,13 @@ impl Heap {
             // SAFETY: validated live block of ours, and the caller gives it up.
             unsafe {
                 if s.kind() == SpanKind::Huge {
-                    pages.free_huge(span);
+                    let seal = level::checked();
+                    if seal && !crate::os::signal::fault_handler_installed() {
+                        // A touch of the sealed mapping faults: the handler
+                        // says whose.
+                        super::guard::defer_fault_handler();
+                    }
+                    pages.free_huge(span, seal);
                 } else {
                     pages.free_span(span);
                 }

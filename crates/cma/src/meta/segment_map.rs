@@ -31,6 +31,10 @@ pub(crate) const TAG_HUGE: usize = 1 << 63;
 /// and bit 0, which no descriptor's address has.
 pub(crate) const SAMPLED_POOL: usize = TAG_HUGE | 1;
 
+/// The entry of the zero-byte blocks' pool (`guarded::zero`): the top bit
+/// and bit 1, which no descriptor's address has either.
+pub(crate) const ZERO_POOL: usize = TAG_HUGE | 2;
+
 /// The map before it exists: one entry, 0.
 static NO_MAP: AtomicUsize = AtomicUsize::new(0);
 static MAP: AtomicPtr<AtomicUsize> = AtomicPtr::new(addr_of!(NO_MAP) as *mut AtomicUsize);

@@ -122,6 +122,9 @@ pub(crate) struct Span {
     pub(crate) free_next: Cell<*mut Span>,
     pub(crate) dirty: Cell<bool>,
     pub(crate) zeroed: Cell<bool>,
+    /// Freed huge blocks only: the mapping was made inaccessible (a checked
+    /// level's free), so any access through a stale pointer faults.
+    pub(crate) sealed: Cell<bool>,
     pub(crate) freed_at_ms: Cell<u64>,
     /// Large and huge blocks only: the allocation kind (`check::kind`, at the
     /// checked levels).
@@ -311,6 +314,7 @@ impl Span {
             free_next: Cell::new(core::ptr::null_mut()),
             dirty: Cell::new(false),
             zeroed: Cell::new(false),
+            sealed: Cell::new(false),
             freed_at_ms: Cell::new(0),
             alloc_kind: Cell::new(0),
             reserved: Cell::new(0),

@@ -13,7 +13,7 @@
 
 use core::sync::atomic::Ordering;
 
-use crate::guarded;
+use crate::guarded::{self, zero};
 use crate::heap::counters::{PEAK_BYTES, PEAK_LIVE};
 use crate::heap::guard::AllocatorGuard;
 use crate::heap::pool::{for_each_heap, heaps_created};
@@ -118,6 +118,11 @@ pub fn stats() -> Stats {
         s.dirty_free_bytes = pages.dirty_bytes;
         s.metadata_bytes = pages.meta.mapped;
     }
+    // Zero-byte blocks (`guarded::zero`) count in the smallest class, as
+    // the `fast` level's `malloc(0)` slots do.
+    let (zero_allocated, zero_freed) = zero::counts();
+    s.classes[0].allocations += zero_allocated;
+    s.classes[0].frees += zero_freed;
     let single_heap = s.heaps <= 1;
     let mut live_bytes = large_bytes;
     s.allocations = s.large_allocations;

@@ -10,7 +10,7 @@
 //! | --- | --- | --- |
 //! | `check` | `fast` or `default` (the default) | the check level, see README |
 //! | `purge_delay_ms` | integer | how long free pages stay committed (default 250) |
-//! | `huge_pages` | `0` or `1` | whether segments ask for transparent huge pages (default 0: they refuse them, so decommitted pages stay decommitted; with 1, the first segment asks only once a second is mapped) |
+//! | `huge_pages` | `0` or `1` | whether segments ask for transparent huge pages (default 0: they refuse them, so decommitted pages stay decommitted; with 1, the first segment asks only once a second is mapped; huge blocks always ask) |
 //! | `purge_thread` | `0` or `1` | whether a quiet program's idle pages are purged by a thread (default 1) |
 //! | `limit_request` | size (`K`, `M`, `G` suffixes) | largest single request |
 //! | `limit_total` | size | largest total of bytes in use |

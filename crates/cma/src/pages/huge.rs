@@ -57,6 +57,15 @@ impl Pages {
             let reserved = s.reserved.get();
             self.huge_cached -= 1;
             self.huge_cached_bytes -= reserved;
+            if s.sealed.get() {
+                if !memory::protect(s.start() as *mut u8, reserved, true) {
+                    // The kernel refused to charge it again (the commit
+                    // limit): a new mapping would be refused too.
+                    self.release_uncached_huge(best);
+                    return null_mut();
+                }
+                s.sealed.set(false);
+            }
             s.bytes.store(bytes, Ordering::Relaxed);
             s.zeroed.set(!s.dirty.get());
             if s.dirty.get() {
@@ -91,13 +100,23 @@ impl Pages {
         // largest freed one to the start of the new mapping, so the new block
         // does not fault (and the kernel does not zero) all of them again.
         let mut base = 0;
-        let donor = self.take_largest_dirty_huge(reserved);
+        let mut donor = self.take_largest_dirty_huge(reserved);
+        // SAFETY (both): a cached huge descriptor, out of the cache.
+        if !donor.is_null() && unsafe { (*donor).sealed.get() } {
+            let d = unsafe { &*donor };
+            if memory::protect(d.start() as *mut u8, d.reserved.get(), true) {
+                d.sealed.set(false);
+            } else {
+                self.return_to_cache(donor);
+                donor = null_mut();
+            }
+        }
         if !donor.is_null() {
             // SAFETY: a cached huge descriptor, now out of the cache.
             let d = unsafe { &*donor };
             let (from, len) = (d.start(), d.reserved.get());
             segment_map::set_range(from, len, 0);
-            (base, _) = move_to_new_space(from, len, reserved, reserved, align, self.huge_pages);
+            (base, _) = move_to_new_space(from, len, reserved, reserved, align);
             if base == 0 {
                 // The kernel refused; the donor's mapping is as it was.
                 segment_map::set_range(from, len, donor as usize | TAG_HUGE);
@@ -120,9 +139,11 @@ impl Pages {
                 unsafe { self.meta.free(desc.cast(), header_bytes()) };
                 return null_mut();
             }
-            if self.huge_pages {
-                memory::hint_huge_pages(p, reserved);
-            }
+            // A huge block asks for transparent huge pages whatever
+            // segments do (`huge_pages=` is theirs): its memory is given
+            // back whole, never a page here and there inside a live 2 MiB
+            // region, and a block of megabytes faults 512 times less.
+            memory::hint_huge_pages(p, reserved);
             base = p as usize;
         }
         self.mapped += reserved;
@@ -210,7 +231,7 @@ impl Pages {
     ///
     /// # Safety
     /// `span` is a live huge block of ours.
-    pub(crate) unsafe fn free_huge(&mut self, span: *mut Span) {
+    pub(crate) unsafe fn free_huge(&mut self, span: *mut Span, seal: bool) {
         // SAFETY: the caller guarantees `span` is a live huge descriptor.
         let s = unsafe { &*span };
         let reserved = s.reserved.get();
@@ -232,6 +253,11 @@ impl Pages {
         if !next.is_null() {
             // SAFETY: as above.
             unsafe { (*next).prev.set(prev) };
+        }
+        // A checked level's freed huge block faults when touched until its
+        // mapping is reused (should the kernel refuse, it stays readable).
+        if seal && memory::protect(s.start() as *mut u8, reserved, false) {
+            s.sealed.set(true);
         }
         s.set_kind(SpanKind::HugeFree);
         s.dirty.set(true);
@@ -260,26 +286,35 @@ impl Pages {
             } else {
                 (*prev).free_next.set(null_mut());
             }
-            let s = &*cur;
-            let reserved = s.reserved.get();
-            if s.dirty.get() {
-                self.dirty_bytes -= reserved;
-            }
-            segment_map::set_range(s.start(), reserved, 0);
-            memory::unmap(s.start() as *mut u8, reserved);
-            self.mapped -= reserved;
+            let reserved = (*cur).reserved.get();
             self.huge_cached -= 1;
             self.huge_cached_bytes -= reserved;
-            self.meta.free(cur.cast(), header_bytes());
+            self.release_uncached_huge(cur);
         }
+    }
+
+    /// Unmaps a freed huge mapping already out of the cache and frees its
+    /// descriptor.
+    fn release_uncached_huge(&mut self, span: *mut Span) {
+        // SAFETY: a freed huge descriptor on no list.
+        let s = unsafe { &*span };
+        let reserved = s.reserved.get();
+        if s.dirty.get() {
+            self.dirty_bytes -= reserved;
+        }
+        segment_map::set_range(s.start(), reserved, 0);
+        memory::unmap(s.start() as *mut u8, reserved);
+        self.mapped -= reserved;
+        // SAFETY: no map entry or list names it any more.
+        unsafe { self.meta.free(span.cast(), header_bytes()) };
     }
 }
 
 /// Reserves `space` bytes of address space at `align` (both whole
 /// segment-map granules) for a huge mapping, inside the segment map's range,
-/// hinted for transparent huge pages when `huge_pages` (what becomes memory
-/// there keeps the hint). Returns 0 when the kernel refuses.
-fn reserve_huge_space(space: usize, align: usize, huge_pages: bool) -> usize {
+/// hinted for transparent huge pages (what becomes memory there keeps the
+/// hint; see `alloc_huge`). Returns 0 when the kernel refuses.
+fn reserve_huge_space(space: usize, align: usize) -> usize {
     let p = memory::reserve_aligned(space, align);
     if p.is_null() {
         return 0;
@@ -288,9 +323,7 @@ fn reserve_huge_space(space: usize, align: usize, huge_pages: bool) -> usize {
         memory::unmap(p, space);
         return 0;
     }
-    if huge_pages {
-        memory::hint_huge_pages(p, space);
-    }
+    memory::hint_huge_pages(p, space);
     p as usize
 }
 
@@ -316,11 +349,10 @@ pub(super) fn move_to_new_space(
     reserved: usize,
     space: usize,
     align: usize,
-    huge_pages: bool,
 ) -> (usize, usize) {
     debug_assert!(len < reserved && reserved <= space);
-    let (target, space) = match reserve_huge_space(space, align, huge_pages) {
-        0 if space > reserved => (reserve_huge_space(reserved, align, huge_pages), reserved),
+    let (target, space) = match reserve_huge_space(space, align) {
+        0 if space > reserved => (reserve_huge_space(reserved, align), reserved),
         target => (target, space),
     };
     if target == 0 {

@@ -82,15 +82,13 @@ pub(crate) unsafe fn resize_huge(span: *mut Span, bytes: usize, align: usize) ->
     let headroom = s.headroom.get();
     // The pages move. The old range stops naming the block before they
     // leave it (see the module docs).
-    let huge_pages = pages.huge_pages;
     segment_map::set_range(start, reserved + headroom, 0);
     drop(pages);
 
     // Headroom as large again as the block, address space only.
     let space = new_reserved.checked_mul(2).unwrap_or(new_reserved);
     let align = align.max(SEGMENT_SIZE);
-    let (target, space) =
-        move_to_new_space(start, reserved, new_reserved, space, align, huge_pages);
+    let (target, space) = move_to_new_space(start, reserved, new_reserved, space, align);
     if target == 0 {
         let _pages = PAGES.lock();
         segment_map::set_range(start, reserved + headroom, span as usize | TAG_HUGE);
