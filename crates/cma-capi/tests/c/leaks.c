@@ -95,8 +95,9 @@ static void test_cma_blocks(void) {
     for (int i = 0; i < N; i++) small[i] = malloc(100 + opaque);
     void *large = malloc(300000 + opaque);
     void *huge = malloc((5 << 20) + opaque);
+    void *empty = malloc(0 + opaque); /* a zero-byte block: live too */
     CHECK(cma_get_leak_summary(&s) == CMA_OK);
-    CHECK(s.live_block_count == s0.live_block_count + N + 2);
+    CHECK(s.live_block_count == s0.live_block_count + N + 3);
     CHECK(s.live_bytes >= s0.live_bytes + N * 100 + 300000 + (5 << 20));
     size_t n = take_entries();
     CHECK(n == s.live_block_count);
@@ -108,6 +109,7 @@ static void test_cma_blocks(void) {
     size_t size = 0;
     CHECK(listed(large, n, &size) == 1 && size == cma_block_size(large));
     CHECK(listed(huge, n, &size) == 1 && size == cma_block_size(huge));
+    CHECK(listed(empty, n, &size) == 1 && size == cma_block_size(empty));
 
     /* A buffer too small still gets the full count, and the first entries. */
     cma_leak_entry two[2];
@@ -199,6 +201,7 @@ static void test_cma_blocks(void) {
     CHECK(cma_track_leak(large) == CMA_OK);
     free(large);
     free(huge);
+    free(empty);
     for (int i = 1; i < N; i++)
         if (i != 3 && i != 4 && i != 6) free(small[i]);
     CHECK(cma_get_leak_summary(&u) == CMA_OK);

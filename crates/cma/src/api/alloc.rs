@@ -25,6 +25,7 @@ use crate::observe::{alloc_log, limits};
 use crate::os::{process, PAGE_SIZE};
 use crate::pages::pages_for;
 use crate::slab::size_class::{class_for, class_of, SizeClass, MAX_SMALL};
+use crate::track::ignored;
 
 /// The engine's allocation entry: `size` bytes at `align` (a power of two).
 ///
@@ -235,7 +236,12 @@ fn zero_byte_block(size: usize) -> Option<*mut u8> {
     if size != 0 {
         return None;
     }
-    zero::alloc(AllocKind::Malloc)
+    let p = zero::alloc(AllocKind::Malloc)?;
+    if ignored::ignoring() {
+        // An address handed out again is tracked again.
+        ignored::handing_out(p as usize);
+    }
+    Some(p)
 }
 
 /// The checked level's allocation fast path: a cached slot of the thread's
@@ -279,6 +285,7 @@ pub(super) fn alloc_slow(
     let trailer = level::trailer_bytes();
     if trailer != 0 && align <= 16 {
         if let Some(p) = zero_byte_block(size) {
+            profile::recorded_alloc(p, 0);
             // SAFETY: the pool's addresses are never null.
             return Ok(unsafe { NonNull::new_unchecked(p) });
         }

@@ -35,11 +35,12 @@ use crate::check::error::CmaError;
 use crate::check::level;
 use crate::check::lookup::{self, slot_error, Found};
 use crate::check::trailer::{self, TRAILER};
-use crate::guarded;
+use crate::guarded::{self, zero};
 use crate::heap::guard::AllocatorGuard;
 use crate::meta::span::{Span, SpanKind};
 use crate::os::process;
 use crate::pages::PAGES;
+use crate::slab::size_class::class_block_sizes;
 use crate::slab::slot::{slot_state, SlotState};
 use crate::track::ignored::{self, IGNORED};
 use crate::track::{registry, sampling};
@@ -110,6 +111,8 @@ fn live_block(addr: usize) -> Result<(usize, Option<usize>), CmaError> {
         },
         Found::Large(span) => Ok((span.bytes(), None)),
         Found::Sampled(slot) => Ok((slot.size(), None)),
+        // Counted in the smallest class (`observe::stats`).
+        Found::Zero(_) => Ok((class_block_sizes()[0], None)),
     }
 }
 
@@ -181,7 +184,7 @@ pub fn leak_summary() -> LeakSummary {
 
 /// Where a walk over the live blocks stands: it goes on with the blocks at
 /// `from` and above, of the page allocator first, then of the sampled
-/// pool.
+/// pool, then of the zero-byte pool.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Cursor {
     phase: Phase,
@@ -192,6 +195,7 @@ pub(crate) struct Cursor {
 enum Phase {
     Pages,
     Sampled,
+    ZeroByte,
     Done,
 }
 
@@ -265,6 +269,28 @@ pub(crate) fn walk_live(cursor: &mut Cursor, mut visit: impl FnMut(LiveBlock) ->
             visit(LiveBlock {
                 address: start,
                 size,
+            })
+        });
+        cursor.from = from;
+        if flow.is_break() {
+            return;
+        }
+        *cursor = Cursor {
+            phase: Phase::ZeroByte,
+            from: 0,
+        };
+    }
+    if cursor.phase == Phase::ZeroByte {
+        let ignored = IGNORED.lock();
+        let mut from = cursor.from;
+        let flow = zero::for_each_live_block(cursor.from, |addr| {
+            from = addr + 1;
+            if ignored.contains(addr) {
+                return ControlFlow::Continue(());
+            }
+            visit(LiveBlock {
+                address: addr,
+                size: 0,
             })
         });
         cursor.from = from;
