@@ -152,8 +152,8 @@ pub(crate) fn for_each_live_block<B>(
         return core::ops::ControlFlow::Continue(());
     }
     let first = from.saturating_sub(base).div_ceil(GRANULE);
-    for w in first / 64..WORDS {
-        let mut bits = LIVE[w].load(Ordering::Acquire);
+    for (w, word) in LIVE.iter().enumerate().skip(first / 64) {
+        let mut bits = word.load(Ordering::Acquire);
         if w == first / 64 {
             bits &= u64::MAX << (first % 64);
         }
