@@ -34,7 +34,7 @@
  *       come from the CMA_OPTIONS environment variable.
  *
  *  2. The original system's cma_* API, with its names, signatures and
- *     meaning: cma_malloc ... cma_backend_is_enabled below. Programs written
+ *     meaning: cma_malloc ... cma_track_leak below. Programs written
  *     against it compile and run unchanged.
  *
  *  3. cma's own functions, under names of their own: statistics with size
@@ -53,7 +53,9 @@
  * the process exits; "%p" in FILE is replaced by the process id, and
  * report=stderr writes it on stderr. `cma run` uses it. alloc_log=1 turns
  * allocation logging on from the start, alloc_log_fd=N sends it to file
- * descriptor N (default 2).
+ * descriptor N (default 2), alloc_log_sample=N logs one event in about N.
+ * profile=sample|all records allocation sites (see the leak functions and
+ * `cma run --leaks`, `--profile`).
  *
  * Thread safety: every function may be called from any thread, always;
  * the cma_arena_* functions of one arena by one thread at a time (see
@@ -187,13 +189,44 @@ size_t cma_alloc_size(const void *ptr);
  * limit (cma_limits_set) is left as it is. */
 int32_t cma_set_alloc_limit(size_t limit);
 
-/* Allocation logging: every cma_* allocation and free call (not the malloc
- * family) writes one line, "cma-log: OPERATION ptr=0x... size=N
- * [old=0x...] tid=T", with one write(2) and no allocation, to file
- * descriptor 2 or the one alloc_log_fd=N in CMA_OPTIONS names. Off by
- * default (alloc_log=1 in CMA_OPTIONS turns it on from the start). */
+/* Allocation logging: every allocation, reallocation and free writes one
+ * line, "cma-log: OPERATION ptr=0x... size=N [old=0x...] tid=T", with one
+ * write(2) and no allocation, to file descriptor 2 or the one
+ * alloc_log_fd=N in CMA_OPTIONS names (or goes to the callback below).
+ * OPERATION is the cma_* function's name for the cma_* API, and "alloc",
+ * "alloc_zeroed", "realloc" or "free" for the malloc family and C++'s new
+ * and delete; size is the request, or the freed block's size. Off by
+ * default (alloc_log=1 in CMA_OPTIONS turns it on from the start); off, it
+ * costs the fast paths nothing. At the fast check level, logging turned on
+ * while the program runs misses the frees of blocks from memory cma had
+ * taken before (alloc_log=1 from the start logs every one). A call made
+ * from inside the callback is not logged. */
 void cma_set_alloc_logging(bool enable);
 bool cma_get_alloc_logging(void);
+
+/* One logged event, for a callback: operation as in the log line (a
+ * NUL-terminated string, valid during the call), the block returned or
+ * given (NULL for a failed allocation), the size, the block a realloc was
+ * given (NULL when none or the same), the thread's kernel id. */
+typedef struct cma_alloc_event {
+    const char *operation;
+    void *pointer;
+    size_t size;
+    void *old_pointer;
+    uint64_t thread;
+} cma_alloc_event;
+
+/* Sends logged events to callback(event, user_data) instead of the log's
+ * descriptor; NULL goes back to the descriptor. The callback runs inside
+ * the allocator, on the event's thread: it may allocate and free (those
+ * calls are not logged), must not longjmp or throw, and should be quick.
+ * Set it while logging is off. Returns CMA_OK. */
+int32_t cma_set_alloc_log_callback(void (*callback)(const cma_alloc_event *event, void *user_data),
+                                   void *user_data);
+
+/* Logs about one event in n (0 and 1: every one); alloc_log_sample=N in
+ * CMA_OPTIONS sets it from the start. Returns CMA_OK. */
+int32_t cma_set_alloc_log_sample(size_t n);
 
 /* Thread safety: cma is always thread safe and takes no global lock on its
  * fast paths (thread-local heaps), so there is nothing to switch on or off.
@@ -227,6 +260,55 @@ int32_t cma_clear_backend(void);
 
 /* Whether a backend is set. */
 bool cma_backend_is_enabled(void);
+
+/* Leak inspection, in every build (the original had it in test builds
+ * only). A "live" block is one allocated and not freed yet, cma's or a
+ * backend's. None of these needs the live-allocation registry (profile= in
+ * CMA_OPTIONS): the summary comes from the counters, the entries from a walk
+ * over cma's out-of-line slab bitmaps and page blocks.
+ *
+ * An untracked block (cma_untrack_leak) counts as ignored in the summary and
+ * is left out of the entries and the report, until cma_track_leak or its
+ * free (an address handed out again is tracked again).
+ *
+ * Sizes: an entry's size is what cma_block_size answers (the size asked
+ * for, at the default check level; a backend's get_allocation_size); the
+ * summary's bytes are cma's statistics' (usable sizes: the size class's
+ * block size, whole pages for large blocks) plus the backends' sizes, so
+ * that live and ignored bytes add up to cma_bytes_in_use. */
+typedef struct cma_leak_entry {
+    void *memory_pointer;
+    size_t size;
+} cma_leak_entry;
+
+typedef struct cma_leak_summary {
+    size_t live_block_count;    /* live blocks, not counting ignored ones */
+    size_t live_bytes;
+    size_t ignored_block_count; /* live blocks left out (cma_untrack_leak) */
+    size_t ignored_bytes;
+} cma_leak_summary;
+
+/* Fills *summary. CMA_ERR_NULL_ARGUMENT for NULL. */
+int32_t cma_get_leak_summary(cma_leak_summary *summary);
+
+/* Copies the first `capacity` live blocks that are not ignored into
+ * `entries` (cma's first: its pages' blocks in address order, then its
+ * sampled blocks; the backends' last), sets *count to how
+ * many there are in all, and returns CMA_OK: call it with NULL and 0 to size
+ * a buffer. Nothing is allocated. CMA_ERR_NULL_ARGUMENT for a NULL count, or
+ * NULL entries with a non-zero capacity. */
+int32_t cma_get_leak_entries(cma_leak_entry *entries, size_t capacity, size_t *count);
+
+/* Writes the leak report to stderr: a "cma: leak report: ..." line with the
+ * summary, then the first 64 blocks, one a line. Returns CMA_OK. */
+int32_t cma_report_leaks(void);
+
+/* Leaves the live block ptr out of leak reports (untrack), or counts it
+ * again (track; CMA_OK too for a block that was not untracked).
+ * CMA_ERR_NULL_ARGUMENT for NULL; why ptr is not a live block otherwise
+ * (CMA_ERR_NOT_OURS, CMA_ERR_DOUBLE_FREE, CMA_ERR_INTERIOR_POINTER...). */
+int32_t cma_untrack_leak(void *ptr);
+int32_t cma_track_leak(void *ptr);
 
 /* ------------------------------------------------------------------------
  * cma's own functions

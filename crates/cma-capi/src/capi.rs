@@ -80,6 +80,7 @@ pub(crate) fn log(
             pointer: pointer as usize,
             size,
             old_pointer: old.map(|p| p as usize),
+            thread: engine::faces::thread_id(),
         });
     }
 }
@@ -107,6 +108,7 @@ fn enomem_if_null(p: *mut c_void) -> *mut c_void {
 /// is set; null (`ENOMEM`) when memory or an allocation limit runs out.
 #[no_mangle]
 pub extern "C" fn cma_malloc(size: usize) -> *mut c_void {
+    let _logs = engine::faces::FaceLogs::begin();
     let p = match backend::allocate(size, None) {
         Routed::Cma => crate::malloc::malloc(size),
         Routed::Backend(p) => enomem_if_null(p),
@@ -125,6 +127,7 @@ pub extern "C" fn cma_malloc(size: usize) -> *mut c_void {
 /// `ptr` is null or a live block, not used after a successful call.
 #[no_mangle]
 pub unsafe extern "C" fn cma_realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    let _logs = engine::faces::FaceLogs::begin();
     if ptr.is_null() {
         return cma_malloc(size);
     }
@@ -142,6 +145,7 @@ pub unsafe extern "C" fn cma_realloc(ptr: *mut c_void, size: usize) -> *mut c_vo
 /// when memory runs out.
 #[no_mangle]
 pub extern "C" fn cma_aligned_alloc(alignment: usize, size: usize) -> *mut c_void {
+    let _logs = engine::faces::FaceLogs::begin();
     if !alignment.is_power_of_two() {
         set_errno(libc::EINVAL);
         return null_mut();
@@ -171,6 +175,7 @@ pub unsafe extern "C" fn cma_free(ptr: *mut c_void) {
 /// # Safety
 /// As for `cma_free`.
 unsafe fn free_routed(ptr: *mut c_void, wipe: bool, operation: &str) {
+    let _logs = engine::faces::FaceLogs::begin();
     let size = match backend::free(ptr, wipe) {
         Routed::Backend(size) => size,
         Routed::Cma => {
@@ -212,6 +217,7 @@ pub unsafe extern "C" fn cma_bzero_and_free(ptr: *mut c_void) {
 /// `ptr` is not used after a successful call.
 #[no_mangle]
 pub unsafe extern "C" fn cma_checked_free(ptr: *mut c_void) -> i32 {
+    let _logs = engine::faces::FaceLogs::begin();
     if let Routed::Backend(size) = backend::free(ptr, false) {
         log("cma_checked_free", ptr, size, None);
         return CMA_OK;
@@ -255,6 +261,7 @@ pub extern "C" fn cma_check_heap() -> i32 {
 /// null or live blocks.
 #[no_mangle]
 pub unsafe extern "C" fn cma_free_double(content: *mut *mut c_char) {
+    let _logs = engine::faces::FaceLogs::begin();
     if content.is_null() {
         return;
     }
@@ -350,6 +357,78 @@ pub extern "C" fn cma_set_alloc_limit(limit: usize) -> i32 {
 #[no_mangle]
 pub extern "C" fn cma_set_alloc_logging(enable: bool) {
     engine::faces::set_alloc_logging(enable);
+}
+
+/// `cma_alloc_event` in cma.h: one logged event, for the callback.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CmaAllocEvent {
+    pub operation: *const c_char,
+    pub pointer: *mut c_void,
+    pub size: usize,
+    pub old_pointer: *mut c_void,
+    pub thread: u64,
+}
+
+/// The C callback and its `user_data` (`cma_set_alloc_log_callback`).
+static C_CALLBACK: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+static C_USER: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+type CCallback = unsafe extern "C" fn(*const CmaAllocEvent, *mut c_void);
+
+/// The engine's callback while a C one is set: the event as C sees it.
+fn call_c_callback(e: &engine::AllocEvent<'_>) {
+    use core::sync::atomic::Ordering;
+    let f = C_CALLBACK.load(Ordering::Acquire);
+    if f == 0 {
+        return;
+    }
+    // The operation as a C string, on the stack.
+    let mut name = [0u8; 40];
+    let n = e.operation.len().min(name.len() - 1);
+    name[..n].copy_from_slice(&e.operation.as_bytes()[..n]);
+    let event = CmaAllocEvent {
+        operation: name.as_ptr().cast(),
+        pointer: e.pointer as *mut c_void,
+        size: e.size,
+        old_pointer: e.old_pointer.unwrap_or(0) as *mut c_void,
+        thread: e.thread,
+    };
+    // SAFETY: only `cma_set_alloc_log_callback` stores a non-zero word,
+    // and it stores a `CCallback`; the caller's contract covers the call.
+    let f: CCallback = unsafe { core::mem::transmute(f) };
+    // SAFETY: as above; `event` lives for the call.
+    unsafe { f(&event, C_USER.load(Ordering::Acquire) as *mut c_void) };
+}
+
+/// `int32_t cma_set_alloc_log_callback(void (*callback)(const
+/// cma_alloc_event *, void *), void *user_data)`: logged events go to
+/// `callback` (with `user_data`) instead of the log's descriptor; NULL goes
+/// back to the descriptor. `CMA_OK`.
+///
+/// # Safety
+/// `callback` is null or a function that may be called from any thread,
+/// inside the allocator, for as long as it is set (see cma.h).
+#[no_mangle]
+pub unsafe extern "C" fn cma_set_alloc_log_callback(
+    callback: Option<CCallback>,
+    user_data: *mut c_void,
+) -> i32 {
+    use core::sync::atomic::Ordering;
+    C_USER.store(user_data as usize, Ordering::Release);
+    C_CALLBACK.store(callback.map_or(0, |f| f as usize), Ordering::Release);
+    engine::set_alloc_log_callback(
+        callback.map(|_| call_c_callback as fn(&engine::AllocEvent<'_>)),
+    );
+    CMA_OK
+}
+
+/// `int32_t cma_set_alloc_log_sample(size_t n)`: logs about one event in
+/// `n` (0 and 1: every one). `CMA_OK`.
+#[no_mangle]
+pub extern "C" fn cma_set_alloc_log_sample(n: usize) -> i32 {
+    engine::set_alloc_log_sample(n as u64);
+    CMA_OK
 }
 
 /// `bool cma_get_alloc_logging(void)`: whether allocation logging is on.
@@ -489,6 +568,7 @@ pub extern "C" fn cma_backend_is_enabled() -> bool {
 /// overflow or when memory runs out. From the backend when one is set.
 #[no_mangle]
 pub extern "C" fn cma_calloc(n: usize, size: usize) -> *mut c_void {
+    let _logs = engine::faces::FaceLogs::begin();
     let Some(total) = n.checked_mul(size) else {
         set_errno(libc::ENOMEM);
         return null_mut();
@@ -656,6 +736,7 @@ pub extern "C" fn cma_guard_depth() -> c_uint {
 /// `s` is null or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn cma_strdup(s: *const c_char) -> *mut c_char {
+    let _logs = engine::faces::FaceLogs::begin();
     if s.is_null() {
         set_errno(libc::EINVAL);
         return null_mut();
@@ -673,6 +754,7 @@ pub unsafe extern "C" fn cma_strdup(s: *const c_char) -> *mut c_char {
 /// `s` is null, or readable up to its NUL or `n` bytes, whichever is first.
 #[no_mangle]
 pub unsafe extern "C" fn cma_strndup(s: *const c_char, n: usize) -> *mut c_char {
+    let _logs = engine::faces::FaceLogs::begin();
     if s.is_null() {
         set_errno(libc::EINVAL);
         return null_mut();
@@ -712,6 +794,7 @@ unsafe fn dup_with_nul(src: *const u8, len: usize) -> *mut c_char {
 /// `p` has `n` readable bytes (it may be null when `n` is 0).
 #[no_mangle]
 pub unsafe extern "C" fn cma_memdup(p: *const c_void, n: usize) -> *mut c_void {
+    let _logs = engine::faces::FaceLogs::begin();
     if p.is_null() && n > 0 {
         set_errno(libc::EINVAL);
         return null_mut();

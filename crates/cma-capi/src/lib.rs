@@ -40,6 +40,7 @@ pub mod arena;
 pub mod backend;
 pub mod capi;
 pub mod cxx;
+pub mod leaks;
 pub mod malloc;
 pub mod startup;
 mod util;

@@ -5,6 +5,7 @@
 mod bench;
 mod forward;
 mod json;
+mod profile;
 mod report;
 mod run;
 mod stress;

@@ -31,6 +31,9 @@ Examples:
   cma run -- python3 -c 'print(sum(range(10**6)))'
   cma run --json heap.json -- sqlite3 test.db 'select count(*) from t'
   CMA_OPTIONS=limit_total=64M cma run -- ./my-program
+  cma run --leaks --fail-on-leak -- ./my-test
+  cma run --profile dhat.json -- ./my-program   # open in dh_view.html or profiler.firefox.com
+  CMA_OPTIONS=profile=sample cma run --leaks -- ./my-service
 
 libcma.so is found via --lib, then $CMA_LIB, then next to the cma binary
 (also in its deps/ and ../lib/ directories). CMA_OPTIONS is passed on to the
@@ -60,6 +63,26 @@ pub struct RunArgs {
     /// even if the program itself exited 0 (for CI jobs)
     #[arg(long)]
     fail_on_misuse: bool,
+
+    /// Report the blocks still live when the program exits, grouped by
+    /// allocation site (function, file:line), largest first; blocks the
+    /// program's start-up, the C library, the loader or the Rust runtime
+    /// allocated for themselves are counted apart. Records every block
+    /// (profile=all) unless CMA_OPTIONS says profile=sample
+    #[arg(long)]
+    leaks: bool,
+
+    /// Exit with 23 (LeakSanitizer's status) when the program exited 0
+    /// but leaked (implies --leaks)
+    #[arg(long)]
+    fail_on_leak: bool,
+
+    /// Write the heap profile as DHAT's JSON (dhatFileVersion 2: valgrind's
+    /// dh_view.html and the Firefox Profiler open it) to FILE, and show the
+    /// top sites by peak and total bytes. Records every block (profile=all)
+    /// unless CMA_OPTIONS says profile=sample
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
 
     /// The program to run, and its arguments (after `--`)
     #[arg(
@@ -111,6 +134,21 @@ fn check_lib(p: &Path) -> Result<PathBuf, String> {
 /// The version of `--json`'s layout (README, "The JSON report of cma
 /// run"); it changes when a field changes meaning or goes away.
 const JSON_SCHEMA: &str = "cma-run/1";
+
+/// `cma`'s status when the program leaked under `--fail-on-leak` (the
+/// exit code LeakSanitizer uses).
+const LEAK_STATUS: u8 = 23;
+
+/// The last `profile=` value in a `CMA_OPTIONS` list.
+fn profile_option(options: &str) -> Option<engine::ProfileMode> {
+    let mut mode = None;
+    engine::options::parse(options.as_bytes(), |item| {
+        if let Ok(engine::options::Setting::Profile(m)) = item {
+            mode = Some(m);
+        }
+    });
+    mode
+}
 
 /// The last `json=` value in a `CMA_OPTIONS` list, read with the engine's
 /// parser.
@@ -208,6 +246,10 @@ impl CmaLines {
         };
         self.last = None;
         let text = String::from_utf8_lossy(line).trim_end().to_string();
+        if rest.starts_with(b"leak report:") {
+            // The program asked for it (`cma_report_leaks`): not misuse.
+            return;
+        }
         if rest.starts_with(b"warning:") {
             if self.warnings.len() < 32 && !self.warnings.contains(&text) {
                 self.warnings.push(text);
@@ -330,12 +372,31 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             return Ok(ExitCode::from(2));
         }
     }
+    if let Some(path) = &args.profile {
+        if let Err(e) = check_writable(path) {
+            eprintln!(
+                "cma: cannot write the profile to {}: {e}; nothing run",
+                path.display()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let want_leaks = args.leaks || args.fail_on_leak;
+    let profiling = want_leaks || args.profile.is_some();
     let dir = scratch_dir().map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+    let mode = profile_option(&String::from_utf8_lossy(&checked));
     let mut options = checked;
-    for own in [
+    let mut own = vec![
         format!("report={}", dir.join("report.%p").display()),
         format!("loaded={}", dir.join("loaded.%p").display()),
-    ] {
+    ];
+    if profiling {
+        if mode.is_none() || mode == Some(engine::ProfileMode::Off) {
+            own.push("profile=all".to_string());
+        }
+        own.push(format!("profile_file={}", dir.join("profile.%p").display()));
+    }
+    for own in own {
         if !options.is_empty() {
             options.push(b',');
         }
@@ -388,6 +449,10 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     let elapsed = started.elapsed();
     let pid = child.id();
     let (report, others) = read_reports(&dir, pid);
+    let raw_profiles: Vec<crate::profile::RawProfile> = crate::profile::read_profiles(&dir)
+        .into_iter()
+        .filter(|p| p.pid == u64::from(pid))
+        .collect();
     // libcma creates loaded.<pid> from its constructor: without it the
     // program never ran on cma (statically linked, or the loader refused
     // the library), and there is nothing to report, misuse included.
@@ -415,6 +480,21 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         .iter()
         .map(|raw| symbolizer.describe(raw))
         .collect();
+    let profile = if profiling {
+        crate::profile::Profile::build(&raw_profiles, &mut symbolizer)
+    } else {
+        None
+    };
+    let leaked = want_leaks && profile.as_ref().is_some_and(|p| !p.leaks().0.is_empty());
+    let failed_for_leak = args.fail_on_leak && code == 0 && leaked;
+    if failed_for_leak {
+        code = LEAK_STATUS;
+    }
+    if let (Some(path), Some(p)) = (&args.profile, &profile) {
+        if let Err(e) = fs::write(path, format!("{}\n", p.to_dhat())) {
+            eprintln!("cma: cannot write {}: {e}", path.display());
+        }
+    }
 
     if !args.quiet {
         let mut out = String::new();
@@ -473,9 +553,36 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             ),
             _ => format!("  exit status        {code:>16}\n"),
         });
+        if profiling {
+            match &profile {
+                Some(p) => {
+                    if want_leaks {
+                        out.push_str(&crate::profile::leaks_text(p, args.top));
+                    }
+                    if args.profile.is_some() {
+                        out.push_str(&p.top_sites_text(5));
+                    }
+                }
+                None if on_cma => out.push_str(
+                    "  leaks and profile  n/a: the program wrote no heap profile (it did not exit normally)\n",
+                ),
+                None => {}
+            }
+            if let (Some(path), Some(_)) = (&args.profile, &profile) {
+                out.push_str(&format!(
+                    "  heap profile       {:>16}  (DHAT JSON: open it in dh_view.html or https://profiler.firefox.com)\n",
+                    path.display()
+                ));
+            }
+        }
         if failed_for_misuse {
             out.push_str(&format!(
                 "  cma exits with     {code:>16}  (--fail-on-misuse: a process was stopped for misuse)\n"
+            ));
+        }
+        if failed_for_leak {
+            out.push_str(&format!(
+                "  cma exits with     {code:>16}  (--fail-on-leak: the program leaked)\n"
             ));
         }
         let _ = std::io::stderr().write_all(out.as_bytes());
@@ -536,6 +643,13 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
                 "child_processes",
                 Json::Array(others.iter().map(|r| r.to_json(args.top)).collect()),
             ),
+            (
+                "leaks",
+                match &profile {
+                    Some(p) if want_leaks => crate::profile::leaks_json(p),
+                    _ => Json::Null,
+                },
+            ),
         ]);
         if let Err(e) = fs::write(&path, format!("{j}\n")) {
             eprintln!("cma: cannot write {}: {e}", path.display());
@@ -579,6 +693,8 @@ mod tests {
         l.take(b"cma: warning: unknown option 'x' in CMA_OPTIONS ignored");
         l.take(b"cma: warning: unknown option 'x' in CMA_OPTIONS ignored");
         l.take(b"python: cma: not ours");
+        l.take(b"cma: leak report: 3 live blocks (96 bytes), 0 ignored (0 bytes) [pid 1: t]");
+        l.take(b"    0x0000000000001000 32 bytes");
         assert_eq!(l.misuse.len(), 1);
         assert_eq!(l.warnings.len(), 1);
         assert!(l.stacks[0].is_empty());

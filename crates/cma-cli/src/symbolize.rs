@@ -105,6 +105,13 @@ impl Symbolizer {
         out
     }
 
+    /// `(function, location)` pairs for the return address at `offset` in
+    /// the module at `path` (the call before it is looked up), innermost
+    /// inlined first; empty when nothing is known.
+    pub fn return_address(&mut self, path: &str, offset: u64) -> Vec<(String, Option<String>)> {
+        self.resolve(path, offset.saturating_sub(1))
+    }
+
     /// The report's lines for the indented lines that followed a misuse
     /// line: labels kept, frames symbolised, cma's own leading frames
     /// counted instead of shown.
@@ -169,13 +176,21 @@ impl Symbolizer {
 
 /// The engine crate's modules: a function under one of them is cma's own
 /// (a program's crate may be called `cma` too: this command's is).
-const ENGINE_MODULES: [&str; 11] = [
-    "api", "check", "guarded", "heap", "meta", "observe", "options", "os", "pages", "slab", "util",
+const ENGINE_MODULES: [&str; 12] = [
+    "api", "check", "guarded", "heap", "meta", "observe", "options", "os", "pages", "slab",
+    "track", "util",
 ];
+
+/// Whether a frame in the module at `path`, naming these functions, is
+/// cma's own: in libcma.so, or the cma crate's code in a Rust program.
+pub fn cma_frame(path: &str, functions: &[(String, Option<String>)]) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.starts_with("libcma.so") || functions.iter().any(|(f, _)| in_cma(f))
+}
 
 /// Whether a function is the cma crate's own (in a Rust program that uses
 /// it as its allocator).
-fn in_cma(function: &str) -> bool {
+pub fn in_cma(function: &str) -> bool {
     let path = function.trim_start_matches('<');
     let in_engine = path.strip_prefix("cma::").is_some_and(|rest| {
         ENGINE_MODULES

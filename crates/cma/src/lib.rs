@@ -33,9 +33,10 @@
 //! | `slab` | size classes, slot states, the remote-free protocol |
 //! | `pages` | the page allocator: spans, huge blocks, purging |
 //! | `guarded` | sampled blocks on guarded pages, their pool and stacks |
+//! | `track` | what is known of single blocks: the live-allocation registry and its sites, profile sampling, untracked blocks |
 //! | `check` | check levels, trailers, pointer lookup, errors, the one report path |
 //! | `heap` | thread heaps: allocation and free fast paths, slabs, the heap pool, the guard |
-//! | `observe` | statistics, allocation limits, the heap report written at exit |
+//! | `observe` | statistics, allocation limits, the heap report written at exit, leaks |
 //! | `options` | `CMA_OPTIONS`: the one parser, and applying it |
 //! | `api` | the entry points, the explicit API, `Cma`, start-up and fork |
 //! | `arena` | `Arena`: a heap of its own, released at once (its engine side is `heap::arena`) |
@@ -55,6 +56,7 @@ mod observe;
 mod os;
 mod pages;
 mod slab;
+mod track;
 mod util;
 
 pub mod options;
@@ -76,11 +78,20 @@ pub use check::kind::AllocKind;
 pub use check::level::CheckLevel;
 pub use guarded::sampling::DEFAULT_RATE as DEFAULT_SAMPLE_RATE;
 pub use heap::guard::guard_depth;
+pub use observe::alloc_log::{
+    alloc_logging, set_alloc_log_callback, set_alloc_log_sample, set_alloc_logging, AllocEvent,
+};
+pub use observe::leaks::{
+    leak_entries, leak_summary, leaks, report_leaks, track_leak, untrack_leak, LeakEntry,
+    LeakSummary, Leaks, Site,
+};
 pub use observe::limits::{alloc_limits, set_alloc_limits, AllocLimits};
+pub use observe::profile_api::{Profile, ProfileSite};
 pub use observe::stats::{stats, ClassStats, Stats};
 pub use options::{Options, OptionsError};
 pub use pages::LARGE_MAX;
 pub use slab::size_class::{class_block_sizes, MAX_SMALL, NUM_CLASSES};
+pub use track::sampling::{ProfileMode, DEFAULT_PROFILE_RATE};
 
 /// Support for cma's own front ends (libcma and the `cma` command), which
 /// live in other crates of this workspace. Not part of the API: it may
@@ -90,10 +101,19 @@ pub mod faces {
     /// The backend table and its routing, for libcma's C hooks (the Rust
     /// face's table is `backend::routed`'s).
     pub use crate::backend::table::{Routed, Table as BackendTable};
-    pub use crate::observe::alloc_log::{alloc_logging, log_event, set_alloc_logging, AllocEvent};
+    pub use crate::observe::alloc_log::{
+        alloc_logging, log_event, set_alloc_logging, AllocEvent, FaceLogs,
+    };
+
+    /// The calling thread's kernel id (cached).
+    pub fn thread_id() -> u64 {
+        crate::heap::guard::thread_id() as u64
+    }
+    pub use crate::observe::leaks::report_leaks_with;
     pub use crate::observe::report_file::{open_for_pid, set_engine, Engine, PATH_MAX};
     pub use crate::os::file::File;
     pub use crate::os::process::{command_line, errno, set_errno, write_fd};
+    pub use crate::util::addr_table::AddrTable;
     pub use crate::util::fd_writer::FdWriter;
 
     /// Initialises the engine now, if no allocation did yet: it reads

@@ -19,11 +19,13 @@ use crate::check::lookup::{self, Found};
 use crate::check::trailer::TRAILER;
 use crate::guarded::zero;
 use crate::heap::guard::{fast_heap, AllocatorGuard};
+use crate::heap::profile;
 use crate::heap::{ClassState, Heap};
-use crate::observe::limits;
+use crate::observe::{alloc_log, limits};
 use crate::os::{process, PAGE_SIZE};
 use crate::pages::pages_for;
 use crate::slab::size_class::{class_for, class_of, SizeClass, MAX_SMALL};
+use crate::track::ignored;
 
 /// The engine's allocation entry: `size` bytes at `align` (a power of two).
 ///
@@ -127,12 +129,18 @@ extern "C" fn refill(st: &ClassState, size: usize, align: usize) -> *mut u8 {
             return p;
         }
     }
+    if heap.profile_due(class) {
+        if let Some(p) = heap.take_profiled(class, size, align) {
+            return p;
+        }
+    }
     heap.alloc_small_refill(class)
 }
 
 /// A block of small `class` for `size` bytes at `align`: a cached slot, or
 /// at a refill, when this heap's sample is due, a sampled block (`true`),
-/// which has no slot and so no trailer. The caller holds a guard and a real
+/// which has no slot and so no trailer, or a profile sample (`true`: whole
+/// pages, zeroed, see `heap::profile`). The caller holds a guard and a real
 /// heap.
 #[inline(always)]
 fn small_block(h: &Heap, class: SizeClass, size: usize, align: usize) -> (*mut u8, bool) {
@@ -141,6 +149,11 @@ fn small_block(h: &Heap, class: SizeClass, size: usize, align: usize) -> (*mut u
     }
     if h.sample_due(class) {
         if let Some(p) = h.take_sample(class, size, align) {
+            return (p, true);
+        }
+    }
+    if h.profile_due(class) {
+        if let Some(p) = h.take_profiled(class, size, align) {
             return (p, true);
         }
     }
@@ -205,10 +218,14 @@ pub(crate) extern "C" fn alloc_other(size: usize, align: usize) -> *mut u8 {
             return h.alloc_checked(class_of(small_slot(size + TRAILER, align)), size, align);
         }
     }
-    match alloc_slow(heap, size, align, false) {
+    let p = match alloc_slow(heap, size, align, false) {
         Ok(p) => p.as_ptr(),
         Err(_) => null_mut(),
+    };
+    if alloc_log::events_on() {
+        alloc_log::engine_event("alloc", p as usize, size, None);
     }
+    p
 }
 
 /// At a checked level, a request for zero bytes gets an address nobody may
@@ -219,7 +236,12 @@ fn zero_byte_block(size: usize) -> Option<*mut u8> {
     if size != 0 {
         return None;
     }
-    zero::alloc(AllocKind::Malloc)
+    let p = zero::alloc(AllocKind::Malloc)?;
+    if ignored::ignoring() {
+        // An address handed out again is tracked again.
+        ignored::handing_out(p as usize);
+    }
+    Some(p)
 }
 
 /// The checked level's allocation fast path: a cached slot of the thread's
@@ -263,6 +285,7 @@ pub(super) fn alloc_slow(
     let trailer = level::trailer_bytes();
     if trailer != 0 && align <= 16 {
         if let Some(p) = zero_byte_block(size) {
+            profile::recorded_alloc(p, 0);
             // SAFETY: the pool's addresses are never null.
             return Ok(unsafe { NonNull::new_unchecked(p) });
         }
@@ -292,9 +315,11 @@ pub(super) fn alloc_slow(
             if trailer != 0 && !p.is_null() {
                 arm_large(p, size);
             }
+            heap.count_large(p, size);
             p
         }
     };
+    profile::recorded_alloc(p, size);
     NonNull::new(p).ok_or(CmaError::OutOfMemory { size })
 }
 
@@ -328,7 +353,11 @@ pub(crate) fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 extern "C" fn alloc_zeroed_slow(size: usize, align: usize) -> *mut u8 {
     let mut guard = AllocatorGuard::enter();
     let heap = thread_heap(&mut guard);
-    alloc_slow(heap, size, align, true).map_or(null_mut(), NonNull::as_ptr)
+    let p = alloc_slow(heap, size, align, true).map_or(null_mut(), NonNull::as_ptr);
+    if alloc_log::events_on() {
+        alloc_log::engine_event("alloc_zeroed", p as usize, size, None);
+    }
+    p
 }
 
 /// C's `calloc` of `size` bytes (the product, already checked).

@@ -13,8 +13,10 @@ use crate::check::level::{self, MODE_CHECKED};
 use crate::check::lookup::{self, Found};
 use crate::check::report;
 use crate::heap::guard::AllocatorGuard;
+use crate::heap::profile;
 use crate::heap::{free_checked_local_fast, free_local_fast, free_remote_fast, Heap};
 use crate::meta::span::Span;
+use crate::observe::alloc_log;
 
 /// The engine's free entry for blocks of `kind`'s family (checked at the
 /// `default` level). Null is accepted; misuse is reported and aborts.
@@ -95,7 +97,21 @@ fn free_slow(heap: &Heap, addr: usize, kind: AllocKind) -> Result<(), CmaError> 
         // At every level: its head and slack patterns.
         lookup::live_size(&found)?;
     }
-    heap.free_block(found, kind)
+    let logged_size = if alloc_log::events_on() {
+        lookup::live_size(&found).ok()
+    } else {
+        None
+    };
+    // Out of the registry first: once freed, the address may be handed out
+    // again at once.
+    let taken = profile::freeing(addr, !matches!(found, Found::Slot { .. }));
+    let freed = heap.free_block(found, kind);
+    if freed.is_err() {
+        profile::free_failed(addr, taken);
+    } else if let Some(size) = logged_size {
+        alloc_log::engine_event("free", addr, size, None);
+    }
+    freed
 }
 
 /// A sized release (`free_sized`, `free_aligned_sized`, the sized and

@@ -18,6 +18,7 @@ use crate::heap::{arena, pool, Heap};
 use crate::options;
 use crate::os::{process, thread};
 use crate::pages::{purge_thread, PAGES};
+use crate::track::{ignored, registry};
 
 const UNINIT: u8 = 0;
 const RUNNING: u8 = 1;
@@ -117,11 +118,16 @@ extern "C" fn fork_prepare() {
     guarded::lock_for_fork();
     arena::lock_for_fork();
     PAGES.lock_for_fork();
+    // Taken under the page lock by the leak walk: after it.
+    ignored::lock_for_fork();
+    registry::lock_for_fork();
 }
 
 extern "C" fn fork_parent() {
     // SAFETY: `fork_prepare` took the locks on this thread.
     unsafe {
+        registry::unlock_after_fork();
+        ignored::unlock_after_fork();
         PAGES.force_unlock();
         arena::unlock_after_fork();
         guarded::unlock_after_fork();
@@ -133,6 +139,8 @@ extern "C" fn fork_child() {
     // SAFETY: the child runs one thread; the locks were taken by
     // `fork_prepare` in the thread that forked, which is this one.
     unsafe {
+        registry::unlock_after_fork();
+        ignored::unlock_after_fork();
         PAGES.force_unlock();
         arena::unlock_after_fork();
         guarded::unlock_after_fork();

@@ -21,6 +21,7 @@ use crate::check::level::{self, CheckLevel};
 use crate::check::lookup;
 use crate::check::report;
 use crate::heap::guard::AllocatorGuard;
+use crate::observe::alloc_log;
 use crate::os::clock;
 use crate::pages::PAGES;
 
@@ -142,14 +143,23 @@ pub fn check_heap() -> Result<HeapCheck, CmaError> {
 pub fn try_alloc(size: usize, align: usize) -> Result<NonNull<u8>, CmaError> {
     let mut guard = AllocatorGuard::enter();
     let heap = thread_heap(&mut guard);
-    alloc_slow(heap, size, at_least_8(align), false)
+    let r = alloc_slow(heap, size, at_least_8(align), false);
+    if alloc_log::events_on() {
+        alloc_log::engine_event("alloc", r.map_or(0, |p| p.as_ptr() as usize), size, None);
+    }
+    r
 }
 
 /// Allocates `size` zeroed bytes at `align`, returning why it could not.
 pub fn try_alloc_zeroed(size: usize, align: usize) -> Result<NonNull<u8>, CmaError> {
     let mut guard = AllocatorGuard::enter();
     let heap = thread_heap(&mut guard);
-    alloc_slow(heap, size, at_least_8(align), true)
+    let r = alloc_slow(heap, size, at_least_8(align), true);
+    if alloc_log::events_on() {
+        let p = r.map_or(0, |p| p.as_ptr() as usize);
+        alloc_log::engine_event("alloc_zeroed", p, size, None);
+    }
+    r
 }
 
 /// Raises a power-of-two alignment to 8; leaves anything else (0, 3, 24...)

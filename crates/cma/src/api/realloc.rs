@@ -14,10 +14,13 @@ use crate::check::lookup::{self, Found};
 use crate::check::report;
 use crate::check::trailer::{self, TRAILER};
 use crate::heap::guard::AllocatorGuard;
+use crate::heap::profile;
+use crate::observe::alloc_log;
 use crate::observe::limits;
 use crate::os::PAGE_SIZE;
 use crate::pages::pages_for;
 use crate::slab::size_class::{class_of, MAX_SMALL};
+use crate::track::sampling;
 
 /// Resizes with C `realloc` semantics at `align`; null keeps the old block.
 pub(crate) fn realloc_aligned(
@@ -88,8 +91,22 @@ fn growth_target(new_size: usize, old_block: usize, cap: usize) -> usize {
 }
 
 /// realloc from scratch: validates `p`, resizes in place when the block
-/// allows, else moves. On error the old block is intact.
+/// allows, else moves. On error the old block is intact. Logged as one
+/// `realloc` event when allocation logging is on.
 pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*mut u8, CmaError> {
+    if !alloc_log::events_on() || p.is_null() {
+        return try_realloc_unlogged(p, new_size, align);
+    }
+    // The event at depth 1, as every engine event (a callback that
+    // allocates is then nested, and not logged).
+    let _guard = AllocatorGuard::enter();
+    let r = try_realloc_unlogged(p, new_size, align);
+    let q = r.as_ref().map_or(0, |&q| q as usize);
+    alloc_log::engine_event("realloc", q, new_size, Some(p as usize));
+    r
+}
+
+fn try_realloc_unlogged(p: *mut u8, new_size: usize, align: usize) -> Result<*mut u8, CmaError> {
     if p.is_null() {
         let q = alloc(new_size, align);
         return if q.is_null() {
@@ -129,6 +146,9 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
                     // SAFETY: a live slot of `bs` bytes; new_size + trailer <= bs.
                     unsafe { trailer::arm(p, bs, new_size) };
                 }
+                if sampling::on() {
+                    profile::resized(p as usize, p as usize, new_size);
+                }
                 return Ok(p);
             }
         }
@@ -144,6 +164,9 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
                     // SAFETY: the resized block of `span.bytes()` bytes holds
                     // new_size + TRAILER; its old trailer lies in the data now.
                     unsafe { trailer::arm(q, span.bytes(), new_size) };
+                }
+                if sampling::on() {
+                    profile::resized(p as usize, q as usize, new_size);
                 }
                 return Ok(q);
             }
@@ -176,6 +199,11 @@ pub(super) fn try_realloc(p: *mut u8, new_size: usize, align: usize) -> Result<*
     }
     // SAFETY: both blocks are live and distinct; the copy stays inside both.
     unsafe { core::ptr::copy_nonoverlapping(p, q, old_size.min(new_size)) };
-    heap_ref.free_block(found, AllocKind::Malloc)?;
+    let large = !matches!(found, Found::Slot { .. });
+    let taken = profile::freeing(p as usize, large);
+    if let Err(e) = heap_ref.free_block(found, AllocKind::Malloc) {
+        profile::free_failed(p as usize, taken);
+        return Err(e);
+    }
     Ok(q)
 }

@@ -2,8 +2,10 @@
 //! must do besides their core work, in one byte so that each call reads one
 //! flag. `MODE_FAST` (nothing: the `fast` level), the `MODE_CHECKED` bit
 //! (the `default` level: canaries, freed slots wiped and verified on reuse, a
-//! quarantine; see `heap::checked`) and the `MODE_LIMITS` bit (an allocation
-//! limit is set: allocations leave the fast path, see `observe::limits`).
+//! quarantine; see `heap::checked`), the `MODE_LIMITS` bit (an allocation
+//! limit is set: allocations leave the fast path, see `observe::limits`)
+//! and the `MODE_PROFILE` bit (`profile=all`: every block is recorded, see
+//! `track::sampling`).
 //!
 //! `default` is the level in force when nothing is set; the level is chosen
 //! once, when cma starts (`CMA_OPTIONS=check=fast`).
@@ -29,6 +31,12 @@ static MODE: AtomicU8 = AtomicU8::new(MODE_CHECKED);
 pub(crate) const MODE_FAST: u8 = 0;
 pub(crate) const MODE_CHECKED: u8 = 1;
 pub(crate) const MODE_LIMITS: u8 = 2;
+/// `profile=all`: every allocation and free leaves the fast paths, to be
+/// recorded (`track::sampling`).
+pub(crate) const MODE_PROFILE: u8 = 4;
+/// Allocation logging is on: every allocation and free leaves the fast
+/// paths, to be logged (`observe::alloc_log`).
+pub(crate) const MODE_EVENTS: u8 = 8;
 
 impl CheckLevel {
     /// The level's name in `CMA_OPTIONS` (`check=NAME`).

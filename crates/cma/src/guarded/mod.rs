@@ -511,6 +511,26 @@ pub(crate) fn block_near(addr: usize) -> Option<Option<&'static Slot>> {
     })
 }
 
+/// Calls `visit` with the start and size of every live sampled block that
+/// starts at or above `from`, in address order, until it breaks (the leak
+/// walk, `observe::leaks`). Reads the descriptors without the queue's lock,
+/// as lookups do.
+pub(crate) fn for_each_live_block<B>(
+    from: usize,
+    mut visit: impl FnMut(usize, usize) -> core::ops::ControlFlow<B>,
+) -> core::ops::ControlFlow<B> {
+    if SLOTS.load(Ordering::Acquire).is_null() {
+        return core::ops::ControlFlow::Continue(());
+    }
+    for index in 0..SLOT_COUNT.load(Ordering::Relaxed) {
+        let s = slot(index);
+        if s.state.load(Ordering::Acquire) == LIVE && s.start() >= from {
+            visit(s.start(), s.size())?;
+        }
+    }
+    core::ops::ControlFlow::Continue(())
+}
+
 /// Takes the queue's lock before `fork` (see `api::init`).
 pub(crate) fn lock_for_fork() {
     QUEUE.lock_for_fork();

@@ -140,6 +140,32 @@ pub(crate) fn set_kind(index: usize, kind: AllocKind) {
     }
 }
 
+/// Calls `visit` with the address of every live zero-byte block at or
+/// above `from`, in address order, until it breaks (the leak walk,
+/// `observe::leaks`).
+pub(crate) fn for_each_live_block<B>(
+    from: usize,
+    mut visit: impl FnMut(usize) -> core::ops::ControlFlow<B>,
+) -> core::ops::ControlFlow<B> {
+    let base = BASE.load(Ordering::Acquire);
+    if base == 0 {
+        return core::ops::ControlFlow::Continue(());
+    }
+    let first = from.saturating_sub(base).div_ceil(GRANULE);
+    for (w, word) in LIVE.iter().enumerate().skip(first / 64) {
+        let mut bits = word.load(Ordering::Acquire);
+        if w == first / 64 {
+            bits &= u64::MAX << (first % 64);
+        }
+        while bits != 0 {
+            let index = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            visit(base + index * GRANULE)?;
+        }
+    }
+    core::ops::ControlFlow::Continue(())
+}
+
 /// Zero-byte blocks handed out and freed so far.
 pub(crate) fn counts() -> (u64, u64) {
     (

@@ -15,6 +15,7 @@ use super::{ClassState, Heap};
 use crate::meta::span::{SlabList, Span};
 use crate::slab::page_purge;
 use crate::slab::size_class::{cache_slots, SizeClass};
+use crate::track::ignored;
 
 impl Heap {
     /// Allocates a block of `class`, or null when memory runs out. The
@@ -130,6 +131,11 @@ impl Heap {
             let free = !word.load(Ordering::Relaxed) & !held & valid_mask(g.capacity, w);
             if free != 0 {
                 let free = self.count_toward_sample(class, lowest_bits(free, cache_slots(class)));
+                let free = self.count_toward_profile(class, free);
+                if ignored::ignoring() {
+                    let first = s.start() + w * 64 * g.block_size as usize;
+                    ignored::handing_out_slots(s.start(), first, g.block_size as usize, free);
+                }
                 // The cached slots count as used until they come back.
                 s.used.set(s.used.get() + free.count_ones());
                 st.cache.set(free);

@@ -109,6 +109,11 @@ impl Heap {
                 return p;
             }
         }
+        if self.profile_due(class) {
+            if let Some(p) = self.take_profiled(class, size, align) {
+                return p;
+            }
+        }
         let p = self.alloc_small_refill(class);
         if p.is_null() {
             return p;

@@ -51,6 +51,11 @@ const DEFER_FAULT_HANDLER: usize = 2;
 
 /// The flag in the thread word set while the thread takes a stack.
 const CAPTURING: usize = 1 << 63;
+/// The flag in the thread word set while a face logs the thread's call
+/// itself (`observe::alloc_log::FaceLogs`).
+const FACE_LOGS: usize = 1 << 62;
+/// The thread word's flags, above its thread id.
+const FLAGS: usize = CAPTURING | FACE_LOGS;
 
 /// The calling thread's heap for the fast paths: the empty heap when the
 /// thread has none yet (see `heap::empty_heap`).
@@ -150,7 +155,7 @@ fn run_deferred() {
 pub(crate) fn thread_id() -> u32 {
     let t = tls::words();
     let word = t[THREAD].get();
-    if word & !CAPTURING != 0 {
+    if word & !FLAGS != 0 {
         return word as u32;
     }
     let tid = thread::current_id() as u32;
@@ -161,7 +166,29 @@ pub(crate) fn thread_id() -> u32 {
 /// In the child after `fork`: the thread's cached id is its parent's.
 pub(crate) fn forget_thread_id() {
     let t = tls::words();
-    t[THREAD].set(t[THREAD].get() & CAPTURING);
+    t[THREAD].set(t[THREAD].get() & FLAGS);
+}
+
+/// Marks the calling thread's calls as logged by their face; returns
+/// whether they were already (for `end_face_logs`).
+pub(crate) fn begin_face_logs() -> bool {
+    let t = tls::words();
+    let word = t[THREAD].get();
+    t[THREAD].set(word | FACE_LOGS);
+    word & FACE_LOGS != 0
+}
+
+/// Ends what `begin_face_logs` began (`was`: its answer).
+pub(crate) fn end_face_logs(was: bool) {
+    if !was {
+        let t = tls::words();
+        t[THREAD].set(t[THREAD].get() & !FACE_LOGS);
+    }
+}
+
+/// Whether a face logs the calling thread's current call itself.
+pub(crate) fn face_logs() -> bool {
+    tls::words()[THREAD].get() & FACE_LOGS != 0
 }
 
 /// Marks the calling thread as taking a stack; false when it already is (a

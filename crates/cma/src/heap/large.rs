@@ -13,6 +13,7 @@ use crate::meta::span::{Span, SpanKind};
 use crate::os::PAGE_SIZE;
 use crate::pages::{pages_for, resize_huge, LARGE_MAX, MAX_SPAN_PAGES, PAGES};
 use crate::slab::size_class::{SizeClass, MAX_SMALL};
+use crate::track::ignored;
 
 impl Heap {
     /// Allocates `size` bytes at `align` from whole pages.
@@ -47,6 +48,9 @@ impl Heap {
         // A reused descriptor (a cached huge mapping) may still name the
         // family of its last block.
         s.alloc_kind.set(AllocKind::Malloc as u8);
+        if ignored::ignoring() {
+            ignored::handing_out(s.start());
+        }
         self.large_allocs.add(1);
         self.large_live_bytes.add(s.bytes() as u64);
         self.add_live_bytes(s.bytes() as u64);

@@ -12,6 +12,8 @@
 //! - `large`: blocks of whole pages;
 //! - `sample`: the countdown to the heap's next sampled block, and serving
 //!   it from the guarded pool (`guarded`);
+//! - `profile`: the byte countdown to the heap's next profile sample
+//!   (`track::sampling`), and recording blocks in the registry;
 //! - `counters`: per-heap counters and the process-wide peaks;
 //! - `pool`: giving each thread a heap, and taking it back at thread exit;
 //! - `guard`: the allocator guard and the thread's state;
@@ -26,7 +28,7 @@
 use core::cell::Cell;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-use crate::check::level::{self, MODE_CHECKED};
+use crate::check::level::{self, MODE_CHECKED, MODE_EVENTS, MODE_PROFILE};
 use crate::guarded::sampling::{self, NEVER};
 use crate::meta::span::Span;
 use crate::slab::remote_free::OWNER_PENDING;
@@ -46,6 +48,7 @@ pub(crate) use remote::free_remote_fast;
 pub(crate) mod guard;
 mod large;
 pub(crate) mod pool;
+pub(crate) mod profile;
 pub(crate) mod quarantine;
 mod remote;
 mod sample;
@@ -142,6 +145,15 @@ pub(crate) struct Heap {
     /// Bit `c`: the next allocation of size class `c` is to be sampled
     /// (classes of blocks up to a page, all below 64). Owner thread only.
     sample_due: Cell<u64>,
+    /// Bytes allocated until this heap's next profile sample, counted as
+    /// refills load caches and as large blocks are made (see `profile`);
+    /// `track::sampling::NEVER` unless `profile=sample`. Owner thread only.
+    profile_left: Cell<u64>,
+    /// The generator of the profile countdowns.
+    profile_state: Cell<u64>,
+    /// Bit `c`: the next allocation of size class `c` is a profile sample.
+    /// Owner thread only.
+    profile_due: Cell<u128>,
     /// Blocks of this heap's slabs that other threads freed, and their
     /// bytes, counted as the owner collects them (an arena's statistics
     /// learn of such frees here).
@@ -177,6 +189,9 @@ impl Heap {
             sample_countdown: Cell::new(NEVER),
             sample_state: Cell::new(0),
             sample_due: Cell::new(0),
+            profile_left: Cell::new(crate::track::sampling::NEVER),
+            profile_state: Cell::new(0),
+            profile_due: Cell::new(0),
             remote_frees_collected: Counter::new(),
             remote_bytes_collected: Counter::new(),
             is_arena: Cell::new(false),
@@ -194,6 +209,11 @@ impl Heap {
         }
         self.sample_state.set(sampling::heap_seed());
         self.draw_sample_countdown();
+        // A stream of its own, apart from the guarded sampler's seeds (which
+        // `sample_seed` makes repeat).
+        self.profile_state
+            .set(self.sample_state.get().rotate_left(23) ^ 0xD6E8_FEB8_6659_FD93 | 1);
+        self.draw_profile_countdown();
     }
 
     pub(crate) fn class(&self, class: usize) -> &ClassState {
@@ -252,7 +272,10 @@ impl Heap {
     /// `OWNER_PENDING` by a remote free, never takes it.
     #[inline(always)]
     fn owner_token(&self) -> u64 {
-        let tag = if level::mode() & MODE_CHECKED != 0 {
+        // `profile=all` sends every free to the path that takes the block
+        // out of the registry, and allocation logging to the path that logs
+        // it, as a checked level sends it to its checks.
+        let tag = if level::mode() & (MODE_CHECKED | MODE_PROFILE | MODE_EVENTS) != 0 {
             CHECKED_OWNER
         } else {
             0

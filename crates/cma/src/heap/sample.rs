@@ -10,6 +10,7 @@ use super::Heap;
 use crate::guarded::{self, sampling, Slot, MAX_SAMPLED};
 use crate::os::signal;
 use crate::slab::size_class::{class_of, SizeClass};
+use crate::track::ignored;
 
 /// Classes whose blocks sampling serves (up to a page): `0..=LAST`.
 fn last_sampled_class() -> usize {
@@ -92,6 +93,9 @@ impl Heap {
         end_capture();
         if p.is_null() {
             return None;
+        }
+        if ignored::ignoring() {
+            ignored::handing_out(p as usize);
         }
         self.class_state(class.index()).allocs.add(1);
         let delta = (size as u64).wrapping_sub(class.block_size() as u64);

@@ -89,7 +89,7 @@ pub fn set_engine(engine: Engine) {
     ENGINE.store(engine as u8, Ordering::Relaxed);
 }
 
-fn engine() -> Engine {
+pub(crate) fn engine() -> Engine {
     if ENGINE.load(Ordering::Relaxed) == Engine::Libcma as u8 {
         Engine::Libcma
     } else {
@@ -344,6 +344,7 @@ impl core::fmt::Display for Utf8Prefix<'_> {
 extern "C" fn at_exit() {
     crate::check::heap_check::check_heap_at_exit();
     write_report_at_exit();
+    super::profile_file::write_profile_at_exit();
 }
 
 // A destructor of whatever links this engine (the executable, or libcma):

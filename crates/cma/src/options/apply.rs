@@ -12,9 +12,11 @@ use crate::guarded::{self, sampling};
 use crate::heap::{pool, quarantine};
 use crate::observe::alloc_log;
 use crate::observe::limits::{self, AllocLimits};
+use crate::observe::profile_file;
 use crate::observe::report_file::{self, DestinationRefused};
 use crate::os::process;
 use crate::pages::{purge_thread, PAGES};
+use crate::track::sampling as profiling;
 use crate::util::stack_buf::StackBuf;
 
 /// Reads `CMA_OPTIONS` once, at initialisation.
@@ -37,6 +39,8 @@ pub(crate) fn apply(options: &[u8]) {
                     Setting::Sample(n) => ("sample", number(&mut digits, n)),
                     Setting::SampleSeed(n) => ("sample_seed", number(&mut digits, n)),
                     Setting::SampleSlots(n) => ("sample_slots", number(&mut digits, n as u64)),
+                    Setting::Profile(mode) => ("profile", mode.name().as_bytes()),
+                    Setting::ProfileRate(n) => ("profile_rate", number(&mut digits, n)),
                     _ => return,
                 };
                 warn_refused(key, value, e);
@@ -72,6 +76,7 @@ pub(super) struct Batch<'a> {
     alloc_limits: AllocLimits,
     limits_changed: bool,
     report_path: Option<&'a [u8]>,
+    profile_path: Option<&'a [u8]>,
 }
 
 impl<'a> Batch<'a> {
@@ -80,6 +85,7 @@ impl<'a> Batch<'a> {
             alloc_limits: limits::alloc_limits(),
             limits_changed: false,
             report_path: None,
+            profile_path: None,
         }
     }
 
@@ -135,8 +141,26 @@ impl<'a> Batch<'a> {
                     return Err(OptionsError::SamplePoolReserved);
                 }
             }
+            Setting::Profile(mode) => {
+                if mode != profiling::mode() {
+                    if pool::heaps_exist() {
+                        return Err(OptionsError::ProfileFixed);
+                    }
+                    profiling::set_mode(mode);
+                }
+            }
+            Setting::ProfileRate(bytes) => {
+                if bytes != profiling::rate() {
+                    if pool::heaps_exist() {
+                        return Err(OptionsError::ProfileFixed);
+                    }
+                    profiling::set_rate(bytes);
+                }
+            }
+            Setting::ProfileFile(path) => self.profile_path = Some(path),
             Setting::AllocLog(on) => alloc_log::set_alloc_logging(on),
             Setting::AllocLogFd(fd) => alloc_log::set_log_fd(fd),
+            Setting::AllocLogSample(n) => alloc_log::set_alloc_log_sample(n),
             Setting::Json(_) | Setting::Loaded(_) | Setting::Stats(_) => {}
         }
         Ok(())
@@ -146,6 +170,9 @@ impl<'a> Batch<'a> {
     pub(super) fn finish(self) -> Result<(), OptionsError> {
         if self.limits_changed {
             limits::set_alloc_limits(self.alloc_limits);
+        }
+        if let Some(path) = self.profile_path {
+            profile_file::set_destination(path).map_err(report_refusal)?;
         }
         match self.report_path {
             Some(path) => report_file::set_destination(path).map_err(report_refusal),

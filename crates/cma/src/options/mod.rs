@@ -18,8 +18,12 @@
 //! | `quarantine` | size (default `256K`) | `default` level: bytes of freed blocks each thread holds back from reuse (0: none) |
 //! | `quarantine_slots` | count up to 4096 (default 1024) | `default` level: freed blocks each thread holds back at most (0: none) |
 //! | `exit_check` | `0` or `1` | `default` level: check every live block's trailer and every quarantined block at exit (default 1; `check_heap`) |
-//! | `alloc_log` | `0` or `1` | libcma: log every `cma_*` allocation call from the start (`cma_set_alloc_logging`) |
-//! | `alloc_log_fd` | integer | libcma: the file descriptor logged calls go to (default 2) |
+//! | `alloc_log` | `0` or `1` | log every allocation, reallocation and free from the start (`cma_set_alloc_logging`, `cma::set_alloc_logging`; `observe::alloc_log`) |
+//! | `alloc_log_fd` | integer | the file descriptor logged events go to (default 2) |
+//! | `alloc_log_sample` | integer | log about one event in N (default 1: every one) |
+//! | `profile` | `off` (the default), `sample` or `all` | the live-allocation registry: none, about one block per `profile_rate` bytes (weighted), every block (`track::sampling`) |
+//! | `profile_rate` | size (default `512K`) | `profile=sample`: mean bytes allocated between two samples |
+//! | `profile_file` | a path (`%p`: the pid) | where the engine writes its profile at exit (`cma run` sets it; `observe::profile_file`) |
 //!
 //! The front ends' keys (`json`, `loaded`, `stats`) parse as settings too;
 //! the engine leaves them to libcma and the `cma` command.

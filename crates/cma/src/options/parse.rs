@@ -4,6 +4,7 @@
 use core::fmt;
 
 use crate::check::level::CheckLevel;
+use crate::track::sampling::ProfileMode;
 
 /// One option that `parse` understood.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,12 +40,14 @@ pub enum Setting<'a> {
     /// `sample_seed=S`: the random gaps between sampled blocks repeat from
     /// run to run.
     SampleSeed(u64),
-    /// `alloc_log=0|1`: whether allocation logging starts on (libcma logs
-    /// its `cma_*` calls; see `cma.h`).
+    /// `alloc_log=0|1`: whether allocation logging starts on (every
+    /// allocation, reallocation and free; see `observe::alloc_log`).
     AllocLog(bool),
     /// `alloc_log_fd=N`: the file descriptor logged events go to (default
     /// 2, stderr).
     AllocLogFd(i32),
+    /// `alloc_log_sample=N`: log about one event in N (default 1: all).
+    AllocLogSample(u64),
     /// `quarantine=SIZE`: bytes of freed blocks each thread holds back from
     /// reuse at a checked level (0: none).
     Quarantine(usize),
@@ -54,6 +57,15 @@ pub enum Setting<'a> {
     /// `exit_check=0|1`: whether the heap is checked at exit at a checked
     /// level (`cma::check_heap`; default 1).
     ExitCheck(bool),
+    /// `profile=off|sample|all`: which blocks the live-allocation registry
+    /// records (none, about one per `profile_rate` bytes, every one).
+    Profile(ProfileMode),
+    /// `profile_rate=SIZE`: the mean bytes allocated between two samples at
+    /// `profile=sample` (default 512K).
+    ProfileRate(u64),
+    /// `profile_file=FILE`: where the engine writes its heap profile at
+    /// exit, for `cma run` (`%p` becomes the pid).
+    ProfileFile(&'a [u8]),
 }
 
 /// An option that `parse` could not honour as written.
@@ -215,6 +227,9 @@ fn parse_item<'a>(item: &'a [u8], each: &mut impl FnMut(Result<Setting<'a>, Opti
             .and_then(|fd| i32::try_from(fd).ok())
             .map(Setting::AllocLogFd)
             .ok_or(Some("a file descriptor number")),
+        b"alloc_log_sample" => parse_size(value)
+            .map(|n| Setting::AllocLogSample(n.max(1) as u64))
+            .ok_or(Some("a number of events (1: every one)")),
         b"quarantine" => parse_size(value).map(Setting::Quarantine).ok_or(Some(SIZE)),
         b"quarantine_slots" => parse_size(value)
             .filter(|&n| n <= 4096)
@@ -223,6 +238,17 @@ fn parse_item<'a>(item: &'a [u8], each: &mut impl FnMut(Result<Setting<'a>, Opti
         b"exit_check" => parse_bool(value)
             .map(Setting::ExitCheck)
             .ok_or(Some("0 or 1")),
+        b"profile" => match value {
+            b"off" | b"0" => Ok(Setting::Profile(ProfileMode::Off)),
+            b"sample" => Ok(Setting::Profile(ProfileMode::Sample)),
+            b"all" => Ok(Setting::Profile(ProfileMode::All)),
+            _ => Err(Some("off, sample or all")),
+        },
+        b"profile_rate" => parse_size(value)
+            .filter(|&n| n > 0)
+            .map(|n| Setting::ProfileRate(n as u64))
+            .ok_or(Some("a size like 512K (the mean bytes between samples)")),
+        b"profile_file" => Ok(Setting::ProfileFile(value)),
         _ => Err(None),
     };
     each(parsed.map_err(|expected| match expected {
@@ -304,7 +330,7 @@ mod tests {
     #[test]
     fn every_key_parses_and_errors_keep_their_words() {
         assert_eq!(
-            all(b"check=fast huge_pages=0,purge_thread=1,purge_delay_ms=100,limit_request=1K,limit_total=2M,report=/r.%p,json=a.json,stats=1,sample=5000,sample_slots=64,sample_seed=7,alloc_log=1,alloc_log_fd=7,,"),
+            all(b"check=fast huge_pages=0,purge_thread=1,purge_delay_ms=100,limit_request=1K,limit_total=2M,report=/r.%p,json=a.json,stats=1,sample=5000,sample_slots=64,sample_seed=7,alloc_log=1,alloc_log_fd=7,profile=sample,profile_rate=64K,profile_file=/p.%p,,"),
             vec![
                 Ok(Setting::Check(CheckLevel::Fast)),
                 Ok(Setting::HugePages(false)),
@@ -320,8 +346,16 @@ mod tests {
                 Ok(Setting::SampleSeed(7)),
                 Ok(Setting::AllocLog(true)),
                 Ok(Setting::AllocLogFd(7)),
+                Ok(Setting::Profile(ProfileMode::Sample)),
+                Ok(Setting::ProfileRate(64 << 10)),
+                Ok(Setting::ProfileFile(b"/p.%p")),
             ]
         );
+        assert_eq!(
+            all(b"profile=some")[0].unwrap_err().to_string(),
+            "option 'profile=some' in CMA_OPTIONS: expected off, sample or all; ignored"
+        );
+        assert!(all(b"profile_rate=0")[0].is_err());
         assert_eq!(
             all(b"sample_slots=0")[0].unwrap_err().to_string(),
             "option 'sample_slots=0' in CMA_OPTIONS: expected a number of slots from 1 to 4096; ignored"

@@ -8,6 +8,8 @@ use core::fmt;
 use super::apply::{check_level_allowed, report_allowed, Batch};
 use super::parse::{parse, OptionError, Setting};
 use crate::check::level::CheckLevel;
+use crate::heap::pool;
+use crate::track::sampling::{self, ProfileMode};
 
 /// Options for cma, typed: the same settings as `CMA_OPTIONS` (see the
 /// [module docs](crate::options) for the table), built in code and applied
@@ -41,6 +43,8 @@ pub struct Options<'a> {
     quarantine: Option<usize>,
     quarantine_slots: Option<usize>,
     exit_check: Option<bool>,
+    profile: Option<ProfileMode>,
+    profile_rate: Option<u64>,
 }
 
 /// The most blocks `quarantine_slots` can hold back (as in `CMA_OPTIONS`).
@@ -93,6 +97,8 @@ impl<'a> Options<'a> {
             Setting::Quarantine(bytes) => self.quarantine(bytes),
             Setting::QuarantineSlots(n) => self.quarantine_slots(n),
             Setting::ExitCheck(on) => self.exit_check(on),
+            Setting::Profile(mode) => self.profile(mode),
+            Setting::ProfileRate(bytes) => self.profile_rate(bytes),
             // Sampling is set through `CMA_OPTIONS` and `apply_options` (not
             // in the typed API yet).
             Setting::Json(_)
@@ -100,9 +106,11 @@ impl<'a> Options<'a> {
             | Setting::Stats(_)
             | Setting::AllocLog(_)
             | Setting::AllocLogFd(_)
+            | Setting::AllocLogSample(_)
             | Setting::Sample(_)
             | Setting::SampleSlots(_)
-            | Setting::SampleSeed(_) => self,
+            | Setting::SampleSeed(_)
+            | Setting::ProfileFile(_) => self,
         }
     }
 
@@ -209,6 +217,30 @@ impl<'a> Options<'a> {
         }
     }
 
+    /// `profile=`: which blocks the live-allocation registry records, with
+    /// their allocation stacks: none (`Off`, the default), about one per
+    /// `profile_rate` bytes allocated (`Sample`, with weights that make the
+    /// totals per site unbiased), or every one (`All`). Chosen before the
+    /// first allocation ([`OptionsError::ProfileFixed`] after it), like the
+    /// check level. See [`leaks`](crate::leaks) and
+    /// [`Profile`](crate::Profile) for what it gives.
+    pub fn profile(self, mode: ProfileMode) -> Options<'a> {
+        Options {
+            profile: Some(mode),
+            ..self
+        }
+    }
+
+    /// `profile_rate=`: the mean bytes allocated between two samples at
+    /// `profile=sample` (default 512 KiB). Chosen before the first
+    /// allocation.
+    pub fn profile_rate(self, bytes: u64) -> Options<'a> {
+        Options {
+            profile_rate: Some(bytes.max(1)),
+            ..self
+        }
+    }
+
     /// Applies every option set, or none: each value is first checked
     /// against the allocator's state, and the first that cannot be honoured
     /// is returned.
@@ -218,6 +250,12 @@ impl<'a> Options<'a> {
         }
         if let Some(path) = self.report {
             report_allowed(path)?;
+        }
+        if (self.profile.is_some_and(|m| m != sampling::mode())
+            || self.profile_rate.is_some_and(|r| r != sampling::rate()))
+            && pool::heaps_exist()
+        {
+            return Err(OptionsError::ProfileFixed);
         }
         if let Some(requested) = self.quarantine_slots.filter(|&n| n > MAX_QUARANTINE_SLOTS) {
             return Err(OptionsError::QuarantineSlotsTooMany {
@@ -238,6 +276,8 @@ impl<'a> Options<'a> {
             self.quarantine.map(Setting::Quarantine),
             self.quarantine_slots.map(Setting::QuarantineSlots),
             self.exit_check.map(Setting::ExitCheck),
+            self.profile_rate.map(Setting::ProfileRate),
+            self.profile.map(Setting::Profile),
         ];
         for setting in settings.into_iter().flatten() {
             batch.take(setting)?;
@@ -268,6 +308,8 @@ pub enum OptionsError {
     /// The pool of sampled blocks was reserved already (with the number of
     /// slots it has).
     SamplePoolReserved,
+    /// The profile mode and rate are chosen before the first allocation.
+    ProfileFixed,
     /// More quarantine slots than a heap's quarantine can hold.
     QuarantineSlotsTooMany {
         /// The count asked for.
@@ -294,6 +336,9 @@ impl fmt::Display for OptionsError {
                 "sampling is chosen before the first allocation (set it in CMA_OPTIONS)"
             }
             OptionsError::SamplePoolReserved => "the pool of sampled blocks exists already",
+            OptionsError::ProfileFixed => {
+                "profiling is chosen before the first allocation (set it in CMA_OPTIONS)"
+            }
             OptionsError::QuarantineSlotsTooMany { .. } => "too many quarantine slots",
         })
     }

@@ -60,9 +60,21 @@ extern "C" fn each_frame(context: *mut libc::c_void, arg: *mut libc::c_void) -> 
 
 /// Writes the return addresses of the calling thread's stack into `frames`,
 /// innermost first, leaving out `capture` itself and `skip` more frames
-/// (its callers'); returns how many it wrote.
+/// (its callers'); returns how many it wrote. On x86_64 the cached walk of
+/// `fast_unwind` takes it when every frame has a plain rule, and the
+/// unwinder otherwise: the frames are the same.
 #[inline(never)]
 pub(crate) fn capture(frames: &mut [usize], skip: usize) -> usize {
+    if let Some(len) = super::fast_unwind::capture(frames, skip) {
+        return len;
+    }
+    capture_with_unwinder(frames, skip + 1)
+}
+
+/// `capture`, by the unwinder alone (leaving out this function itself and
+/// `skip` more frames).
+#[inline(never)]
+pub(crate) fn capture_with_unwinder(frames: &mut [usize], skip: usize) -> usize {
     let mut walk = Walk {
         frames,
         len: 0,

@@ -36,6 +36,18 @@ impl File {
         }
     }
 
+    /// Opens `path` for reading (`/proc/self/maps`). The error is the
+    /// errno of open(2).
+    pub fn open_read(path: &core::ffi::CStr) -> Result<File, i32> {
+        // SAFETY: a NUL-terminated path and valid flags.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            Err(errno())
+        } else {
+            Ok(File { fd })
+        }
+    }
+
     /// The file's descriptor, open until the `File` is dropped.
     pub fn fd(&self) -> i32 {
         self.fd

@@ -8,6 +8,7 @@
 
 pub(crate) mod backtrace;
 pub(crate) mod clock;
+pub(crate) mod fast_unwind;
 pub(crate) mod file;
 pub(crate) mod maps;
 pub(crate) mod memory;

@@ -1,0 +1,555 @@
+//! The live-allocation registry and its site table (`profile=sample` or
+//! `profile=all`, see `track::sampling` for which blocks come here, and
+//! `heap::profile` for where they are recorded).
+//!
+//! - A *site* is an allocation stack (up to `FRAMES` return addresses,
+//!   innermost first, cma's own frames included: `cma run` hides them when
+//!   it symbolises) and whether the process was still starting up (before
+//!   the program's own code ran, see `sampling::starting_up`). Sites are
+//!   deduplicated through a hash index and never removed, so a site's
+//!   frames (`SiteFrames`) never change once made and may be read without
+//!   the lock. Each site has counters (`SiteCounts`): bytes and blocks
+//!   allocated in all, live now, at the site's own maximum, at the
+//!   process's peak, and the freed blocks with the sum of their lifetimes.
+//! - The live table maps each recorded block to its site, its requested
+//!   size, its birth time and its weight (1 at `profile=all`; at
+//!   `profile=sample`, one over the chance that the sampler picked it, so
+//!   that every sum over blocks is an unbiased estimate).
+//!
+//! Peak attribution without a pass over all sites at each new peak: the
+//! peak has an epoch that a new peak advances; a site's counters at the
+//! peak are its live counters unless it changed since that peak, in which
+//! case they were saved at its first change after it (`save_peak`).
+//!
+//! Memory: the tables are anonymous mappings of their own (`AddrTable`,
+//! `os::memory`), never the engine's heap, so recording allocates nothing
+//! through cma. Everything is under one lock, `REGISTRY`, held for a table
+//! update and a few counters; the stack is taken before it is locked. Lock
+//! order: nothing else is taken while it is held.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+use crate::os::memory::{self, Charge};
+use crate::os::{clock, PAGE_SIZE};
+use crate::util::addr_table::AddrTable;
+use crate::util::spin_lock::SpinLock;
+
+/// Return addresses kept of each allocation stack.
+pub(crate) const FRAMES: usize = 32;
+
+/// Sites per chunk of the site table, and chunks at most.
+const CHUNK_SITES: usize = 1024;
+const MAX_CHUNKS: usize = 1024;
+/// The most sites: past it, new stacks are counted in site 0.
+pub(crate) const MAX_SITES: usize = CHUNK_SITES * MAX_CHUNKS;
+
+/// What is kept of a site that never changes once it is made.
+#[repr(C)]
+pub(crate) struct SiteFrames {
+    hash: u64,
+    len: u32,
+    /// Made while the process was starting up (see `sampling::starting_up`).
+    startup: bool,
+    frames: [usize; FRAMES],
+}
+
+impl SiteFrames {
+    /// The stack, innermost first.
+    pub(crate) fn frames(&self) -> &[usize] {
+        &self.frames[..(self.len as usize).min(FRAMES)]
+    }
+
+    /// Whether the site's blocks were allocated while the process started.
+    pub(crate) fn startup(&self) -> bool {
+        self.startup
+    }
+}
+
+/// A site's counters: estimates at `profile=sample` (sums of weights), exact
+/// counts at `profile=all`. Bytes are requested sizes; times nanoseconds.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SiteCounts {
+    pub(crate) total_bytes: f64,
+    pub(crate) total_blocks: f64,
+    pub(crate) live_bytes: f64,
+    pub(crate) live_blocks: f64,
+    pub(crate) max_bytes: f64,
+    pub(crate) max_blocks: f64,
+    /// At the process's peak, when `peak_epoch` is the registry's (else
+    /// `live_*` are).
+    peak_bytes: f64,
+    peak_blocks: f64,
+    peak_epoch: u64,
+    pub(crate) freed_blocks: f64,
+    pub(crate) freed_lifetime: f64,
+}
+
+/// One site's chunk entries: the frames and the counters, apart (see the
+/// module docs).
+#[repr(C)]
+struct SiteSlot {
+    frames: SiteFrames,
+    counts: UnsafeCell<SiteCounts>,
+}
+
+/// A recorded live block.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Live {
+    pub(crate) site: u32,
+    pub(crate) size: usize,
+    pub(crate) born: u64,
+    pub(crate) weight: f64,
+}
+
+/// The process-wide figures (same units as `SiteCounts`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Totals {
+    pub(crate) total_bytes: f64,
+    pub(crate) total_blocks: f64,
+    pub(crate) live_bytes: f64,
+    pub(crate) live_blocks: f64,
+    pub(crate) peak_bytes: f64,
+    pub(crate) peak_blocks: f64,
+    /// When the peak was reached (ticks since the registry started).
+    pub(crate) peak_at: u64,
+    /// Blocks that could not be recorded (the kernel refused memory for
+    /// the tables).
+    pub(crate) dropped: u64,
+}
+
+struct Registry {
+    live: AddrTable<Live>,
+    /// Site hash (nudged past collisions) to site index.
+    index: AddrTable<u32>,
+    totals: Totals,
+    peak_epoch: u64,
+}
+
+static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
+    live: AddrTable::new(),
+    index: AddrTable::new(),
+    totals: Totals {
+        total_bytes: 0.0,
+        total_blocks: 0.0,
+        live_bytes: 0.0,
+        live_blocks: 0.0,
+        peak_bytes: 0.0,
+        peak_blocks: 0.0,
+        peak_at: 0,
+        dropped: 0,
+    },
+    peak_epoch: 0,
+});
+
+/// The site table's chunks (written under the lock, read by anyone once
+/// published by `SITES`).
+static CHUNKS: [AtomicPtr<SiteSlot>; MAX_CHUNKS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CHUNKS];
+/// Sites made so far (release: their frames are written).
+static SITES: AtomicU32 = AtomicU32::new(0);
+/// When the registry started (the first record), in ticks and in
+/// nanoseconds: times count from it.
+static START_TICKS: AtomicU64 = AtomicU64::new(0);
+static START_NS: AtomicU64 = AtomicU64::new(0);
+
+fn chunk_bytes() -> usize {
+    (CHUNK_SITES * core::mem::size_of::<SiteSlot>()).next_multiple_of(PAGE_SIZE)
+}
+
+fn slot(index: u32) -> &'static SiteSlot {
+    let (c, i) = (index as usize / CHUNK_SITES, index as usize % CHUNK_SITES);
+    let chunk = CHUNKS[c].load(Ordering::Acquire);
+    debug_assert!(!chunk.is_null());
+    // SAFETY: sites below `SITES` lie in published chunks, which are never
+    // unmapped.
+    unsafe { &*chunk.add(i) }
+}
+
+/// The frames of site `index` (below `site_count()`).
+pub(crate) fn site_frames(index: u32) -> &'static SiteFrames {
+    &slot(index).frames
+}
+
+/// Sites made so far.
+pub(crate) fn site_count() -> u32 {
+    SITES.load(Ordering::Acquire)
+}
+
+impl Registry {
+    /// The counters of site `index`. The caller holds the lock (`&mut self`).
+    #[allow(clippy::mut_from_ref)]
+    fn counts(&mut self, index: u32) -> &mut SiteCounts {
+        // SAFETY: counters are only touched under the lock, which `&mut
+        // self` proves held.
+        unsafe { &mut *slot(index).counts.get() }
+    }
+
+    /// The site of `frames` (made while starting up or not), made if new;
+    /// site 0 (no stack) when the table is full or memory runs out.
+    fn site_for(&mut self, frames: &[usize], startup: bool) -> u32 {
+        if SITES.load(Ordering::Relaxed) == 0 && self.make_site(&[], false, 0).is_none() {
+            return 0;
+        }
+        let hash = hash_frames(frames, startup);
+        let mut key = hash;
+        loop {
+            match self.index.get(key as usize) {
+                Some(i) => {
+                    let f = &slot(i).frames;
+                    if f.frames() == frames && f.startup == startup {
+                        return i;
+                    }
+                    key = key.wrapping_add(0x9E37_79B9_7F4A_7C15) | 1;
+                }
+                None => {
+                    let Some(i) = self.make_site(frames, startup, hash) else {
+                        return 0;
+                    };
+                    if self.index.insert(key as usize, i).is_err() {
+                        return 0;
+                    }
+                    return i;
+                }
+            }
+        }
+    }
+
+    fn make_site(&mut self, frames: &[usize], startup: bool, hash: u64) -> Option<u32> {
+        let index = SITES.load(Ordering::Relaxed);
+        if index as usize >= MAX_SITES {
+            return None;
+        }
+        let c = index as usize / CHUNK_SITES;
+        if CHUNKS[c].load(Ordering::Relaxed).is_null() {
+            let chunk = memory::map(chunk_bytes(), Charge::Accounted);
+            if chunk.is_null() {
+                return None;
+            }
+            CHUNKS[c].store(chunk.cast(), Ordering::Release);
+        }
+        let base = CHUNKS[c].load(Ordering::Relaxed);
+        // SAFETY: a slot of a chunk of ours, past every published site:
+        // nobody reads it before `SITES` covers it.
+        let s = unsafe { &mut *base.add(index as usize % CHUNK_SITES) };
+        s.frames.hash = hash;
+        s.frames.len = frames.len().min(FRAMES) as u32;
+        s.frames.startup = startup;
+        s.frames.frames[..frames.len().min(FRAMES)]
+            .copy_from_slice(&frames[..frames.len().min(FRAMES)]);
+        SITES.store(index + 1, Ordering::Release);
+        Some(index)
+    }
+
+    /// Keeps a site's counters at the current peak before they change
+    /// (see the module docs).
+    fn save_peak(&mut self, site: u32) {
+        let epoch = self.peak_epoch;
+        let c = self.counts(site);
+        if c.peak_epoch != epoch {
+            c.peak_bytes = c.live_bytes;
+            c.peak_blocks = c.live_blocks;
+            c.peak_epoch = epoch;
+        }
+    }
+
+    fn account_alloc(&mut self, live: &Live, now: u64) {
+        let (w, bytes) = (live.weight, live.weight * live.size as f64);
+        self.save_peak(live.site);
+        let c = self.counts(live.site);
+        c.total_bytes += bytes;
+        c.total_blocks += w;
+        c.live_bytes += bytes;
+        c.live_blocks += w;
+        if c.live_bytes > c.max_bytes {
+            c.max_bytes = c.live_bytes;
+            c.max_blocks = c.live_blocks;
+        }
+        let t = &mut self.totals;
+        t.total_bytes += bytes;
+        t.total_blocks += w;
+        t.live_bytes += bytes;
+        t.live_blocks += w;
+        if t.live_bytes >= t.peak_bytes {
+            t.peak_bytes = t.live_bytes;
+            t.peak_blocks = t.live_blocks;
+            t.peak_at = now;
+            // Every site's counters are at the peak now.
+            self.peak_epoch += 1;
+        }
+    }
+
+    fn account_free(&mut self, live: &Live, now: u64) {
+        let (w, bytes) = (live.weight, live.weight * live.size as f64);
+        self.save_peak(live.site);
+        let c = self.counts(live.site);
+        c.live_bytes -= bytes;
+        c.live_blocks -= w;
+        c.freed_blocks += w;
+        c.freed_lifetime += w * now.saturating_sub(live.born) as f64;
+        self.totals.live_bytes -= bytes;
+        self.totals.live_blocks -= w;
+    }
+
+    /// Undoes `account_free` (a free that failed after its block was taken
+    /// out); the peak it may have passed is kept.
+    fn unaccount_free(&mut self, live: &Live, now: u64) {
+        let (w, bytes) = (live.weight, live.weight * live.size as f64);
+        let c = self.counts(live.site);
+        c.live_bytes += bytes;
+        c.live_blocks += w;
+        c.freed_blocks -= w;
+        c.freed_lifetime -= w * now.saturating_sub(live.born) as f64;
+        self.totals.live_bytes += bytes;
+        self.totals.live_blocks += w;
+    }
+}
+
+fn hash_frames(frames: &[usize], startup: bool) -> u64 {
+    let mut h = 0xCBF2_9CE4_8422_2325u64 ^ startup as u64;
+    for &f in frames {
+        h = (h ^ f as u64).wrapping_mul(0x0000_0100_0000_01B3);
+        h ^= h >> 29;
+    }
+    h | 1
+}
+
+/// Ticks (`os::clock::ticks`) since the registry started; `ns_per_tick` turns
+/// them into nanoseconds.
+pub(crate) fn now() -> u64 {
+    let now = clock::ticks();
+    if START_TICKS.load(Ordering::Relaxed) == 0 {
+        start_clock();
+    }
+    now.saturating_sub(START_TICKS.load(Ordering::Relaxed))
+}
+
+/// Marks the registry's time 0 (at start-up, before any record).
+pub(crate) fn start_clock() {
+    if START_TICKS.load(Ordering::Relaxed) != 0 {
+        return;
+    }
+    let (ticks, ns) = (clock::ticks(), clock::now_ns());
+    if START_TICKS
+        .compare_exchange(0, ticks.max(1), Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
+        START_NS.store(ns, Ordering::Relaxed);
+    }
+}
+
+/// Nanoseconds per tick, measured over the registry's life so far (1 when
+/// ticks are nanoseconds already, or too little time has passed).
+pub(crate) fn ns_per_tick() -> f64 {
+    let (t0, n0) = (
+        START_TICKS.load(Ordering::Relaxed),
+        START_NS.load(Ordering::Relaxed),
+    );
+    let (t1, n1) = (clock::ticks(), clock::now_ns());
+    if t0 == 0 || t1 <= t0 || n1 <= n0 + 1_000_000 {
+        return if cfg!(target_arch = "x86_64") {
+            // Too short to measure: about a tick per 0.4 ns on today's
+            // x86_64 (2.5 GHz), close enough for a profile of a few ms.
+            0.4
+        } else {
+            1.0
+        };
+    }
+    (n1 - n0) as f64 / (t1 - t0) as f64
+}
+
+/// Records the live block at `addr` of `size` bytes requested, allocated
+/// from `frames` (while starting up or not), standing for `weight` blocks.
+/// A block already recorded at `addr` (freed where the registry did not see
+/// it) is retired first.
+pub(crate) fn record(addr: usize, size: usize, weight: f64, frames: &[usize], startup: bool) {
+    let now = now();
+    let mut r = REGISTRY.lock();
+    let site = r.site_for(frames, startup);
+    let live = Live {
+        site,
+        size,
+        born: now,
+        weight,
+    };
+    if let Some(old) = r.live.remove(addr) {
+        r.account_free(&old, now);
+    }
+    if r.live.insert(addr, live).is_err() {
+        r.totals.dropped += 1;
+        return;
+    }
+    r.account_alloc(&live, now);
+}
+
+/// Takes the block at `addr` out of the registry as it is freed (before
+/// the free: once freed, its address may be handed out again at once), and
+/// counts it freed. `None` when it was not recorded.
+pub(crate) fn take(addr: usize) -> Option<Live> {
+    let now = now();
+    let mut r = REGISTRY.lock();
+    let live = r.live.remove(addr)?;
+    r.account_free(&live, now);
+    Some(live)
+}
+
+/// Puts back a block that `take` took out and that turned out not to be
+/// freed (the free failed).
+pub(crate) fn put_back(addr: usize, live: Live) {
+    let now = now();
+    let mut r = REGISTRY.lock();
+    r.unaccount_free(&live, now);
+    if r.live.insert(addr, live).is_err() {
+        r.totals.dropped += 1;
+    }
+}
+
+/// The recorded block at `addr` now holds `size` bytes (realloc kept it in
+/// place): its site's live bytes follow, its total bytes grow by what it
+/// grew; it stays one block. False when it is not recorded.
+pub(crate) fn resize(addr: usize, size: usize) -> bool {
+    let now = now();
+    let mut r = REGISTRY.lock();
+    let Some(mut live) = r.live.get(addr) else {
+        return false;
+    };
+    let delta = live.weight * (size as f64 - live.size as f64);
+    r.save_peak(live.site);
+    let c = r.counts(live.site);
+    c.live_bytes += delta;
+    if delta > 0.0 {
+        c.total_bytes += delta;
+    }
+    if c.live_bytes > c.max_bytes {
+        c.max_bytes = c.live_bytes;
+        c.max_blocks = c.live_blocks;
+    }
+    let t = &mut r.totals;
+    t.live_bytes += delta;
+    if delta > 0.0 {
+        t.total_bytes += delta;
+    }
+    if t.live_bytes >= t.peak_bytes {
+        t.peak_bytes = t.live_bytes;
+        t.peak_blocks = t.live_blocks;
+        t.peak_at = now;
+        r.peak_epoch += 1;
+    }
+    live.size = size;
+    let _ = r.live.insert(addr, live);
+    true
+}
+
+/// The sites of the recorded blocks at `addresses` (`None` for a block
+/// not recorded), under one hold of the lock.
+pub(crate) fn sites_of(addresses: &[usize], out: &mut [Option<u32>]) {
+    let r = REGISTRY.lock();
+    for (a, o) in addresses.iter().zip(out) {
+        *o = r.live.get(*a).map(|l| l.site);
+    }
+}
+
+/// A site's figures as a profile reports them: everything in
+/// `SiteCounts`, the counters at the peak resolved, and the lifetimes of
+/// the blocks still live (up to the end) added to the total lifetime.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SiteReport {
+    pub(crate) counts: SiteCounts,
+    pub(crate) peak_bytes: f64,
+    pub(crate) peak_blocks: f64,
+    /// Freed blocks' lifetimes plus the live blocks' so far.
+    pub(crate) total_lifetime: f64,
+}
+
+/// Calls `each` with every site's index, frames and report, in index order,
+/// then returns the totals and the time now (in ticks). Holds the registry's lock
+/// throughout (recording threads wait): for the reports written at exit and
+/// on demand. `each` must not allocate or call into cma.
+pub(crate) fn for_each_site(mut each: impl FnMut(u32, &SiteFrames, &SiteReport)) -> (Totals, u64) {
+    let end = now();
+    let mut r = REGISTRY.lock();
+    let n = SITES.load(Ordering::Acquire);
+    // The live blocks' lifetimes, per site.
+    let mut live_lifetimes = LiveLifetimes::new(n);
+    {
+        let Registry { live, .. } = &*r;
+        live.for_each(|_, l| {
+            live_lifetimes.add(l.site, l.weight * end.saturating_sub(l.born) as f64)
+        });
+    }
+    let epoch = r.peak_epoch;
+    for i in 0..n {
+        let c = *r.counts(i);
+        let (peak_bytes, peak_blocks) = if c.peak_epoch == epoch {
+            (c.peak_bytes, c.peak_blocks)
+        } else {
+            (c.live_bytes, c.live_blocks)
+        };
+        let report = SiteReport {
+            counts: c,
+            peak_bytes,
+            peak_blocks,
+            total_lifetime: c.freed_lifetime + live_lifetimes.get(i),
+        };
+        each(i, &slot(i).frames, &report);
+    }
+    (r.totals, end)
+}
+
+/// The live blocks' lifetimes per site, in memory of its own (a mapping
+/// freed when done).
+struct LiveLifetimes {
+    sums: *mut f64,
+    len: usize,
+}
+
+impl LiveLifetimes {
+    fn new(sites: u32) -> LiveLifetimes {
+        let len = sites as usize;
+        let bytes = (len * 8).next_multiple_of(PAGE_SIZE).max(PAGE_SIZE);
+        let sums = memory::map(bytes, Charge::Accounted).cast::<f64>();
+        LiveLifetimes {
+            sums,
+            len: if sums.is_null() { 0 } else { len },
+        }
+    }
+
+    fn add(&mut self, site: u32, ticks: f64) {
+        if (site as usize) < self.len {
+            // SAFETY: below `len`, inside the mapping (zeroed: 0.0).
+            unsafe { *self.sums.add(site as usize) += ticks };
+        }
+    }
+
+    fn get(&self, site: u32) -> f64 {
+        if (site as usize) < self.len {
+            // SAFETY: as in `add`.
+            unsafe { *self.sums.add(site as usize) }
+        } else {
+            0.0
+        }
+    }
+}
+
+impl Drop for LiveLifetimes {
+    fn drop(&mut self) {
+        if !self.sums.is_null() {
+            let bytes = (self.len * 8).next_multiple_of(PAGE_SIZE).max(PAGE_SIZE);
+            memory::unmap(self.sums.cast(), bytes);
+        }
+    }
+}
+
+/// Takes the lock before `fork` (see `api::init`).
+pub(crate) fn lock_for_fork() {
+    REGISTRY.lock_for_fork();
+}
+
+/// Releases what `lock_for_fork` took.
+///
+/// # Safety
+/// Only after `lock_for_fork`, on the thread that forked.
+pub(crate) unsafe fn unlock_after_fork() {
+    // SAFETY: the caller's contract.
+    unsafe { REGISTRY.force_unlock() };
+}
