@@ -3,6 +3,7 @@
 
     crates/cma-bench/scripts/ab.py OLD_BINARY NEW_BINARY [--reps N] [--quick]
         [--allocators cma-fast,cma-default] [--only churn,larson]
+        [--old-options OPTS] [--new-options OPTS]
 
 Runs `BINARY --child WORKLOAD ALLOCATOR` of both binaries for every
 (repetition, workload, allocator), the pair in a fresh random order each
@@ -26,11 +27,11 @@ WORKLOADS = ["churn", "mixed", "larson", "prodcons", "false-sharing", "realloc",
              "calloc", "aligned", "stress6", "rust-collections", "threads", "realloc-large"]
 
 
-def child(binary, workload, allocator, quick, timeout):
+def child(binary, workload, allocator, quick, timeout, options=""):
     env = dict(os.environ)
     if allocator.startswith("cma-"):
         level = allocator[len("cma-"):]
-        env["CMA_OPTIONS"] = ",".join(filter(None, [env.get("CMA_OPTIONS", ""), f"check={level}"]))
+        env["CMA_OPTIONS"] = ",".join(filter(None, [env.get("CMA_OPTIONS", ""), options, f"check={level}"]))
     cmd = [binary, "--child", workload, allocator] + (["--quick"] if quick else [])
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     for line in out.stdout.splitlines():
@@ -48,6 +49,8 @@ def main():
     ap.add_argument("--allocators", default="cma-fast")
     ap.add_argument("--only", default=",".join(WORKLOADS))
     ap.add_argument("--timeout", type=int, default=300)
+    ap.add_argument("--old-options", default="", help="CMA_OPTIONS added for the old side's cma")
+    ap.add_argument("--new-options", default="", help="CMA_OPTIONS added for the new side's cma")
     ap.add_argument("--stat", choices=["median", "min"], default="median",
                     help="how the children's figures are summarised: min compares the fastest runs "
                          "of each, steadier where a workload is bimodal on a shared machine")
@@ -58,10 +61,10 @@ def main():
     for rep in range(a.reps):
         for w in workloads:
             for al in allocators:
-                pair = [("old", a.old), ("new", a.new)]
+                pair = [("old", a.old, a.old_options), ("new", a.new, a.new_options)]
                 random.shuffle(pair)
-                for name, binary in pair:
-                    r = child(binary, w, al, a.quick, a.timeout)
+                for name, binary, options in pair:
+                    r = child(binary, w, al, a.quick, a.timeout, options)
                     runs.setdefault((w, al, name), []).append(r)
         print(f"repetition {rep + 1}/{a.reps} done", file=sys.stderr)
     print(f"{'workload':18} {'allocator':12} {'old ms':>9} {'new ms':>9} {'time':>7} {'cpu':>7} {'rss':>7}")

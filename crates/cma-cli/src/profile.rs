@@ -23,7 +23,7 @@ use std::path::Path;
 
 use crate::json::Json;
 use crate::report::{grouped, human_bytes};
-use crate::symbolize::{cma_frame, in_cma, Symbolizer};
+use crate::symbolize::{cma_frame, in_cma, in_libcma, Symbolizer};
 
 /// One site of a raw profile: its counters (DHAT's names) and raw stack.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -276,10 +276,11 @@ impl Profile {
                         None => (String::new(), addr, Vec::new()),
                     };
                     if leading && cma_frame(&path, &functions) {
-                        // cma's code may be inlined into the program's (a
-                        // Rust program's allocations): keep what follows it.
+                        // Everything in libcma is cma's (its C entry points
+                        // too). In a Rust program cma's code may be inlined
+                        // into the program's: keep what follows it.
                         let own = functions.iter().take_while(|(f, _)| in_cma(f)).count();
-                        if own == 0 || own == functions.len() {
+                        if in_libcma(&path) || own == 0 || own == functions.len() {
                             continue;
                         }
                         functions.drain(..own);

@@ -146,8 +146,7 @@ impl Symbolizer {
             first = false;
             let resolved = self.resolve(path, probe);
             let name = path.rsplit('/').next().unwrap_or(path);
-            if leading && (name.starts_with("libcma.so") || resolved.iter().any(|(f, _)| in_cma(f)))
-            {
+            if leading && cma_frame(path, &resolved) {
                 hidden += 1;
                 continue;
             }
@@ -184,8 +183,15 @@ const ENGINE_MODULES: [&str; 12] = [
 /// Whether a frame in the module at `path`, naming these functions, is
 /// cma's own: in libcma.so, or the cma crate's code in a Rust program.
 pub fn cma_frame(path: &str, functions: &[(String, Option<String>)]) -> bool {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    name.starts_with("libcma.so") || functions.iter().any(|(f, _)| in_cma(f))
+    in_libcma(path) || functions.iter().any(|(f, _)| in_cma(f))
+}
+
+/// Whether the module at `path` is libcma.
+pub fn in_libcma(path: &str) -> bool {
+    path.rsplit('/')
+        .next()
+        .unwrap_or(path)
+        .starts_with("libcma.so")
 }
 
 /// Whether a function is the cma crate's own (in a Rust program that uses
