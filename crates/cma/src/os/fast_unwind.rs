@@ -218,7 +218,7 @@ mod imp {
         ra: Rule,
     }
 
-    #[derive(Clone, Copy, PartialEq, Eq)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     enum Rule {
         /// Same value (or never said).
         Kept,
@@ -461,10 +461,13 @@ mod imp {
                 }
                 0x0b => {
                     depth = depth.checked_sub(1)?;
-                    let cfa = (row.cfa_reg, row.cfa_off);
+                    // The CFA rule is part of the remembered state, as
+                    // libgcc's and LLVM's unwinders keep it and compilers
+                    // assume: an epilogue's `.cfi_remember_state` ...
+                    // `.cfi_restore_state` brings the body's CFA back
+                    // after a `ret` with no `.cfi_def_cfa_offset` of its
+                    // own.
                     *row = saved[depth];
-                    // The CFA is not part of the remembered state.
-                    (row.cfa_reg, row.cfa_off) = cfa;
                 }
                 0x0c => {
                     row.cfa_reg = r.uleb()?;
@@ -601,6 +604,49 @@ mod imp {
                 assert!(f >= depth + 2 && s == f + 1, "{f} {s}");
                 assert_eq!(&fast[..f], &slow[1..s], "depth {depth}");
             }
+        }
+
+        /// The rows of a function with two returns, as gcc writes them:
+        /// `push rbp` (CFA = rsp+16, rbp at CFA-16), then an epilogue
+        /// between `remember_state` and `restore_state` (`pop rbp`:
+        /// CFA = rsp+8; `ret`), then more body, where the remembered
+        /// CFA holds again.
+        #[test]
+        fn restore_state_brings_back_the_remembered_cfa() {
+            let program: [u8; 12] = [
+                0x41, // advance_loc 1 (after `push rbp`)
+                0x0e, 16, // def_cfa_offset 16
+                0x86, 2,    // offset rbp at cfa-16 (data_align -8)
+                0x43, // advance_loc 3
+                0x0a, // remember_state
+                0x41, // advance_loc 1 (after `pop rbp`)
+                0x0e, 8,    // def_cfa_offset 8
+                0x41, // advance_loc 1 (after `ret`)
+                0x0b, // restore_state
+            ];
+            let row_at = |pc: usize| {
+                let mut r = Reader {
+                    p: program.as_ptr(),
+                    end: program.as_ptr().wrapping_add(program.len()),
+                };
+                let mut row = Row {
+                    cfa_reg: RSP,
+                    cfa_off: 8,
+                    rbp: Rule::Kept,
+                    ra: Rule::At(-8),
+                };
+                let initial = row;
+                run(&mut r, &mut row, Some(&initial), 1, -8, 0x1000, 0x1000 + pc)
+                    .expect("a plain program");
+                (row.cfa_off, row.rbp)
+            };
+            assert_eq!(row_at(0), (8, Rule::Kept));
+            assert_eq!(row_at(1), (16, Rule::At(-16)));
+            // In the epilogue, after `pop rbp`.
+            assert_eq!(row_at(5), (8, Rule::At(-16)));
+            // Past the `ret`: the body's rule again.
+            assert_eq!(row_at(6), (16, Rule::At(-16)));
+            assert_eq!(row_at(40), (16, Rule::At(-16)));
         }
 
         #[test]
