@@ -27,6 +27,9 @@ struct Entry<V: Copy> {
 
 /// Entries of a new table.
 const FIRST_CAPACITY: usize = 1024;
+/// A table this big asks for transparent huge pages (it is then mostly
+/// full: it doubles when half full).
+const HUGE_TABLE_BYTES: usize = 8 << 20;
 
 /// See the module docs.
 pub struct AddrTable<V: Copy> {
@@ -200,6 +203,11 @@ impl<V: Copy> AddrTable<V> {
         let fresh = memory::map(bytes, Charge::Accounted).cast::<Entry<V>>();
         if fresh.is_null() {
             return Err(NoMemory);
+        }
+        if bytes >= HUGE_TABLE_BYTES {
+            // Keys land anywhere in the table: with 4 KiB pages nearly every
+            // lookup of a big one is a TLB miss as well as a cache miss.
+            memory::hint_huge_pages(fresh.cast(), bytes);
         }
         let old = core::mem::replace(
             self,
