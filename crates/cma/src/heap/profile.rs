@@ -100,7 +100,7 @@ pub(crate) fn resized(from: usize, to: usize, size: usize) {
         return;
     }
     let f = registry::site_frames(old.site);
-    registry::record(to, size, old.weight, f.frames(), f.startup());
+    registry::record(to, size, old.weight as f64, f.frames(), f.startup());
 }
 
 impl Heap {
