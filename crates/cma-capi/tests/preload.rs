@@ -631,3 +631,56 @@ fn a_bad_option_is_warned_about_once_per_process_tree() {
         "{markers} processes applied the loaded= option"
     );
 }
+
+#[test]
+fn mismatched_releases_at_the_strict_level_print_the_block_and_its_allocation_stack() {
+    if !have("c++", "g++") {
+        return;
+    }
+    let dir = scratch("mismatch-strict");
+    let exe = compile("c++", "mismatch.cpp", &dir, false, &[]);
+    for (what, misuse, size) in [
+        ("free-of-new-array", "alloc-dealloc mismatch", 40),
+        ("delete-of-large-malloc", "alloc-dealloc mismatch", 300 * 1024),
+        ("realloc-of-new", "alloc-dealloc mismatch", 40),
+        ("sized-delete-wrong-size", "sized free with the wrong size", 40),
+        ("free-sized-wrong-size", "sized free with the wrong size", 40),
+        (
+            "free-aligned-sized-wrong-alignment",
+            "aligned free with the wrong alignment",
+            48,
+        ),
+    ] {
+        let (o, out, err) = output(
+            preloaded(Command::new(&exe).arg(what)).env("CMA_OPTIONS", "check=strict,sample=0"),
+        );
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            o.status.signal(),
+            Some(libc_sigabrt()),
+            "{what}: {}\n{out}\n{err}",
+            o.status
+        );
+        assert!(err.contains(&format!("cma: {misuse}: ")), "{what}: {err}");
+        // The block is live: its size asked for and its allocation, no free.
+        assert!(
+            err.contains(&format!(
+                "    block of {size} bytes requested, allocated by thread "
+            )),
+            "{what}: {err}"
+        );
+        assert!(!err.contains("freed by thread"), "{what}: {err}");
+        // The allocation stack reaches the program's main (raw: module and
+        // offset; `cma run` names it).
+        let allocated: Vec<&str> = err
+            .lines()
+            .skip_while(|l| !l.starts_with("    allocated by thread "))
+            .skip(1)
+            .take_while(|l| l.starts_with("      #"))
+            .collect();
+        assert!(
+            allocated.iter().any(|l| l.contains("/mismatch+0x")),
+            "{what}: {err}"
+        );
+    }
+}
