@@ -460,11 +460,16 @@ mod imp {
                     depth += 1;
                 }
                 0x0b => {
+                    // The CFA rule is part of the remembered state (as in
+                    // libgcc since GCC 4.5, and DWARF 5): GCC brackets each
+                    // epilogue's `def_cfa_offset`s with remember/restore
+                    // and relies on the restore to bring the CFA back for
+                    // the code after it. Keeping the epilogue's CFA there
+                    // sent the walk to a wrong return address (in sqlite3
+                    // and python3), and the unwinder had to take the whole
+                    // stack again.
                     depth = depth.checked_sub(1)?;
-                    let cfa = (row.cfa_reg, row.cfa_off);
                     *row = saved[depth];
-                    // The CFA is not part of the remembered state.
-                    (row.cfa_reg, row.cfa_off) = cfa;
                 }
                 0x0c => {
                     row.cfa_reg = r.uleb()?;
@@ -601,6 +606,43 @@ mod imp {
                 assert!(f >= depth + 2 && s == f + 1, "{f} {s}");
                 assert_eq!(&fast[..f], &slow[1..s], "depth {depth}");
             }
+        }
+
+        /// The row `run` reaches for `pc` in `program` (code from 0x1000,
+        /// code alignment 1, data alignment -8), from a CFA of rsp+8.
+        fn row_at(program: &[u8], pc: usize) -> Option<(u64, i64)> {
+            let mut r = Reader {
+                p: program.as_ptr(),
+                end: program.as_ptr().wrapping_add(program.len()),
+            };
+            let mut row = Row {
+                cfa_reg: RSP,
+                cfa_off: 8,
+                rbp: Rule::Kept,
+                ra: Rule::At(-8),
+            };
+            run(&mut r, &mut row, None, 1, -8, 0x1000, pc)?;
+            Some((row.cfa_reg, row.cfa_off))
+        }
+
+        #[test]
+        fn restore_state_brings_the_cfa_back_after_an_epilogue() {
+            // As GCC writes a function with an early return: push (CFA
+            // rsp+16), remember, the epilogue's pop (CFA rsp+8), ret,
+            // restore, then the rest of the body.
+            let program = [
+                0x41, // advance_loc 1 -> 0x1001
+                0x0e, 16, // def_cfa_offset 16
+                0x44, // advance_loc 4 -> 0x1005
+                0x0a, // remember_state
+                0x41, // advance_loc 1 -> 0x1006
+                0x0e, 8,    // def_cfa_offset 8
+                0x42, // advance_loc 2 -> 0x1008
+                0x0b, // restore_state
+            ];
+            assert_eq!(row_at(&program, 0x1003), Some((RSP, 16)));
+            assert_eq!(row_at(&program, 0x1006), Some((RSP, 8)));
+            assert_eq!(row_at(&program, 0x1010), Some((RSP, 16)));
         }
 
         #[test]
