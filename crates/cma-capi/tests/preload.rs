@@ -641,10 +641,22 @@ fn mismatched_releases_at_the_strict_level_print_the_block_and_its_allocation_st
     let exe = compile("c++", "mismatch.cpp", &dir, false, &[]);
     for (what, misuse, size) in [
         ("free-of-new-array", "alloc-dealloc mismatch", 40),
-        ("delete-of-large-malloc", "alloc-dealloc mismatch", 300 * 1024),
+        (
+            "delete-of-large-malloc",
+            "alloc-dealloc mismatch",
+            300 * 1024,
+        ),
         ("realloc-of-new", "alloc-dealloc mismatch", 40),
-        ("sized-delete-wrong-size", "sized free with the wrong size", 40),
-        ("free-sized-wrong-size", "sized free with the wrong size", 40),
+        (
+            "sized-delete-wrong-size",
+            "sized free with the wrong size",
+            40,
+        ),
+        (
+            "free-sized-wrong-size",
+            "sized free with the wrong size",
+            40,
+        ),
         (
             "free-aligned-sized-wrong-alignment",
             "aligned free with the wrong alignment",

@@ -62,9 +62,7 @@ fn frames_under(stderr: &str, label: &str) -> Vec<usize> {
 /// Whether one of `frames` returns into `function` (a return address
 /// lies after the call, within the first bytes of these small functions).
 fn returns_into(frames: &[usize], function: usize) -> bool {
-    frames
-        .iter()
-        .any(|&f| f > function && f < function + 256)
+    frames.iter().any(|&f| f > function && f < function + 256)
 }
 
 /// The child's address of a function it printed as `NAME=0x...` (the
@@ -82,8 +80,7 @@ fn child_address(stderr: &str, name: &str) -> usize {
 fn print_function_addresses() {
     eprintln!(
         "MAKE_BLOCK={:#x}\nRELEASE_BLOCK={:#x}",
-        make_block as *const () as usize,
-        release_block as *const () as usize
+        make_block as *const () as usize, release_block as *const () as usize
     );
 }
 
@@ -158,7 +155,10 @@ fn a_double_free_prints_the_size_and_the_allocation_and_first_free_stacks() {
         "the first free's stack names release_block: {stderr}"
     );
     // And the stack of the second free, where it was found.
-    assert!(!frames_under(&stderr, "free by thread ").is_empty(), "{stderr}");
+    assert!(
+        !frames_under(&stderr, "free by thread ").is_empty(),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -261,6 +261,10 @@ fn other_threads_are_named_in_the_history() {
         .lines()
         .find(|l| l.trim_start().starts_with("freed by thread "))
         .unwrap();
-    let tid = |l: &str| l.split_whitespace().nth(3).map(|t| t.trim_end_matches(':').to_string());
+    let tid = |l: &str| {
+        l.split_whitespace()
+            .nth(3)
+            .map(|t| t.trim_end_matches(':').to_string())
+    };
     assert_ne!(tid(allocated_by), tid(freed_by), "{stderr}");
 }

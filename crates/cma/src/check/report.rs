@@ -49,9 +49,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use super::error::CmaError;
 use super::level;
 use crate::guarded::{self, Stack, FRAMES};
-use crate::track::registry::{self, History};
 use crate::os::maps::{self, MapsScratch};
 use crate::os::{backtrace, process, thread};
+use crate::track::registry::{self, History};
 use crate::util::stack_buf::StackBuf;
 
 /// Reports misuse found in `operation` and aborts. The line names the

@@ -632,7 +632,7 @@ mod imp {
             // restore, then the rest of the body.
             let program = [
                 0x41, // advance_loc 1 -> 0x1001
-                0x0e, 16, // def_cfa_offset 16
+                0x0e, 16,   // def_cfa_offset 16
                 0x44, // advance_loc 4 -> 0x1005
                 0x0a, // remember_state
                 0x41, // advance_loc 1 -> 0x1006

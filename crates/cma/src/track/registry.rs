@@ -342,7 +342,14 @@ impl Registry {
     /// Remembers the block at `addr`, just taken out as it is freed (see
     /// `Freed`), pushing out the oldest remembered free when the ring is
     /// full. Nothing is remembered when memory runs out.
-    fn remember_freed(&mut self, addr: usize, live: Live, free_site: u32, free_thread: u32, now: u64) {
+    fn remember_freed(
+        &mut self,
+        addr: usize,
+        live: Live,
+        free_site: u32,
+        free_thread: u32,
+        now: u64,
+    ) {
         if self.ring.addresses.is_null() {
             let bytes = (FREED_KEPT * core::mem::size_of::<usize>()).next_multiple_of(PAGE_SIZE);
             let ring = memory::map(bytes, Charge::Accounted).cast::<usize>();
@@ -360,7 +367,11 @@ impl Registry {
             // The free this place held, unless its address was taken again
             // (reused, or freed again later: another sequence).
             let pushed_out = sequence - FREED_KEPT as u64;
-            if self.freed.get(*oldest).is_some_and(|f| f.sequence == pushed_out) {
+            if self
+                .freed
+                .get(*oldest)
+                .is_some_and(|f| f.sequence == pushed_out)
+            {
                 self.freed.remove(*oldest);
             }
         }
