@@ -41,7 +41,9 @@ fn make_block(size: usize) -> *mut u8 {
 fn release_block(p: *mut u8) {
     // SAFETY: the callers pass a live block of cma's.
     unsafe { cma::free(std::hint::black_box(p)) };
-    std::hint::black_box(());
+    // Something after the call, so that it is not a tail call (the stack
+    // must show this function).
+    std::hint::black_box(p);
 }
 
 /// The return addresses listed under the indented label that starts with
