@@ -15,24 +15,15 @@
 //! The table counts backend blocks (allocations, frees, bytes by the
 //! backend's `get_allocation_size`, peak bytes) and reports their bytes to
 //! the engine's total allocation limit. The C API's statistics add these
-//! counters to the engine's.
-//!
-//! # Live blocks
-//!
-//! Each live backend block is also kept in `LIVE` (its address, size and
-//! whether it is left out of leak reports), so that the leak API
-//! (`crate::leaks`) can list and untrack backend blocks as it does cma's.
-//! An entry goes before its block goes back to the backend, which may hand
-//! the address out again at once, to another thread.
+//! counters to the engine's. The table lists the live backend blocks too,
+//! for the leak API (`crate::leaks`).
 
 use core::alloc::Layout;
 use core::ffi::c_void;
 use core::ptr::{null_mut, NonNull};
-use core::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 pub(crate) use engine::faces::Routed;
-use engine::faces::{AddrTable, BackendTable};
+use engine::faces::{BackendTable, LiveBackendBlock};
 use engine::{Backend, BackendStats};
 
 /// `cma_backend_hooks` in cma.h.
@@ -179,7 +170,6 @@ pub(crate) fn set(hooks: &CmaBackendHooks) -> Result<(), SetRefused> {
     if !hooks.has_required_hooks() {
         return Err(SetRefused::MissingHook);
     }
-    EVER_SET.store(true, Ordering::Relaxed);
     // The table's one refusal: `TooManyBackends`.
     TABLE.set(*hooks).map_err(|_| SetRefused::TableFull)
 }
@@ -202,97 +192,19 @@ fn to_c<T>(routed: Routed<*mut T>) -> Routed<*mut c_void> {
     }
 }
 
-/// Whether a backend was ever set: until then no block can be a backend's
-/// and `LIVE` is left alone.
-static EVER_SET: AtomicBool = AtomicBool::new(false);
-
-/// A live backend block, for the leak API.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct LiveBlock {
-    pub size: usize,
-    /// Left out of leak reports (`cma_untrack_leak`).
-    pub ignored: bool,
-}
-
-/// Every live backend block by address (see the module docs); its memory
-/// is its own mappings, never a backend's.
-static LIVE: Mutex<AddrTable<LiveBlock>> = Mutex::new(AddrTable::new());
-
-fn live() -> std::sync::MutexGuard<'static, AddrTable<LiveBlock>> {
-    LIVE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Lists `p`, a new backend block. Without memory for the entry the block
-/// is not listed (it is still counted).
-fn keep_live(p: *mut c_void, block: LiveBlock) {
-    let _ = live().insert(p as usize, block);
-}
-
-/// Takes `p` out of `LIVE`, before it goes back to its backend.
-fn forget_live(p: *mut c_void) -> Option<LiveBlock> {
-    if !EVER_SET.load(Ordering::Relaxed) {
-        return None;
-    }
-    live().remove(p as usize)
-}
-
-/// A new backend block's entry, its size as its backend tells it.
-fn new_live_block(p: *mut c_void) -> LiveBlock {
-    let size = match size_of(p) {
-        Routed::Backend(size) => size,
-        Routed::Cma => 0,
-    };
-    LiveBlock {
-        size,
-        ignored: false,
-    }
-}
-
-/// Calls `each` with every live backend block, in no particular order
-/// (under the table's lock: `each` must not call into the backends).
-pub(crate) fn for_each_live(mut each: impl FnMut(usize, LiveBlock)) {
-    live().for_each(|p, &b| each(p, b));
-}
-
-/// Marks the live backend block `p` as left out of leak reports (or
-/// counted again); false when no backend holds a live block at `p`.
-pub(crate) fn set_ignored(p: *const c_void, ignored: bool) -> bool {
-    let mut live = live();
-    match live.get(p as usize) {
-        Some(b) => {
-            let _ = live.insert(p as usize, LiveBlock { ignored, ..b });
-            true
-        }
-        None => false,
-    }
-}
-
 /// A new block of `size` bytes (at `align`, when given) from the current
 /// backend. `Backend(null)` when the backend or an allocation limit
 /// refused.
 pub(crate) fn allocate(size: usize, align: Option<usize>) -> Routed<*mut c_void> {
-    let routed = to_c(TABLE.allocate(size, align.unwrap_or(1)));
-    if let Routed::Backend(p) = routed {
-        if !p.is_null() {
-            keep_live(p, new_live_block(p));
-        }
-    }
-    routed
+    to_c(TABLE.allocate(size, align.unwrap_or(1)))
 }
 
 /// Gives `p` back to the backend that owns it (its whole size zeroed
 /// first, with `wipe`); `Backend(size)` with the block's size, or `Cma`
 /// when no backend owns it.
 pub(crate) fn free(p: *mut c_void, wipe: bool) -> Routed<usize> {
-    let kept = forget_live(p);
     // SAFETY: the `cma_*` functions that call this give `p` up.
-    let routed = unsafe { TABLE.free(p.cast(), wipe) };
-    if let (Routed::Cma, Some(block)) = (routed, kept) {
-        // Not a backend's after all (its entry could not have been
-        // current): listed as it was.
-        keep_live(p, block);
-    }
-    routed
+    unsafe { TABLE.free(p.cast(), wipe) }
 }
 
 /// The size of `p` by the backend that owns it.
@@ -304,19 +216,20 @@ pub(crate) fn size_of(p: *const c_void) -> Routed<usize> {
 /// allocating from the same backend, copying and giving `p` back.
 /// `Backend(null)` when that failed (then `p` is intact).
 pub(crate) fn reallocate(p: *mut c_void, size: usize) -> Routed<*mut c_void> {
-    let kept = forget_live(p);
     // SAFETY: `cma_realloc` gives `p` up when the call succeeds.
-    let routed = to_c(unsafe { TABLE.reallocate(p.cast(), size, 1) });
-    match routed {
-        Routed::Backend(q) if !q.is_null() => keep_live(q, new_live_block(q)),
-        // Refused or not a backend's: `p` is as it was.
-        _ => {
-            if let Some(block) = kept {
-                keep_live(p, block);
-            }
-        }
-    }
-    routed
+    to_c(unsafe { TABLE.reallocate(p.cast(), size, 1) })
+}
+
+/// Calls `each` with every live backend block, in no particular order
+/// (under the table's lock: `each` must not call into the backends).
+pub(crate) fn for_each_live(each: impl FnMut(usize, LiveBackendBlock)) {
+    TABLE.for_each_live(each);
+}
+
+/// Marks the live backend block `p` as left out of leak reports (or
+/// counted again); false when no backend holds a live block at `p`.
+pub(crate) fn set_ignored(p: *const c_void, ignored: bool) -> bool {
+    TABLE.set_ignored(p.cast(), ignored)
 }
 
 /// The counters of the backends' blocks.

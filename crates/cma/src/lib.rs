@@ -100,7 +100,7 @@ pub use track::sampling::{ProfileMode, DEFAULT_PROFILE_RATE};
 pub mod faces {
     /// The backend table and its routing, for libcma's C hooks (the Rust
     /// face's table is `backend::routed`'s).
-    pub use crate::backend::table::{Routed, Table as BackendTable};
+    pub use crate::backend::table::{LiveBackendBlock, Routed, Table as BackendTable};
     pub use crate::observe::alloc_log::{
         alloc_logging, log_event, set_alloc_logging, AllocEvent, FaceLogs,
     };

@@ -603,6 +603,70 @@ fn neither_owns(through_global_allocator: bool) {
     std::process::exit(1);
 }
 
+/// The leak API sees backend blocks apart from cma's: listed with their
+/// sizes, untracked and tracked again, gone when freed, ignored no more
+/// once moved by a realloc.
+fn leaks() {
+    let listed = |p: *mut u8| {
+        let mut found = None;
+        cma::backend::for_each_leak(|e| {
+            if e.address == p as usize {
+                found = Some(e.size);
+            }
+        });
+        found
+    };
+    let s0 = cma::backend::leak_summary();
+    check!(s0 == cma::LeakSummary::default());
+    let cma_before = cma::leak_summary();
+
+    check!(cma::set_backend(&A) == Ok(()));
+    let a1 = cma::backend::malloc(200);
+    let a2 = cma::backend::malloc(300);
+    check!(in_a(a1) && in_a(a2));
+    let s = cma::backend::leak_summary();
+    check!(s.live_blocks == 2 && s.live_bytes == 500 && s.ignored_blocks == 0);
+    check!(listed(a1) == Some(200) && listed(a2) == Some(300));
+    // cma's own summary does not count them.
+    check!(cma::leak_summary().live_blocks == cma_before.live_blocks);
+
+    check!(cma::backend::untrack_leak(a1) == Ok(()));
+    let s = cma::backend::leak_summary();
+    check!(s.live_blocks == 1 && s.live_bytes == 300);
+    check!(s.ignored_blocks == 1 && s.ignored_bytes == 200);
+    check!(listed(a1).is_none());
+    check!(cma::backend::track_leak(a1) == Ok(()));
+    check!(listed(a1) == Some(200));
+
+    // Not a backend block: an error, and nothing changes.
+    let on_stack = 7u64;
+    let c = &on_stack as *const u64 as *const u8;
+    check!(matches!(
+        cma::backend::untrack_leak(c),
+        Err(CmaError::NotOurs { .. })
+    ));
+    check!(cma::backend::leak_summary().live_blocks == 2);
+
+    // A block moved by realloc is listed at its new address, tracked.
+    check!(cma::backend::untrack_leak(a2) == Ok(()));
+    // SAFETY: `a2` is A's live block; it is not used again.
+    let a3 = unsafe { cma::backend::realloc(a2, 5000) };
+    check!(in_a(a3) && a3 != a2);
+    check!(listed(a2).is_none() && listed(a3) == Some(5000));
+    let s = cma::backend::leak_summary();
+    check!(s.live_blocks == 2 && s.live_bytes == 5200 && s.ignored_blocks == 0);
+
+    // Freed blocks are gone, after the backend was cleared too.
+    cma::clear_backend();
+    // SAFETY: A's live blocks, not used again.
+    unsafe {
+        cma::backend::free(a1);
+        cma::backend::free(a3);
+    }
+    check!(cma::backend::leak_summary() == cma::LeakSummary::default());
+    check!(listed(a1).is_none() && listed(a3).is_none());
+}
+
 // ----- the parent -----
 
 fn child(scenario: &str, options: &str) -> std::process::Output {
@@ -624,6 +688,7 @@ fn main() {
             "limits" => limits(),
             "table_full" => table_full(),
             "threads" => threads(),
+            "leaks" => leaks(),
             "neither_owns_free" => neither_owns(false),
             "neither_owns_dealloc" => neither_owns(true),
             other => panic!("no scenario {other}"),
@@ -634,7 +699,7 @@ fn main() {
 
     let mut failures = 0;
     for options in ["check=fast", "check=default"] {
-        for scenario in ["routing", "limits", "table_full", "threads"] {
+        for scenario in ["routing", "limits", "table_full", "threads", "leaks"] {
             let out = child(scenario, options);
             let stdout = String::from_utf8_lossy(&out.stdout);
             if out.status.success() && stdout.contains(&format!("{scenario}: ok")) {

@@ -303,10 +303,12 @@ pub(super) fn alloc_slow(
         Some(class) if trailer != 0 => heap.alloc_checked(class, size, align),
         Some(class) => {
             let (p, sampled) = small_block(heap, class, size, align);
-            if !p.is_null() && zero && !sampled {
-                // SAFETY: a fresh block of the class's size (a sampled
-                // block is handed out zeroed).
-                unsafe { core::ptr::write_bytes(p, 0, class.block_size()) };
+            if !p.is_null() && zero {
+                // A slot is the class's size; a sampled block (guarded or
+                // profiled) has `size` bytes of its own.
+                let n = if sampled { size } else { class.block_size() };
+                // SAFETY: a fresh block of at least `n` bytes.
+                unsafe { core::ptr::write_bytes(p, 0, n) };
             }
             p
         }

@@ -26,6 +26,11 @@
 //! request before it reaches a backend. A realloc that moves a block
 //! counts one allocation and one free, as cma's own do.
 //!
+//! The leak API covers them the same way, apart from cma's:
+//! [`leak_summary`], [`for_each_leak`], [`untrack_leak`] and
+//! [`track_leak`] are `cma::leak_summary()`, `cma::leaks()` and the rest
+//! for backend blocks (libcma's C leak API adds the two).
+//!
 //! # Layout of the module
 //!
 //! `table` is the slot table and the routing, the one implementation
@@ -44,7 +49,8 @@ pub(crate) mod table;
 pub use global_alloc::CmaWithBackends;
 pub use routed::{
     aligned_alloc, backend_is_enabled, block_size, bzero_and_free, calloc, checked_free,
-    clear_backend, free, malloc, realloc, set_backend, stats,
+    clear_backend, for_each_leak, free, leak_summary, malloc, realloc, set_backend, stats,
+    track_leak, untrack_leak,
 };
 
 /// A source of blocks other than cma, for [`set_backend`].

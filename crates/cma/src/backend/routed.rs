@@ -10,6 +10,7 @@ use super::table::{Routed, Table};
 use super::{Backend, BackendError, BackendStats};
 use crate::api::{c_align, public};
 use crate::check::error::CmaError;
+use crate::observe::leaks::{LeakEntry, LeakSummary};
 
 /// A backend of the Rust face, as the table keeps it.
 #[derive(Clone, Copy)]
@@ -85,6 +86,55 @@ pub fn backend_is_enabled() -> bool {
 /// (cma's own blocks are in `cma::stats()`).
 pub fn stats() -> BackendStats {
     BACKENDS.stats()
+}
+
+/// The live and ignored blocks that backends hold through the Rust API
+/// and their bytes, as `cma::leak_summary()` gives cma's (a program adds
+/// the two for its whole heap).
+pub fn leak_summary() -> LeakSummary {
+    BACKENDS.leak_summary()
+}
+
+/// Calls `each` with every live block that backends hold through the Rust
+/// API and that is not ignored ([`untrack_leak`]): its address and size
+/// by its backend's `usable_size`, in no particular order. It runs under
+/// the list's lock: `each` must not call this module's functions nor
+/// allocate through [`CmaWithBackends`](super::CmaWithBackends) (cma's own
+/// allocator is fine).
+pub fn for_each_leak(mut each: impl FnMut(LeakEntry)) {
+    BACKENDS.for_each_live(|address, b| {
+        if !b.ignored {
+            each(LeakEntry {
+                address,
+                size: b.size,
+                site: None,
+            });
+        }
+    });
+}
+
+/// Leaves the backend block at `p` out of [`for_each_leak`] and of the
+/// live counts of [`leak_summary`] (it is counted as ignored) until
+/// [`track_leak`] or until it is freed, as `cma::untrack_leak` does for
+/// cma's blocks. `CmaError::NotOurs` when no backend holds a live block
+/// at `p`.
+pub fn untrack_leak(p: *const u8) -> Result<(), CmaError> {
+    set_tracked(p, false)
+}
+
+/// Counts the backend block at `p` as live again (after
+/// [`untrack_leak`]). `CmaError::NotOurs` when no backend holds a live
+/// block at `p`.
+pub fn track_leak(p: *const u8) -> Result<(), CmaError> {
+    set_tracked(p, true)
+}
+
+fn set_tracked(p: *const u8, tracked: bool) -> Result<(), CmaError> {
+    if BACKENDS.set_ignored(p, !tracked) {
+        Ok(())
+    } else {
+        Err(CmaError::NotOurs { addr: p as usize })
+    }
 }
 
 /// `size` bytes (C `malloc`), from the current backend when one is set,

@@ -33,6 +33,15 @@
 //! `usable_size`, peak bytes) and reports their bytes to the total
 //! allocation limit (`observe::limits`'s external bytes), which both
 //! limits check before a request reaches a backend.
+//!
+//! # Live blocks
+//!
+//! Each table also lists its backends' live blocks (address, size, and
+//! whether the leak API is to leave it out), so that leak summaries,
+//! entries and reports cover backend blocks as they cover cma's. An entry
+//! goes before its block goes back to the backend, which may hand the
+//! address out again at once, to another thread. The list's memory is its
+//! own mappings (`util::addr_table`), never a backend's or cma's heap.
 
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
@@ -41,7 +50,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::{Backend, BackendError, BackendStats};
 use crate::heap::guard::AllocatorGuard;
+use crate::observe::leaks::LeakSummary;
 use crate::observe::limits;
+use crate::util::addr_table::AddrTable;
 use crate::util::spin_lock::SpinLock;
 
 /// How many backends can hold live blocks at once.
@@ -78,6 +89,16 @@ pub enum Routed<T> {
     Backend(T),
 }
 
+/// A live backend block, as the leak API sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveBackendBlock {
+    /// Its size by its backend's `usable_size`.
+    pub size: usize,
+    /// Left out of leak entries and reports, counted as ignored
+    /// (`untrack_leak`).
+    pub ignored: bool,
+}
+
 /// A table of backends of type `B` and the counters of their blocks; see
 /// the module docs. A `static`, one per face.
 pub struct Table<B> {
@@ -91,6 +112,8 @@ pub struct Table<B> {
     frees: AtomicU64,
     bytes_in_use: AtomicU64,
     peak_bytes: AtomicU64,
+    /// Every live backend block by address (module docs).
+    live: SpinLock<AddrTable<LiveBackendBlock>>,
 }
 
 // SAFETY: the only non-`Sync` part is each slot's `UnsafeCell`, which the
@@ -174,6 +197,7 @@ impl<B> Table<B> {
             frees: AtomicU64::new(0),
             bytes_in_use: AtomicU64::new(0),
             peak_bytes: AtomicU64::new(0),
+            live: SpinLock::new(AddrTable::new()),
         }
     }
 
@@ -202,6 +226,59 @@ impl<B> Table<B> {
     fn counted_allocation(&self, bytes: usize) {
         self.allocations.fetch_add(1, Ordering::Relaxed);
         self.add_bytes(bytes);
+    }
+
+    /// Lists `p`, a backend block just handed out. Without memory for the
+    /// entry the block is not listed (it is still counted).
+    fn keep_live(&self, p: NonNull<u8>, block: LiveBackendBlock) {
+        let _ = self.live.lock().insert(p.as_ptr() as usize, block);
+    }
+
+    /// Takes `p` off the list, before it goes back to its backend.
+    fn forget_live(&self, p: NonNull<u8>) -> Option<LiveBackendBlock> {
+        self.live.lock().remove(p.as_ptr() as usize)
+    }
+
+    /// Calls `each` with every live backend block (address and entry), in
+    /// no particular order, under the list's lock: `each` must not call
+    /// into the table or allocate through it.
+    pub fn for_each_live(&self, mut each: impl FnMut(usize, LiveBackendBlock)) {
+        if !self.ever_set.load(Ordering::Relaxed) {
+            return;
+        }
+        self.live.lock().for_each(|p, &b| each(p, b));
+    }
+
+    /// Leaves the live backend block at `p` out of leak entries and
+    /// reports (`ignored`), or counts it again; false when no backend of
+    /// this table holds a live block at `p`.
+    pub fn set_ignored(&self, p: *const u8, ignored: bool) -> bool {
+        if !self.ever_set.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut live = self.live.lock();
+        match live.get(p as usize) {
+            Some(b) => {
+                let _ = live.insert(p as usize, LiveBackendBlock { ignored, ..b });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The live and ignored backend blocks and their bytes.
+    pub fn leak_summary(&self) -> LeakSummary {
+        let mut s = LeakSummary::default();
+        self.for_each_live(|_, b| {
+            if b.ignored {
+                s.ignored_blocks += 1;
+                s.ignored_bytes += b.size as u64;
+            } else {
+                s.live_blocks += 1;
+                s.live_bytes += b.size as u64;
+            }
+        });
+        s
     }
 
     fn counted_free(&self, bytes: usize) {
@@ -324,6 +401,13 @@ impl<B: Backend + Copy + PartialEq + Send> Table<B> {
         // SAFETY: a live block the backend just handed out.
         let bytes = unsafe { backend.backend.usable_size(p) };
         self.counted_allocation(bytes);
+        self.keep_live(
+            p,
+            LiveBackendBlock {
+                size: bytes,
+                ignored: false,
+            },
+        );
         backend.keep_as_block();
         Routed::Backend(p.as_ptr())
     }
@@ -365,6 +449,7 @@ impl<B: Backend + Copy + PartialEq + Send> Table<B> {
                 unsafe { core::ptr::write_volatile(p.as_ptr().add(i), 0) };
             }
         }
+        self.forget_live(p);
         // SAFETY: the backend's live block, which the caller gives up.
         unsafe { owner.backend.deallocate(p, size) };
         self.counted_free(size);
@@ -424,6 +509,7 @@ impl<B: Backend + Copy + PartialEq + Send> Table<B> {
         let Some(layout) = backend_layout(size, align).filter(|_| within_limits(size)) else {
             return Routed::Backend(null_mut());
         };
+        let kept = self.forget_live(p);
         // SAFETY: the backend says `p` is its live block; the caller gives
         // it up if it moves.
         let (old_size, q) = unsafe {
@@ -431,10 +517,23 @@ impl<B: Backend + Copy + PartialEq + Send> Table<B> {
             (old_size, owner.backend.reallocate(p, old_size, layout))
         };
         let Some(q) = NonNull::new(q) else {
+            // `p` is as it was, and listed as it was.
+            if let Some(block) = kept {
+                self.keep_live(p, block);
+            }
             return Routed::Backend(null_mut());
         };
         // SAFETY: the backend's live block, just handed out (or kept).
         let new_size = unsafe { owner.backend.usable_size(q) };
+        // A block moved is a new block (it is tracked again, as cma's are).
+        let ignored = q == p && kept.is_some_and(|b| b.ignored);
+        self.keep_live(
+            q,
+            LiveBackendBlock {
+                size: new_size,
+                ignored,
+            },
+        );
         // The block's hold carries over to `q`.
         if q == p {
             self.sub_bytes(old_size);

@@ -121,7 +121,14 @@ pub(crate) fn resized(from: usize, to: usize, size: usize) {
         return;
     }
     let f = registry::site_frames(old.site);
-    registry::record(to, size, old.weight, f.frames(), f.startup(), old.thread);
+    registry::record(
+        to,
+        size,
+        old.weight as f64,
+        f.frames(),
+        f.startup(),
+        old.thread,
+    );
 }
 
 impl Heap {
@@ -166,8 +173,8 @@ impl Heap {
 
     /// Serves the sampled allocation of `class` that is due
     /// (`profile_due`), `size` bytes at `align` (at most 16), from whole
-    /// pages, zeroed (as a checked level's slot reads, and `calloc` relies
-    /// on), armed at a checked level, and records it. `None` when memory
+    /// pages, zeroed at a checked level (as its slots read, and its
+    /// `calloc` relies on) and armed, and records it. `None` when memory
     /// runs out (the caller serves a slot instead). The caller holds a
     /// guard.
     #[cold]
@@ -181,14 +188,23 @@ impl Heap {
         self.profile_due
             .set(self.profile_due.get() & !(1u128 << class.index()));
         let trailer = level::trailer_bytes();
-        let p = self.alloc_large(size + trailer, align, true);
+        let p = self.alloc_large(size + trailer, align, false);
         if p.is_null() {
             return None;
         }
-        if trailer != 0 {
-            if let Ok(Found::Large(span)) = lookup::find_block(p as usize) {
+        if let Ok(Found::Large(span)) = lookup::find_block(p as usize) {
+            if level::checked() && !span.zeroed.get() {
+                // A checked level's slots read as zero (and its `calloc`
+                // relies on it): so does this block, as far as a slot of
+                // the class would reach. At `fast` nothing reads it first
+                // (`calloc` clears what it asked for).
+                let n = class.block_size().max(size + trailer).min(span.bytes());
                 // SAFETY: a live block of `span.bytes()` bytes of this
-                // thread's making; size + TRAILER <= its bytes.
+                // thread's making.
+                unsafe { core::ptr::write_bytes(p, 0, n) };
+            }
+            if trailer != 0 {
+                // SAFETY: as above; size + TRAILER <= its bytes.
                 unsafe { trailer::arm(p, span.bytes(), size) };
             }
         }

@@ -487,8 +487,12 @@ mod symbols {
 
     use super::{file_name, Entry, Module};
 
+    /// Nothing to keep without the `symbolize` feature (a struct with a
+    /// field, so that both builds make it the same way).
     #[derive(Default)]
-    pub(super) struct Symbols;
+    pub(super) struct Symbols {
+        _none: (),
+    }
 
     impl Symbols {
         pub(super) fn entries(&mut self, addr: usize, module: Option<Module>) -> Vec<Entry> {

@@ -218,7 +218,7 @@ mod imp {
         ra: Rule,
     }
 
-    #[derive(Clone, Copy, PartialEq, Eq)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     enum Rule {
         /// Same value (or never said).
         Kept,
@@ -460,15 +460,13 @@ mod imp {
                     depth += 1;
                 }
                 0x0b => {
-                    // The CFA rule is part of the remembered state (as in
-                    // libgcc since GCC 4.5, and DWARF 5): GCC brackets each
-                    // epilogue's `def_cfa_offset`s with remember/restore
-                    // and relies on the restore to bring the CFA back for
-                    // the code after it. Keeping the epilogue's CFA there
-                    // sent the walk to a wrong return address (in sqlite3
-                    // and python3), and the unwinder had to take the whole
-                    // stack again.
                     depth = depth.checked_sub(1)?;
+                    // The CFA rule is part of the remembered state, as
+                    // libgcc's and LLVM's unwinders keep it and compilers
+                    // assume: an epilogue's `.cfi_remember_state` ...
+                    // `.cfi_restore_state` brings the body's CFA back
+                    // after a `ret` with no `.cfi_def_cfa_offset` of its
+                    // own.
                     *row = saved[depth];
                 }
                 0x0c => {
@@ -608,41 +606,47 @@ mod imp {
             }
         }
 
-        /// The row `run` reaches for `pc` in `program` (code from 0x1000,
-        /// code alignment 1, data alignment -8), from a CFA of rsp+8.
-        fn row_at(program: &[u8], pc: usize) -> Option<(u64, i64)> {
-            let mut r = Reader {
-                p: program.as_ptr(),
-                end: program.as_ptr().wrapping_add(program.len()),
-            };
-            let mut row = Row {
-                cfa_reg: RSP,
-                cfa_off: 8,
-                rbp: Rule::Kept,
-                ra: Rule::At(-8),
-            };
-            run(&mut r, &mut row, None, 1, -8, 0x1000, pc)?;
-            Some((row.cfa_reg, row.cfa_off))
-        }
-
+        /// The rows of a function with two returns, as gcc writes them:
+        /// `push rbp` (CFA = rsp+16, rbp at CFA-16), then an epilogue
+        /// between `remember_state` and `restore_state` (`pop rbp`:
+        /// CFA = rsp+8; `ret`), then more body, where the remembered
+        /// CFA holds again.
         #[test]
-        fn restore_state_brings_the_cfa_back_after_an_epilogue() {
-            // As GCC writes a function with an early return: push (CFA
-            // rsp+16), remember, the epilogue's pop (CFA rsp+8), ret,
-            // restore, then the rest of the body.
-            let program = [
-                0x41, // advance_loc 1 -> 0x1001
-                0x0e, 16,   // def_cfa_offset 16
-                0x44, // advance_loc 4 -> 0x1005
+        fn restore_state_brings_back_the_remembered_cfa() {
+            let program: [u8; 12] = [
+                0x41, // advance_loc 1 (after `push rbp`)
+                0x0e, 16, // def_cfa_offset 16
+                0x86, 2,    // offset rbp at cfa-16 (data_align -8)
+                0x43, // advance_loc 3
                 0x0a, // remember_state
-                0x41, // advance_loc 1 -> 0x1006
+                0x41, // advance_loc 1 (after `pop rbp`)
                 0x0e, 8,    // def_cfa_offset 8
-                0x42, // advance_loc 2 -> 0x1008
+                0x41, // advance_loc 1 (after `ret`)
                 0x0b, // restore_state
             ];
-            assert_eq!(row_at(&program, 0x1003), Some((RSP, 16)));
-            assert_eq!(row_at(&program, 0x1006), Some((RSP, 8)));
-            assert_eq!(row_at(&program, 0x1010), Some((RSP, 16)));
+            let row_at = |pc: usize| {
+                let mut r = Reader {
+                    p: program.as_ptr(),
+                    end: program.as_ptr().wrapping_add(program.len()),
+                };
+                let mut row = Row {
+                    cfa_reg: RSP,
+                    cfa_off: 8,
+                    rbp: Rule::Kept,
+                    ra: Rule::At(-8),
+                };
+                let initial = row;
+                run(&mut r, &mut row, Some(&initial), 1, -8, 0x1000, 0x1000 + pc)
+                    .expect("a plain program");
+                (row.cfa_off, row.rbp)
+            };
+            assert_eq!(row_at(0), (8, Rule::Kept));
+            assert_eq!(row_at(1), (16, Rule::At(-16)));
+            // In the epilogue, after `pop rbp`.
+            assert_eq!(row_at(5), (8, Rule::At(-16)));
+            // Past the `ret`: the body's rule again.
+            assert_eq!(row_at(6), (16, Rule::At(-16)));
+            assert_eq!(row_at(40), (16, Rule::At(-16)));
         }
 
         #[test]
