@@ -160,8 +160,9 @@ int32_t cma_checked_free(void *ptr);
  * of a block that was never freed) and every block held in the quarantine
  * (a write after free). Returns CMA_OK, or the code of the first damage
  * found (CMA_ERR_BUFFER_OVERFLOW, ...), whose one-line description goes to
- * stderr. The same check runs at exit at the default level (exit_check=0 in
- * CMA_OPTIONS turns that off). At check=fast there is nothing to verify. */
+ * stderr. The same check runs at exit at the default and strict levels
+ * (exit_check=0 in CMA_OPTIONS turns that off). At check=fast there is
+ * nothing to verify. */
 int32_t cma_check_heap(void);
 
 /* Frees each string of the NULL-terminated array, then the array itself.
@@ -180,8 +181,8 @@ int32_t cma_checked_block_size(const void *ptr, size_t *block_size);
 
 /* The original's other name for the usable size, all of which the program
  * may use: at check=fast, the request rounded up to its size class; at
- * check=default (the default), where the bytes after the request hold a
- * canary, the request itself. 0 with errno = EINVAL as for cma_block_size. */
+ * check=default (the default) and check=strict, where the bytes after the
+ * request hold a canary, the request itself. 0 with errno = EINVAL as for cma_block_size. */
 size_t cma_alloc_size(const void *ptr);
 
 /* The largest single request, in bytes; 0 lifts the limit. Larger requests

@@ -41,8 +41,7 @@ fn mark_loaded(template: &[u8]) {
 
 /// One warning per process tree: once the engine has warned about the
 /// items of `CMA_OPTIONS` it cannot honour (at its initialisation), this
-/// process's environment gets `CMA_OPTIONS` without them (`check=strict` as
-/// `check=default`, the level in force), the way `cma run` passes options
+/// process's environment gets `CMA_OPTIONS` without them, the way `cma run` passes options
 /// on. The processes it starts inherit the cleaned list, across `fork` and
 /// `exec` alike (a shell's `exec` of its last command keeps the pid, so
 /// nothing keyed by the parent or the pid could tell), and have nothing

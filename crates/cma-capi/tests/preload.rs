@@ -601,21 +601,24 @@ fn a_bad_option_is_warned_about_once_per_process_tree() {
     let script = "true; /bin/true; sh -c true; /bin/true; sh -c '/bin/true; env'";
     let (o, out, err) = output(preloaded(Command::new("sh").args(["-c", script])).env(
         "CMA_OPTIONS",
-        format!("colour=red,check=strict,loaded={}/loaded.%p", dir.display()),
+        format!(
+            "colour=red,huge_pages=2,check=strict,loaded={}/loaded.%p",
+            dir.display()
+        ),
     ));
     assert!(o.status.success(), "{err}");
     assert_eq!(
         cma_lines(&err),
         [
             "cma: warning: unknown option 'colour' in CMA_OPTIONS ignored",
-            "cma: warning: option 'check=strict' in CMA_OPTIONS: 'strict' is not built yet; using 'default'",
+            "cma: warning: option 'huge_pages=2' in CMA_OPTIONS: expected 0 or 1; ignored",
         ],
         "{err}"
     );
     assert!(
         out.lines().any(|l| l
             == format!(
-                "CMA_OPTIONS=check=default,loaded={}/loaded.%p",
+                "CMA_OPTIONS=check=strict,loaded={}/loaded.%p",
                 dir.display()
             )),
         "the processes get the options cma honours: {out}"
@@ -627,4 +630,69 @@ fn a_bad_option_is_warned_about_once_per_process_tree() {
         markers >= 5,
         "{markers} processes applied the loaded= option"
     );
+}
+
+#[test]
+fn mismatched_releases_at_the_strict_level_print_the_block_and_its_allocation_stack() {
+    if !have("c++", "g++") {
+        return;
+    }
+    let dir = scratch("mismatch-strict");
+    let exe = compile("c++", "mismatch.cpp", &dir, false, &[]);
+    for (what, misuse, size) in [
+        ("free-of-new-array", "alloc-dealloc mismatch", 40),
+        (
+            "delete-of-large-malloc",
+            "alloc-dealloc mismatch",
+            300 * 1024,
+        ),
+        ("realloc-of-new", "alloc-dealloc mismatch", 40),
+        (
+            "sized-delete-wrong-size",
+            "sized free with the wrong size",
+            40,
+        ),
+        (
+            "free-sized-wrong-size",
+            "sized free with the wrong size",
+            40,
+        ),
+        (
+            "free-aligned-sized-wrong-alignment",
+            "aligned free with the wrong alignment",
+            48,
+        ),
+    ] {
+        let (o, out, err) = output(
+            preloaded(Command::new(&exe).arg(what)).env("CMA_OPTIONS", "check=strict,sample=0"),
+        );
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            o.status.signal(),
+            Some(libc_sigabrt()),
+            "{what}: {}\n{out}\n{err}",
+            o.status
+        );
+        assert!(err.contains(&format!("cma: {misuse}: ")), "{what}: {err}");
+        // The block is live: its size asked for and its allocation, no free.
+        assert!(
+            err.contains(&format!(
+                "    block of {size} bytes requested, allocated by thread "
+            )),
+            "{what}: {err}"
+        );
+        assert!(!err.contains("freed by thread"), "{what}: {err}");
+        // The allocation stack reaches the program's main (raw: module and
+        // offset; `cma run` names it).
+        let allocated: Vec<&str> = err
+            .lines()
+            .skip_while(|l| !l.starts_with("    allocated by thread "))
+            .skip(1)
+            .take_while(|l| l.starts_with("      #"))
+            .collect();
+        assert!(
+            allocated.iter().any(|l| l.contains("/mismatch+0x")),
+            "{what}: {err}"
+        );
+    }
 }

@@ -31,6 +31,7 @@ Examples:
   cma run -- python3 -c 'print(sum(range(10**6)))'
   cma run --json heap.json -- sqlite3 test.db 'select count(*) from t'
   CMA_OPTIONS=limit_total=64M cma run -- ./my-program
+  CMA_OPTIONS=check=strict cma run -- ./my-test   # misuse reports name where each block was allocated and first freed
   cma run --leaks --fail-on-leak -- ./my-test
   cma run --profile dhat.json -- ./my-program   # open in dh_view.html or profiler.firefox.com
   CMA_OPTIONS=profile=sample cma run --leaks -- ./my-service

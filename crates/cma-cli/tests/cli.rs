@@ -496,3 +496,76 @@ fn stacks_of_sampled_blocks_are_symbolised_after_the_program_stopped() {
         );
     }
 }
+
+#[test]
+fn strict_diagnostics_name_the_allocating_and_first_freeing_functions() {
+    if !have("cc", "gcc") {
+        return;
+    }
+    let dir = scratch("cli-strict");
+    let exe = compile("cc", "strict.c", &dir, false, &[]);
+    for (misuse, line, first_free) in [
+        ("double-free", "    cma: double free of 0x", true),
+        (
+            "overflow",
+            "    cma: heap buffer overflow: the bytes after the block at 0x",
+            false,
+        ),
+        (
+            "write-after-free",
+            "    cma: write after free: the freed block at 0x",
+            true,
+        ),
+    ] {
+        let (o, _, err) = output(
+            cma()
+                .args(["run", "--options", "check=strict,sample=0", "--"])
+                .arg(&exe)
+                .arg(misuse),
+        );
+        assert_eq!(o.status.code(), Some(128 + 6), "{misuse}: {err}");
+        let report = &err[err.find("misuse detected:").expect("a misuse section")..];
+        assert!(report.contains(line), "{misuse}: {report}");
+        assert!(
+            report.contains("block of 40 bytes requested, allocated by thread "),
+            "{misuse}: {report}"
+        );
+        let section = |label: &str| -> String {
+            report
+                .lines()
+                .skip_while(|l| !l.trim_start().starts_with(label))
+                .skip(1)
+                .take_while(|l| l.starts_with("        "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        // Symbolised: the allocating function with its file and line, cma's
+        // own frames counted, not shown.
+        let allocated = section("allocated by thread");
+        assert!(
+            allocated.contains("frames inside cma")
+                && allocated.contains("make_block at ")
+                && allocated.contains("strict.c:"),
+            "{misuse}: {report}"
+        );
+        let freed = section("freed by thread");
+        if first_free {
+            assert!(
+                freed.contains("release_block at ") && freed.contains("strict.c:"),
+                "{misuse}: {report}"
+            );
+        } else {
+            assert!(freed.is_empty(), "{misuse}: a live block: {report}");
+        }
+    }
+    // A clean run at strict: no warning, no misuse.
+    let (o, _, err) = output(
+        cma()
+            .args(["run", "--options", "check=strict", "--"])
+            .arg(&exe)
+            .arg("ok"),
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("cma: warning"), "{err}");
+    assert!(err.contains("misuse detected    none"), "{err}");
+}

@@ -61,6 +61,25 @@ fn stress_on_cma_passes_with_the_counters_balanced() {
     assert!(err.contains(" 8,000 operations"), "{err}");
 }
 
+#[test]
+fn stress_at_the_strict_level_passes_with_the_counters_balanced() {
+    // Six workers handing blocks to each other at check=strict: every
+    // allocation and free through the registry's lock, remote frees
+    // remembered with their stacks, no report and no stall.
+    let (o, _, err) = output(
+        cma()
+            .args(["stress", "--threads", "6", "--seconds", "2"])
+            .env("CMA_OPTIONS", "check=strict"),
+    );
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("cma: "), "{err}");
+    assert!(
+        err.contains("  counters balanced: cma counted "),
+        "the counters were not read from cma:\n{err}"
+    );
+    assert!(err.contains("cma stress: passed"), "{err}");
+}
+
 /// The C library's own path, from this process's mappings.
 fn glibc_path() -> Option<String> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;

@@ -264,6 +264,28 @@ impl CmaError {
         )
     }
 
+    /// The block the error is about, if it is about one: its start (the
+    /// `strict` level prints what it recorded of it).
+    pub(crate) fn block_start(&self) -> Option<usize> {
+        match *self {
+            CmaError::DoubleFree { addr, .. }
+            | CmaError::DoubleFreeByOtherThread { addr, .. }
+            | CmaError::BufferOverflow { addr, .. }
+            | CmaError::BufferUnderflow { addr, .. }
+            | CmaError::WriteAfterFree { addr, .. }
+            | CmaError::KindMismatch { addr, .. }
+            | CmaError::SizeMismatch { addr, .. }
+            | CmaError::AlignMismatch { addr, .. } => Some(addr),
+            CmaError::InteriorPointer { block_start, .. } => Some(block_start),
+            CmaError::BadAccess {
+                problem,
+                block_start,
+                ..
+            } if problem != AccessProblem::Wild => Some(block_start),
+            _ => None,
+        }
+    }
+
     /// The sampled block the error is about, if any: its start.
     pub(crate) fn sampled_block(&self) -> Option<usize> {
         match *self {

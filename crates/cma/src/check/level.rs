@@ -9,6 +9,14 @@
 //!
 //! `default` is the level in force when nothing is set; the level is chosen
 //! once, when cma starts (`CMA_OPTIONS=check=fast`).
+//!
+//! `strict` is `default`'s mode byte plus `MODE_PROFILE`: it records every
+//! block in the live-allocation registry whatever `profile=` says
+//! (`track::sampling::refresh`), keeps the stack of each free while the
+//! freed block is remembered (`track::registry`), holds a larger quarantine
+//! (`heap::quarantine::apply_level_defaults`), and prints the recorded
+//! stacks in every diagnostic about a block (`check::report`). Its own flag
+//! (`strict()`) is read only off the fast paths.
 
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
@@ -25,6 +33,11 @@ pub enum CheckLevel {
     /// slots wiped to zero, verified still zero when handed out again, and
     /// held back from reuse for a while (a quarantine).
     Default,
+    /// The debugging level: `Default`, plus every block's allocation stack,
+    /// thread, requested size and time recorded, the stack of each free
+    /// kept while the freed block is remembered, a larger quarantine, and
+    /// all of it printed in every diagnostic about a block.
+    Strict,
 }
 
 static MODE: AtomicU8 = AtomicU8::new(MODE_CHECKED);
@@ -44,6 +57,7 @@ impl CheckLevel {
         match self {
             CheckLevel::Fast => "fast",
             CheckLevel::Default => "default",
+            CheckLevel::Strict => "strict",
         }
     }
 }
@@ -110,11 +124,23 @@ pub(crate) fn set_mode_bit(bit: u8, on: bool) {
 
 /// The check level in force.
 pub(crate) fn level() -> CheckLevel {
-    if checked() {
-        CheckLevel::Default
-    } else {
+    if !checked() {
         CheckLevel::Fast
+    } else if strict() {
+        CheckLevel::Strict
+    } else {
+        CheckLevel::Default
     }
+}
+
+/// Whether the level is `strict` (see the module docs); the mode byte's
+/// checked bit is on too then.
+static STRICT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether the `strict` level is in force.
+#[inline]
+pub(crate) fn strict() -> bool {
+    STRICT.load(Ordering::Relaxed)
 }
 
 /// Whether something chose the level (an option), as opposed to the level
@@ -130,7 +156,11 @@ pub(crate) fn chosen() -> bool {
 pub(crate) fn set_level(level: CheckLevel) {
     CHOSEN.store(true, Ordering::Relaxed);
     trailer::ensure_secret();
-    set_mode_bit(MODE_CHECKED, level == CheckLevel::Default);
+    STRICT.store(level == CheckLevel::Strict, Ordering::Relaxed);
+    set_mode_bit(MODE_CHECKED, level != CheckLevel::Fast);
+    crate::heap::quarantine::apply_level_defaults(level);
+    // Strict records every block whatever `profile=` says.
+    crate::track::sampling::refresh();
 }
 
 /// Whether blocks carry trailers (the `default` level): the mode byte's

@@ -18,6 +18,24 @@
 //!       ...
 //! ```
 //!
+//! At the `strict` level every misuse of a block is followed by such
+//! lines too, from what the live-allocation registry recorded
+//! (`track::registry::history`): a line with the size requested and the
+//! threads and times of the allocation and free, then the stack of the
+//! misuse, of the allocation and, for a freed block still remembered, of
+//! its (first) free:
+//!
+//! ```text
+//! cma: double free of 0x7f... (size class 5, 48-byte blocks) [in free] [pid 42: ./prog] [thread 42 'prog']
+//!     block of 40 bytes requested, allocated by thread 42 at 1.204 ms, freed by thread 42 at 1.310 ms (since cma started)
+//!     free by thread 42 (prog):
+//!       ...
+//!     allocated by thread 42 (prog):
+//!       ...
+//!     freed by thread 42 (prog):
+//!       ...
+//! ```
+//!
 //! The whole report goes out in one write(2) (so that reports of processes
 //! sharing a stderr do not interleave), from a static buffer: a fault
 //! handler may run on a small alternate signal stack. Only one thread
@@ -29,9 +47,11 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::error::CmaError;
+use super::level;
 use crate::guarded::{self, Stack, FRAMES};
 use crate::os::maps::{self, MapsScratch};
 use crate::os::{backtrace, process, thread};
+use crate::track::registry::{self, History};
 use crate::util::stack_buf::StackBuf;
 
 /// Reports misuse found in `operation` and aborts. The line names the
@@ -41,7 +61,7 @@ use crate::util::stack_buf::StackBuf;
 #[inline(never)]
 pub(crate) fn fatal(operation: &str, error: CmaError) -> ! {
     let mut here = [0usize; FRAMES];
-    let len = if error.sampled_block().is_some() {
+    let len = if error.sampled_block().is_some() || strict_block(&error).is_some() {
         backtrace::capture(&mut here, 0)
     } else {
         0
@@ -88,15 +108,97 @@ pub(crate) fn fatal_at(operation: &str, error: CmaError, here: &[usize]) -> ! {
             }
             process::write_stderr(scratch.text.as_bytes());
         }
+        None => match strict_block(&error) {
+            Some(start) if !REPORTING.swap(true, Ordering::AcqRel) => {
+                // SAFETY: as above.
+                let scratch = unsafe { &mut *SCRATCH.0.get() };
+                scratch.text.truncate(0);
+                let _ = scratch.text.write_str(utf8_prefix(line.as_bytes()));
+                write_history(scratch, operation, start, here);
+                process::write_stderr(scratch.text.as_bytes());
+            }
+            _ => process::write_stderr(line.as_bytes()),
+        },
         _ => process::write_stderr(line.as_bytes()),
     }
     process::abort()
 }
 
+/// The block a diagnostic at the `strict` level prints the history of (a
+/// sampled block's own stacks are printed instead, at every level).
+fn strict_block(error: &CmaError) -> Option<usize> {
+    if !level::strict() || error.sampled_block().is_some() {
+        return None;
+    }
+    error.block_start()
+}
+
+/// The `strict` level's lines about the block at `start`: what was
+/// recorded of it (see the module docs), and the stack of the misuse.
+fn write_history(scratch: &mut Scratch, operation: &str, start: usize, here: &[usize]) {
+    let history = registry::history(start);
+    let ns_per_tick = registry::ns_per_tick();
+    let ms = |ticks: u64| Millis((ticks as f64 * ns_per_tick) as u64);
+    match history {
+        Some(History::Live(live)) => {
+            let _ = writeln!(
+                scratch.text,
+                "    block of {} bytes requested, allocated by thread {} at {} (since cma started)",
+                live.size,
+                live.thread,
+                ms(live.born)
+            );
+        }
+        Some(History::Freed(freed)) => {
+            let _ = writeln!(
+                scratch.text,
+                "    block of {} bytes requested, allocated by thread {} at {}, freed by thread {} at {} (since cma started)",
+                freed.live.size,
+                freed.live.thread,
+                ms(freed.live.born),
+                freed.free_thread,
+                ms(freed.freed_at)
+            );
+        }
+        None => {
+            let _ = scratch.text.write_str(
+                "    no record of this block (not allocated through cma's registry, or freed more than 65,536 frees ago)\n",
+            );
+        }
+    }
+    write_stack(scratch, operation, thread::current_id() as u32, here);
+    match history {
+        Some(History::Live(live)) => {
+            write_site(scratch, "allocated", live.thread, live.site);
+        }
+        Some(History::Freed(freed)) => {
+            write_site(scratch, "allocated", freed.live.thread, freed.live.site);
+            write_site(scratch, "freed", freed.free_thread, freed.free_site);
+        }
+        None => {}
+    }
+}
+
+/// A stack of the registry's site table, as `write_stack` writes it.
+fn write_site(scratch: &mut Scratch, label: &str, thread: u32, site: u32) {
+    let frames = registry::site_frames(site).frames();
+    write_stack(scratch, label, thread, frames);
+}
+
+/// Nanoseconds, shown as milliseconds with three decimals.
+struct Millis(u64);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let us = self.0 / 1000;
+        write!(f, "{}.{:03} ms", us / 1000, us % 1000)
+    }
+}
+
 static REPORTING: AtomicBool = AtomicBool::new(false);
 
 struct Scratch {
-    text: StackBuf<8192>,
+    text: StackBuf<16384>,
     maps: MapsScratch,
 }
 

@@ -8,7 +8,7 @@
 //! `resized`).
 
 use super::alloc::lowest_bits;
-use super::guard::{begin_capture, end_capture};
+use super::guard::{begin_capture, end_capture, thread_id};
 use super::Heap;
 use crate::check::level;
 use crate::check::lookup::{self, Found};
@@ -38,7 +38,14 @@ fn capture(frames: &mut [usize; FRAMES], skip: usize) -> usize {
 pub(crate) fn record(p: *mut u8, size: usize, weight: f64) {
     let mut frames = [0usize; FRAMES];
     let len = capture(&mut frames, 1);
-    registry::record(p as usize, size, weight, &frames[..len], starting_up());
+    registry::record(
+        p as usize,
+        size,
+        weight,
+        &frames[..len],
+        starting_up(),
+        thread_id(),
+    );
 }
 
 /// At `profile=all`: records a block just allocated (the caller holds a
@@ -52,15 +59,29 @@ pub(crate) fn recorded_alloc(p: *mut u8, size: usize) {
 
 /// A block is about to be freed: takes it out of the registry, when it is
 /// there (`large`: a large, huge or sampled block, which `profile=sample`
-/// may have recorded; every block may be at `profile=all`). Give the
-/// result to `free_failed` if the free fails.
+/// may have recorded; every block may be at `profile=all`); at the
+/// `strict` level, with the stack of this free, remembered for later
+/// diagnostics. Give the result to `free_failed` if the free fails.
 #[inline]
 pub(crate) fn freeing(addr: usize, large: bool) -> Option<registry::Live> {
     match sampling::mode() {
         ProfileMode::Off => None,
         ProfileMode::Sample if !large => None,
+        _ if level::strict() => freeing_remembered(addr),
         _ => registry::take(addr),
     }
+}
+
+/// `freeing` at the `strict` level: the stack is taken before the block
+/// is looked up (the registry's lock is held for the table update alone).
+/// A free of a block not recorded (a double free) changes nothing, so the
+/// first free stays remembered.
+#[cold]
+#[inline(never)]
+fn freeing_remembered(addr: usize) -> Option<registry::Live> {
+    let mut frames = [0usize; FRAMES];
+    let len = capture(&mut frames, 1);
+    registry::take_remembering(addr, &frames[..len], thread_id())
 }
 
 /// The free that `freeing` prepared failed: the block is still live.
@@ -100,7 +121,14 @@ pub(crate) fn resized(from: usize, to: usize, size: usize) {
         return;
     }
     let f = registry::site_frames(old.site);
-    registry::record(to, size, old.weight as f64, f.frames(), f.startup());
+    registry::record(
+        to,
+        size,
+        old.weight as f64,
+        f.frames(),
+        f.startup(),
+        old.thread,
+    );
 }
 
 impl Heap {

@@ -23,11 +23,12 @@
 //! Owner thread only.
 
 use core::cell::Cell;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::guard::AllocatorGuard;
 use super::Heap;
 use crate::check::error::{BlockKind, CmaError};
+use crate::check::level::CheckLevel;
 use crate::meta::span::Span;
 
 /// Slots and bytes a heap's quarantine holds at most.
@@ -38,11 +39,44 @@ static MAX_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_BYTES);
 pub(crate) const DEFAULT_SLOTS: usize = 1024;
 pub(crate) const DEFAULT_BYTES: usize = 256 * 1024;
 
-/// Sets the bounds (`options::apply`). A bound of 0 turns the quarantine
-/// off.
-pub(crate) fn set_bounds(slots: usize, bytes: usize) {
+/// The `strict` level's bounds: four times the slots (the most a
+/// quarantine holds) and sixteen times the bytes, so that a freed block
+/// stays unreused, and its free remembered, for longer.
+pub(crate) const STRICT_SLOTS: usize = 4096;
+pub(crate) const STRICT_BYTES: usize = 4 << 20;
+
+/// Whether an option named each bound: a level's defaults then leave it
+/// alone, whichever of `check=` and `quarantine=` came first.
+static SLOTS_CHOSEN: AtomicBool = AtomicBool::new(false);
+static BYTES_CHOSEN: AtomicBool = AtomicBool::new(false);
+
+/// Sets the slot bound, as chosen by an option (`options::apply`); 0
+/// turns the quarantine off.
+pub(crate) fn set_slot_bound(slots: usize) {
+    SLOTS_CHOSEN.store(true, Ordering::Relaxed);
     MAX_SLOTS.store(slots, Ordering::Relaxed);
+}
+
+/// Sets the byte bound, as chosen by an option; 0 turns the quarantine
+/// off.
+pub(crate) fn set_byte_bound(bytes: usize) {
+    BYTES_CHOSEN.store(true, Ordering::Relaxed);
     MAX_BYTES.store(bytes, Ordering::Relaxed);
+}
+
+/// The check level became `level`: the bounds no option chose take its
+/// defaults.
+pub(crate) fn apply_level_defaults(level: CheckLevel) {
+    let (slots, bytes) = match level {
+        CheckLevel::Strict => (STRICT_SLOTS, STRICT_BYTES),
+        CheckLevel::Fast | CheckLevel::Default => (DEFAULT_SLOTS, DEFAULT_BYTES),
+    };
+    if !SLOTS_CHOSEN.load(Ordering::Relaxed) {
+        MAX_SLOTS.store(slots, Ordering::Relaxed);
+    }
+    if !BYTES_CHOSEN.load(Ordering::Relaxed) {
+        MAX_BYTES.store(bytes, Ordering::Relaxed);
+    }
 }
 
 /// The bounds in force: (slots, bytes).

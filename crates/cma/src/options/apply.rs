@@ -114,14 +114,8 @@ impl<'a> Batch<'a> {
                 self.limits_changed = true;
             }
             Setting::Report(path) => self.report_path = Some(path),
-            Setting::Quarantine(bytes) => {
-                let (slots, _) = quarantine::bounds();
-                quarantine::set_bounds(slots, bytes);
-            }
-            Setting::QuarantineSlots(slots) => {
-                let (_, bytes) = quarantine::bounds();
-                quarantine::set_bounds(slots, bytes);
-            }
+            Setting::Quarantine(bytes) => quarantine::set_byte_bound(bytes),
+            Setting::QuarantineSlots(slots) => quarantine::set_slot_bound(slots),
             Setting::ExitCheck(on) => heap_check::set_exit_check(on),
             // Each heap draws its countdowns when it is made: like the check
             // level, the rate and the seed are chosen before the first
@@ -142,7 +136,7 @@ impl<'a> Batch<'a> {
                 }
             }
             Setting::Profile(mode) => {
-                if mode != profiling::mode() {
+                if mode != profiling::requested_mode() {
                     if pool::heaps_exist() {
                         return Err(OptionsError::ProfileFixed);
                     }

@@ -9,7 +9,7 @@ use crate::track::sampling::ProfileMode;
 /// One option that `parse` understood.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Setting<'a> {
-    /// `check=fast|default`: the check level.
+    /// `check=fast|default|strict`: the check level.
     Check(CheckLevel),
     /// `huge_pages=0|1`: whether segments ask for transparent huge pages.
     HugePages(bool),
@@ -85,8 +85,6 @@ pub enum OptionError<'a> {
         /// What the key takes.
         expected: &'static str,
     },
-    /// `check=strict`, which is not built yet: `default` is used instead.
-    StrictNotBuilt,
 }
 
 impl fmt::Display for OptionError<'_> {
@@ -105,18 +103,13 @@ impl fmt::Display for OptionError<'_> {
                 Lossy(key),
                 Lossy(value)
             ),
-            OptionError::StrictNotBuilt => write!(
-                f,
-                "option 'check=strict' in CMA_OPTIONS: 'strict' is not built yet; using 'default'"
-            ),
         }
     }
 }
 
 /// Reads a comma- (or space-) separated `key=value` list, calling `each`
 /// with every setting it understood and every error, in order. Allocates
-/// nothing. `check=strict` gives `StrictNotBuilt` and then
-/// `Setting::Check(CheckLevel::Default)`.
+/// nothing.
 ///
 /// ```
 /// let mut settings = Vec::new();
@@ -133,16 +126,15 @@ pub fn parse<'a>(options: &'a [u8], mut each: impl FnMut(Result<Setting<'a>, Opt
 
 /// Sorts a `CMA_OPTIONS` list into what cma honours and what it does not,
 /// item by item and without allocating: `keep` gets every item to pass on
-/// as it should be written (`check=strict` as `check=default`, the level
-/// used instead), `reject` every error, in order. `cma run` and libcma use
+/// as it is written, `reject` every error, in order. `cma run` and libcma use
 /// it to warn once and hand the processes they start a list that warns no
 /// more.
 ///
 /// ```
 /// let (mut kept, mut errors) = (Vec::new(), 0);
 /// cma::options::sort_items(b"check=strict,colour=red,limit_total=1M", |i| kept.push(i), |_| errors += 1);
-/// assert_eq!(kept, [&b"check=default"[..], &b"limit_total=1M"[..]]);
-/// assert_eq!(errors, 2);
+/// assert_eq!(kept, [&b"check=strict"[..], &b"limit_total=1M"[..]]);
+/// assert_eq!(errors, 1);
 /// ```
 pub fn sort_items<'a>(
     options: &'a [u8],
@@ -153,10 +145,7 @@ pub fn sort_items<'a>(
         let mut kept = Some(item);
         parse_item(item, &mut |parsed| {
             if let Err(e) = parsed {
-                kept = match e {
-                    OptionError::StrictNotBuilt => Some(b"check=default"),
-                    _ => None,
-                };
+                kept = None;
                 reject(e);
             }
         });
@@ -186,11 +175,8 @@ fn parse_item<'a>(item: &'a [u8], each: &mut impl FnMut(Result<Setting<'a>, Opti
         b"check" => match value {
             b"fast" => Ok(Setting::Check(CheckLevel::Fast)),
             b"default" => Ok(Setting::Check(CheckLevel::Default)),
-            b"strict" => {
-                each(Err(OptionError::StrictNotBuilt));
-                Ok(Setting::Check(CheckLevel::Default))
-            }
-            _ => Err(Some("fast or default")),
+            b"strict" => Ok(Setting::Check(CheckLevel::Strict)),
+            _ => Err(Some("fast, default or strict")),
         },
         b"huge_pages" => parse_bool(value)
             .map(Setting::HugePages)
@@ -362,7 +348,7 @@ mod tests {
         );
         assert!(all(b"alloc_log_fd=2K")[0].is_err());
         assert!(all(b"alloc_log_fd=99999999999")[0].is_err());
-        let errors = all(b"x,huge_pages=2,check=strict");
+        let errors = all(b"x,huge_pages=2,check=strict,check=paranoid");
         assert_eq!(errors.len(), 4);
         assert_eq!(
             errors[0].unwrap_err().to_string(),
@@ -372,8 +358,11 @@ mod tests {
             errors[1].unwrap_err().to_string(),
             "option 'huge_pages=2' in CMA_OPTIONS: expected 0 or 1; ignored"
         );
-        assert_eq!(errors[2], Err(OptionError::StrictNotBuilt));
-        assert_eq!(errors[3], Ok(Setting::Check(CheckLevel::Default)));
+        assert_eq!(errors[2], Ok(Setting::Check(CheckLevel::Strict)));
+        assert_eq!(
+            errors[3].unwrap_err().to_string(),
+            "option 'check=paranoid' in CMA_OPTIONS: expected fast, default or strict; ignored"
+        );
         assert_eq!(
             all(b"limit_total=\xff")[0].unwrap_err().to_string(),
             "option 'limit_total=?' in CMA_OPTIONS: expected a size like 4096, 64K or 1M; ignored"

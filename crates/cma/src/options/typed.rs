@@ -251,7 +251,9 @@ impl<'a> Options<'a> {
         if let Some(path) = self.report {
             report_allowed(path)?;
         }
-        if (self.profile.is_some_and(|m| m != sampling::mode())
+        if (self
+            .profile
+            .is_some_and(|m| m != sampling::requested_mode())
             || self.profile_rate.is_some_and(|r| r != sampling::rate()))
             && pool::heaps_exist()
         {

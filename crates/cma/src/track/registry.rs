@@ -12,9 +12,18 @@
 //!   allocated in all, live now, at the site's own maximum, at the
 //!   process's peak, and the freed blocks with the sum of their lifetimes.
 //! - The live table maps each recorded block to its site, its requested
-//!   size, its birth time and its weight (1 at `profile=all`; at
-//!   `profile=sample`, one over the chance that the sampler picked it, so
-//!   that every sum over blocks is an unbiased estimate).
+//!   size, its birth time, the thread that allocated it and its weight (1
+//!   at `profile=all`; at `profile=sample`, one over the chance that the
+//!   sampler picked it, so that every sum over blocks is an unbiased
+//!   estimate).
+//! - At the `strict` level, the freed table: a block taken out as it is
+//!   freed keeps its record there, with the stack (a site of its own, with
+//!   no counts: profiles skip it), thread and time of its free, until its
+//!   address is recorded again (handed out again) or `FREED_KEPT` later
+//!   frees push it out (a ring of the addresses, oldest first), so that a
+//!   double free or a write found in a freed block later names both
+//!   stacks (`history`, for `check::report`). Bounded: at most
+//!   `FREED_KEPT` entries, whatever the program frees.
 //!
 //! Peak attribution without a pass over all sites at each new peak: the
 //! peak has an epoch that a new peak advances; a site's counters at the
@@ -97,12 +106,45 @@ struct SiteSlot {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Live {
     pub(crate) site: u32,
+    /// The thread that allocated it (`gettid`; 0 when unknown).
+    pub(crate) thread: u32,
     pub(crate) size: usize,
     pub(crate) born: u64,
     /// `f32`: exact for `profile=all`'s 1.0, and plenty for an estimate's
     /// weight; it keeps an entry of the live table at 32 bytes.
     pub(crate) weight: f32,
 }
+
+/// A freed block the `strict` level remembers (see the module docs).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Freed {
+    /// Its record while it was live.
+    pub(crate) live: Live,
+    /// Where it was freed: a site of the site table (no counts).
+    pub(crate) free_site: u32,
+    pub(crate) free_thread: u32,
+    /// When it was freed (ticks since the registry started).
+    pub(crate) freed_at: u64,
+    /// Its place in the order of frees (see `FreedRing`).
+    sequence: u64,
+}
+
+/// Freed blocks the `strict` level remembers at most: well above the
+/// `strict` quarantine of a few busy threads (4,096 slots each), so that a
+/// block still in quarantine is remembered. At most 8.5 MiB: the table
+/// doubles to 131,072 entries of 64 bytes, and the ring is 512 KiB.
+pub(crate) const FREED_KEPT: usize = 1 << 16;
+
+/// The addresses of the last `FREED_KEPT` frees the freed table took, in a
+/// ring of its own mapping: the oldest is pushed out when a new one comes.
+struct FreedRing {
+    addresses: *mut usize,
+    /// Frees taken so far (the next one's sequence number).
+    next: u64,
+}
+
+// SAFETY: the ring's mapping is reached only under `REGISTRY`'s lock.
+unsafe impl Send for FreedRing {}
 
 /// The process-wide figures (same units as `SiteCounts`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -122,6 +164,8 @@ pub(crate) struct Totals {
 
 struct Registry {
     live: AddrTable<Live>,
+    freed: AddrTable<Freed>,
+    ring: FreedRing,
     /// Site hash (nudged past collisions) to site index.
     index: AddrTable<u32>,
     totals: Totals,
@@ -130,6 +174,11 @@ struct Registry {
 
 static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
     live: AddrTable::new(),
+    freed: AddrTable::new(),
+    ring: FreedRing {
+        addresses: core::ptr::null_mut(),
+        next: 0,
+    },
     index: AddrTable::new(),
     totals: Totals {
         total_bytes: 0.0,
@@ -295,6 +344,53 @@ impl Registry {
         self.totals.live_blocks -= w;
     }
 
+    /// Remembers the block at `addr`, just taken out as it is freed (see
+    /// `Freed`), pushing out the oldest remembered free when the ring is
+    /// full. Nothing is remembered when memory runs out.
+    fn remember_freed(
+        &mut self,
+        addr: usize,
+        live: Live,
+        free_site: u32,
+        free_thread: u32,
+        now: u64,
+    ) {
+        if self.ring.addresses.is_null() {
+            let bytes = (FREED_KEPT * core::mem::size_of::<usize>()).next_multiple_of(PAGE_SIZE);
+            let ring = memory::map(bytes, Charge::Accounted).cast::<usize>();
+            if ring.is_null() {
+                return;
+            }
+            self.ring.addresses = ring;
+        }
+        let sequence = self.ring.next;
+        self.ring.next += 1;
+        let place = (sequence % FREED_KEPT as u64) as usize;
+        // SAFETY: `place` is below FREED_KEPT, the ring's length in entries.
+        let oldest = unsafe { &mut *self.ring.addresses.add(place) };
+        if sequence >= FREED_KEPT as u64 {
+            // The free this place held, unless its address was taken again
+            // (reused, or freed again later: another sequence).
+            let pushed_out = sequence - FREED_KEPT as u64;
+            if self
+                .freed
+                .get(*oldest)
+                .is_some_and(|f| f.sequence == pushed_out)
+            {
+                self.freed.remove(*oldest);
+            }
+        }
+        *oldest = addr;
+        let freed = Freed {
+            live,
+            free_site,
+            free_thread,
+            freed_at: now,
+            sequence,
+        };
+        let _ = self.freed.insert(addr, freed);
+    }
+
     /// Undoes `account_free` (a free that failed after its block was taken
     /// out); the peak it may have passed is kept.
     fn unaccount_free(&mut self, live: &Live, now: u64) {
@@ -364,19 +460,31 @@ pub(crate) fn ns_per_tick() -> f64 {
 }
 
 /// Records the live block at `addr` of `size` bytes requested, allocated
-/// from `frames` (while starting up or not), standing for `weight` blocks.
-/// A block already recorded at `addr` (freed where the registry did not see
-/// it) is retired first.
-pub(crate) fn record(addr: usize, size: usize, weight: f64, frames: &[usize], startup: bool) {
+/// from `frames` (while starting up or not) on `thread`, standing for
+/// `weight` blocks. A block already recorded at `addr` (freed where the
+/// registry did not see it) is retired first, and a freed block remembered
+/// there is forgotten (the address is a new block's now).
+pub(crate) fn record(
+    addr: usize,
+    size: usize,
+    weight: f64,
+    frames: &[usize],
+    startup: bool,
+    thread: u32,
+) {
     let now = now();
     let mut r = REGISTRY.lock();
     let site = r.site_for(frames, startup);
     let live = Live {
         site,
+        thread,
         size,
         born: now,
         weight: weight as f32,
     };
+    if !r.freed.is_empty() {
+        r.freed.remove(addr);
+    }
     if let Some(old) = r.live.remove(addr) {
         r.account_free(&old, now);
     }
@@ -398,11 +506,26 @@ pub(crate) fn take(addr: usize) -> Option<Live> {
     Some(live)
 }
 
+/// `take`, at the `strict` level: the block is remembered as freed, from
+/// `frames` on `thread` (see `Freed`).
+pub(crate) fn take_remembering(addr: usize, frames: &[usize], thread: u32) -> Option<Live> {
+    let now = now();
+    let mut r = REGISTRY.lock();
+    let live = r.live.remove(addr)?;
+    r.account_free(&live, now);
+    let free_site = r.site_for(frames, false);
+    r.remember_freed(addr, live, free_site, thread, now);
+    Some(live)
+}
+
 /// Puts back a block that `take` took out and that turned out not to be
-/// freed (the free failed).
+/// freed (the free failed); a free remembered for it is forgotten.
 pub(crate) fn put_back(addr: usize, live: Live) {
     let now = now();
     let mut r = REGISTRY.lock();
+    if !r.freed.is_empty() {
+        r.freed.remove(addr);
+    }
     r.unaccount_free(&live, now);
     if r.live.insert(addr, live).is_err() {
         r.totals.dropped += 1;
@@ -452,6 +575,25 @@ pub(crate) fn sites_of(addresses: &[usize], out: &mut [Option<u32>]) {
     for (a, o) in addresses.iter().zip(out) {
         *o = r.live.get(*a).map(|l| l.site);
     }
+}
+
+/// What the registry knows of the block at `addr`, for a diagnostic: its
+/// record if it is live, else what is remembered of its free (`strict`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum History {
+    Live(Live),
+    Freed(Freed),
+}
+
+/// The block at `addr`'s `History`, if the registry has one. Waits for the
+/// lock a bounded time only (a diagnostic may come from a fault handler
+/// that interrupted its holder): `None` then.
+pub(crate) fn history(addr: usize) -> Option<History> {
+    let r = REGISTRY.try_lock_for_ms(100)?;
+    if let Some(live) = r.live.get(addr) {
+        return Some(History::Live(live));
+    }
+    r.freed.get(addr).map(History::Freed)
 }
 
 /// A site's figures as a profile reports them: everything in

@@ -84,16 +84,45 @@ pub(crate) fn on() -> bool {
     MODE.load(Ordering::Relaxed) != 0
 }
 
-/// Sets the mode (before any heap exists: `options::apply` checks).
+/// What `profile=` asked for; `MODE` is what is in force, which the
+/// `strict` level makes `all` whatever was asked (`refresh`).
+static REQUESTED: AtomicU8 = AtomicU8::new(0);
+
+fn encode(mode: ProfileMode) -> u8 {
+    match mode {
+        ProfileMode::Off => 0,
+        ProfileMode::Sample => 1,
+        ProfileMode::All => 2,
+    }
+}
+
+/// The mode `profile=` asked for (`mode()` is the one in force).
+pub(crate) fn requested_mode() -> ProfileMode {
+    match REQUESTED.load(Ordering::Relaxed) {
+        0 => ProfileMode::Off,
+        1 => ProfileMode::Sample,
+        _ => ProfileMode::All,
+    }
+}
+
+/// Sets the mode asked for (before any heap exists: `options::apply`
+/// checks).
 pub(crate) fn set_mode(mode: ProfileMode) {
-    MODE.store(
-        match mode {
-            ProfileMode::Off => 0,
-            ProfileMode::Sample => 1,
-            ProfileMode::All => 2,
-        },
-        Ordering::Relaxed,
-    );
+    REQUESTED.store(encode(mode), Ordering::Relaxed);
+    refresh();
+}
+
+/// Puts the mode in force: the one asked for, or `all` at the `strict`
+/// level, whose diagnostics print every block's allocation stack (and whose
+/// figures are then exact: a `profile=sample` there gives `all`'s). Called
+/// when the mode asked for or the level changes, before any heap exists.
+pub(crate) fn refresh() {
+    let mode = if level::strict() {
+        ProfileMode::All
+    } else {
+        requested_mode()
+    };
+    MODE.store(encode(mode), Ordering::Relaxed);
     level::set_mode_bit(MODE_PROFILE, mode == ProfileMode::All);
     if mode != ProfileMode::Off {
         registry::start_clock();

@@ -79,6 +79,36 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// Takes the lock if it comes free within about `ms` milliseconds;
+    /// `None` otherwise. For the misuse report, which must not hang on a
+    /// lock its own thread may hold (a fault handler that interrupted the
+    /// holder): it then reports with less.
+    pub(crate) fn try_lock_for_ms(&self, ms: u64) -> Option<SpinGuard<'_, T>> {
+        let mut started = 0u64;
+        let mut spins = 0u32;
+        loop {
+            if self
+                .locked
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some(SpinGuard { lock: self });
+            }
+            spins += 1;
+            if spins < 64 {
+                core::hint::spin_loop();
+                continue;
+            }
+            thread::yield_now();
+            let now = clock::now_ms();
+            if started == 0 {
+                started = now;
+            } else if now.saturating_sub(started) > ms {
+                return None;
+            }
+        }
+    }
+
     /// Forces the lock open in a freshly forked child, where the thread that
     /// held it no longer exists.
     ///
