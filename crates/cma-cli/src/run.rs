@@ -18,7 +18,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 
@@ -264,6 +264,10 @@ impl CmaLines {
 }
 
 /// Copies the child's stderr to ours as it comes, and collects cma's lines.
+/// How long `cma run` waits, once the program has exited, for the rest of
+/// its stderr (what processes it left behind still hold open).
+const STDERR_GRACE: Duration = Duration::from_secs(5);
+
 fn tee_stderr(mut from: impl Read, lines: Arc<Mutex<CmaLines>>) {
     let mut buf = [0u8; 16 * 1024];
     let mut partial: Vec<u8> = Vec::new();
@@ -437,15 +441,23 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     // Signals sent to cma are for the program; cma waits and reports.
     crate::forward::start(child.id());
     let lines = Arc::new(Mutex::new(CmaLines::default()));
+    let (tee_done, tee_finished) = std::sync::mpsc::channel::<()>();
     let tee = child.stderr.take().map(|err| {
         let lines = Arc::clone(&lines);
-        std::thread::spawn(move || tee_stderr(err, lines))
+        std::thread::spawn(move || {
+            tee_stderr(err, lines);
+            let _ = tee_done.send(());
+        })
     });
     let status = child
         .wait()
         .map_err(|e| format!("waiting for the program: {e}"))?;
-    if let Some(t) = tee {
-        let _ = t.join();
+    if tee.is_some() {
+        // The program's stderr ends when every process holding it has
+        // closed it: a background job or a daemon it started may hold it
+        // for as long as it lives. Their lines are still passed on, but the
+        // report does not wait for them past a grace period.
+        let _ = tee_finished.recv_timeout(STDERR_GRACE);
     }
     let elapsed = started.elapsed();
     let pid = child.id();

@@ -275,6 +275,37 @@ fn signals_sent_to_cma_reach_the_program_and_its_status_passes_through() {
     );
 }
 
+/// A program that leaves a background process holding its stderr (a job,
+/// a daemon) still gets its report and status when it exits, not when the
+/// last holder of its stderr does.
+#[test]
+fn a_background_process_holding_stderr_does_not_hold_up_the_report() {
+    let dir = scratch("background-stderr");
+    let pidfile = dir.join("pid");
+    let script = format!(
+        "sleep 60 >/dev/null </dev/null & echo $! > {}; exit 3",
+        pidfile.display()
+    );
+    let start = std::time::Instant::now();
+    let child = spawn_run_sh(&script);
+    let o = wait_bounded(child);
+    let elapsed = start.elapsed();
+    let background = std::fs::read_to_string(&pidfile).ok();
+    if let Some(pid) = background.and_then(|p| p.trim().parse::<i32>().ok()) {
+        if pid > 0 {
+            // SAFETY: kill has no memory preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("cma: heap report for"), "{err}");
+    assert!(
+        elapsed < std::time::Duration::from_secs(25),
+        "cma run took {elapsed:?}: it waited for the background process"
+    );
+}
+
 #[test]
 fn misuse_in_a_child_process_fails_the_run_with_fail_on_misuse() {
     if !have("cc", "gcc") {
