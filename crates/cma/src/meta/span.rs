@@ -18,6 +18,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
 
 use super::segment_map::SEGMENT_SIZE;
 use crate::os::{PAGE_SHIFT, PAGE_SIZE};
+use crate::slab::size_class::slot_of_offset;
 
 pub(crate) const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE_SIZE;
 
@@ -65,13 +66,15 @@ pub(crate) struct Span {
     /// without a heap compares 0 here, see `heap::guard`). Opaque at this
     /// layer: only `heap` makes and reads tokens.
     pub(crate) owner: AtomicU64,
-    /// Slab only: ceil(2^64 / block_size), see `size_class::slot_of_offset`.
-    pub(crate) reciprocal: AtomicU64,
+    /// Slab only: `ClassGeometry::inverse` of its class (with `shift`, see
+    /// `size_class::slot_of_offset`).
+    pub(crate) inverse: AtomicU64,
     // remote protocol (hot)
     pub(crate) remote_summary: AtomicU64,
     // published (hot)
-    pub(crate) block_size: AtomicU32,
-    pub(crate) capacity: AtomicU32,
+    /// Slab only: its slots; 0 on every other descriptor. A word, so that
+    /// the free fast path compares a slot index with it in place.
+    pub(crate) capacity: AtomicU64,
     // owner (hot): allocated slots plus the slots in the owner's cache, and
     // `USED_FULL_BIT` while the slab is `Full` (see `used_count`, `set_list`).
     // The purge pass reads it (`slab::page_purge`).
@@ -79,10 +82,14 @@ pub(crate) struct Span {
     pub(crate) kind: AtomicU8,
     pub(crate) class: AtomicU8,
     pub(crate) list: Cell<SlabList>,
+    /// Slab only: `ClassGeometry::shift` of its class.
+    pub(crate) shift: AtomicU8,
     /// Slab only: the address of the owner heap's counter of frees of this
     /// slab's class, which the owner's free fast path bumps without finding
     /// its heap or the class. Opaque at this layer, like `owner`.
     pub(crate) owner_frees: AtomicUsize,
+    // published (hot)
+    pub(crate) block_size: AtomicU32,
     // published (cold)
     pub(crate) bytes: AtomicUsize,
     /// Slab only: how many bitmap words trail this descriptor (see
@@ -181,6 +188,36 @@ impl Span {
             0
         };
         self.used.set(self.used_count() | full);
+    }
+    /// Slab only: where the slot of byte offset `offset` starts, as
+    /// `size_class::slot_of_offset` answers it, for the slab's owner, which
+    /// reads `start`, `inverse`, `shift` and `capacity` with plain loads:
+    /// folded into the arithmetic, they cost the free fast path no
+    /// instruction of their own.
+    ///
+    /// # Safety
+    /// The calling thread owns the slab: its owner word, read before, holds
+    /// the caller's token. Only the owner's thread writes these fields while
+    /// the slab is live (`Heap::new_slab`, `retire_slab`), so no write
+    /// races with these reads; other threads only read them.
+    #[inline(always)]
+    pub(crate) unsafe fn owned_slot_of(&self, addr: usize) -> Option<usize> {
+        // SAFETY: the fields are plain integers in a live descriptor, and the
+        // caller's contract excludes concurrent writes.
+        let (start, inverse, shift, capacity) = unsafe {
+            (
+                *self.start.as_ptr(),
+                *self.inverse.as_ptr(),
+                *self.shift.as_ptr(),
+                *self.capacity.as_ptr(),
+            )
+        };
+        slot_of_offset(
+            addr.wrapping_sub(start),
+            inverse,
+            shift as u32,
+            capacity as usize,
+        )
     }
     #[inline(always)]
     pub(crate) fn start(&self) -> usize {
@@ -284,15 +321,16 @@ impl Span {
         Span {
             start: AtomicUsize::new(0),
             owner: AtomicU64::new(0),
-            reciprocal: AtomicU64::new(0),
+            inverse: AtomicU64::new(0),
             remote_summary: AtomicU64::new(0),
-            block_size: AtomicU32::new(0),
-            capacity: AtomicU32::new(0),
+            capacity: AtomicU64::new(0),
             used: OwnerCount::new(0),
             kind: AtomicU8::new(0),
             class: AtomicU8::new(0),
             list: Cell::new(SlabList::Current),
+            shift: AtomicU8::new(0),
             owner_frees: AtomicUsize::new(0),
+            block_size: AtomicU32::new(0),
             bytes: AtomicUsize::new(0),
             words: Cell::new(0),
             next_delayed: AtomicPtr::new(core::ptr::null_mut()),
