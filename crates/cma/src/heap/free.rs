@@ -63,9 +63,7 @@ fn count_local_free(slab: &Span) {
     // (`Heap::new_slab`); heaps are never freed.
     unsafe { &*(slab.owner_frees.load(Ordering::Relaxed) as *const Counter) }.add(1);
     // The decrement last, so that its flags decide the branch.
-    let used = slab.used.get().wrapping_sub(1);
-    slab.used.set(used);
-    if used as i32 <= 0 {
+    if slab.used.release_one() {
         slab_gained_space_guarded(slab);
     }
 }

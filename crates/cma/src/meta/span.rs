@@ -150,19 +150,33 @@ pub(crate) struct Span {
 
 /// A count that only a slab's owner writes, with a plain load and store, and
 /// that the purge pass may read from its own thread.
+///
+/// Kept as the count minus one (wrapping): the owner's free fast path
+/// decrements the stored word and tests its sign, which the decrement sets
+/// (`release_one`), where testing the count itself for zero or below
+/// would take one more instruction. `get` and `set` see the count.
 pub(crate) struct OwnerCount(AtomicU32);
 
 impl OwnerCount {
     const fn new(v: u32) -> OwnerCount {
-        OwnerCount(AtomicU32::new(v))
+        OwnerCount(AtomicU32::new(v.wrapping_sub(1)))
     }
     #[inline(always)]
     pub(crate) fn get(&self) -> u32 {
-        self.0.load(Ordering::Relaxed)
+        self.0.load(Ordering::Relaxed).wrapping_add(1)
     }
     #[inline(always)]
     pub(crate) fn set(&self, v: u32) {
-        self.0.store(v, Ordering::Relaxed);
+        self.0.store(v.wrapping_sub(1), Ordering::Relaxed);
+    }
+    /// Owner only: takes one off the count; true when the count is now zero
+    /// or below as an `i32` (for `Span::used`: the slab became empty, or it
+    /// is `Full`), which is exactly when the stored word went below zero.
+    #[inline(always)]
+    pub(crate) fn release_one(&self) -> bool {
+        let stored = self.0.load(Ordering::Relaxed).wrapping_sub(1);
+        self.0.store(stored, Ordering::Relaxed);
+        (stored as i32) < 0
     }
 }
 
@@ -170,6 +184,11 @@ impl OwnerCount {
 /// its owner), so that the owner's free finds both events that need its
 /// cold path, the slab became empty or a full slab gained a free slot, with
 /// one signed test of `used` after its decrement. Counts never reach it.
+/// While the bit is set the count stays at the capacity until the owner's
+/// next free (every other way a count falls moves the slab off `Full` at
+/// once: `Heap::slab_gained_space`), so that free's decrement never leaves
+/// the bit alone with a count of zero, which `OwnerCount::release_one`
+/// would not tell from a count above zero.
 pub(crate) const USED_FULL_BIT: u32 = 1 << 31;
 
 impl Span {
