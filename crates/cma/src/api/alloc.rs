@@ -79,7 +79,7 @@ pub(crate) fn c_malloc(size: usize) -> *mut u8 {
         let st = fast_heap().c_state_for(size);
         return match st.pop() {
             Some(p) => p.as_ptr(),
-            None => c_refill(st, size),
+            None => c_refill(size, st),
         };
     }
     c_alloc_other(size)
@@ -100,8 +100,9 @@ extern "C" fn c_alloc_other(size: usize) -> *mut u8 {
     enomem_if_null(alloc_other(size, c_align(size)))
 }
 
+// `size` first, as in `malloc`: the fast path keeps it where it came in.
 #[inline(never)]
-extern "C" fn c_refill(st: &ClassState, size: usize) -> *mut u8 {
+extern "C" fn c_refill(size: usize, st: &ClassState) -> *mut u8 {
     enomem_if_null(refill(st, size, c_align(size)))
 }
 
