@@ -14,7 +14,7 @@ use super::counters::sample_peaks;
 use super::{ClassState, Heap};
 use crate::meta::span::{SlabList, Span};
 use crate::slab::page_purge;
-use crate::slab::size_class::{cache_slots, SizeClass};
+use crate::slab::size_class::SizeClass;
 use crate::track::ignored;
 
 impl Heap {
@@ -130,14 +130,26 @@ impl Heap {
             let held = s.quarantine_word(w).load(Ordering::Relaxed);
             let free = !word.load(Ordering::Relaxed) & !held & valid_mask(g.capacity, w);
             if free != 0 {
-                let free = self.count_toward_sample(class, lowest_bits(free, cache_slots(class)));
-                let free = self.count_toward_profile(class, free);
+                // One population count for the whole load (without the
+                // POPCNT instruction it is a score of instructions):
+                // trimming the load recounts, rarely.
+                let (free, count) = {
+                    let limit = g.cache_slots;
+                    let count = free.count_ones();
+                    if count > limit {
+                        (lowest_bits(free, limit), limit)
+                    } else {
+                        (free, count)
+                    }
+                };
+                let (free, count) = self.count_toward_sample(class, free, count);
+                let (free, count) = self.count_toward_profile(class, free, count);
                 if ignored::ignoring() {
                     let first = s.start() + w * 64 * g.block_size as usize;
                     ignored::handing_out_slots(s.start(), first, g.block_size as usize, free);
                 }
                 // The cached slots count as used until they come back.
-                s.used.set(s.used.get() + free.count_ones());
+                s.used.set(s.used.get() + count);
                 st.cache.set(free);
                 st.cache_word.set(word);
                 st.word.set(w as u32);

@@ -55,6 +55,13 @@ pub(crate) struct ClassGeometry {
     /// and say whether the offset starts a slot (`slot_of_offset`).
     pub(crate) inverse: u64,
     pub(crate) shift: u8,
+    /// The most slots a thread's cache of this class takes from a slab at once:
+    /// a bitmap word's worth (64) for small blocks, fewer for large ones, about
+    /// 16 KiB of them and at least one. A cached slot can be handed out at any
+    /// moment without a word to anyone, so the purge pass must leave its pages
+    /// alone; for a class of 64 KiB blocks a whole word would be the whole slab.
+    /// Refilling more often costs little next to writing such blocks.
+    pub(crate) cache_slots: u32,
 }
 
 const fn block_size_of(index: usize) -> usize {
@@ -91,6 +98,18 @@ const fn geometry_of(index: usize) -> ClassGeometry {
         capacity: capacity as u32,
         inverse: odd_inverse((bs >> bs.trailing_zeros()) as u64),
         shift: bs.trailing_zeros() as u8,
+        cache_slots: cache_slots_of(bs),
+    }
+}
+
+const fn cache_slots_of(block_size: usize) -> u32 {
+    let n = 32 * 1024 / block_size;
+    if n < 1 {
+        1
+    } else if n > 64 {
+        64
+    } else {
+        n as u32
     }
 }
 
@@ -114,6 +133,7 @@ const fn build_classes() -> [ClassGeometry; NUM_CLASSES] {
         capacity: 0,
         inverse: 0,
         shift: 0,
+        cache_slots: 0,
     }; NUM_CLASSES];
     let mut i = 0;
     while i < NUM_CLASSES {
@@ -216,17 +236,6 @@ pub(crate) fn class_for(size: usize, align: usize) -> Option<SizeClass> {
         }
         class = SizeClass(class.0 + 1);
     }
-}
-
-/// The most slots a thread's cache of `class` takes from its slab at once:
-/// a bitmap word's worth (64) for small blocks, fewer for large ones, about
-/// 16 KiB of them and at least one. A cached slot can be handed out at any
-/// moment without a word to anyone, so the purge pass must leave its pages
-/// alone; for a class of 64 KiB blocks a whole word would be the whole slab.
-/// Refilling more often costs little next to writing such blocks.
-#[inline]
-pub(crate) fn cache_slots(class: SizeClass) -> u32 {
-    (32 * 1024 / class.block_size()).clamp(1, 64) as u32
 }
 
 /// Block sizes of all classes, smallest first.
