@@ -79,7 +79,7 @@ pub(crate) fn c_malloc(size: usize) -> *mut u8 {
         let st = fast_heap().c_state_for(size);
         return match st.pop() {
             Some(p) => p.as_ptr(),
-            None => c_refill(size, st),
+            None => c_refill(size),
         };
     }
     c_alloc_other(size)
@@ -100,9 +100,12 @@ extern "C" fn c_alloc_other(size: usize) -> *mut u8 {
     enomem_if_null(alloc_other(size, c_align(size)))
 }
 
-// `size` first, as in `malloc`: the fast path keeps it where it came in.
+// The size alone, in the register `malloc` received it in: the class state
+// is found again here, so the fast path needs no pointer to it of its own
+// (its fields are addressed from the heap and the table's offset).
 #[inline(never)]
-extern "C" fn c_refill(size: usize, st: &ClassState) -> *mut u8 {
+extern "C" fn c_refill(size: usize) -> *mut u8 {
+    let st = fast_heap().c_state_for(size);
     enomem_if_null(refill(st, size, c_align(size)))
 }
 
