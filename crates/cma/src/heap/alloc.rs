@@ -36,18 +36,19 @@ impl ClassState {
     #[inline(always)]
     pub(crate) fn pop(&self) -> Option<NonNull<u8>> {
         let st = self;
-        let cache = st.cache.get();
+        let cache = st.cache.load(Ordering::Relaxed);
         if cache == 0 {
             return None;
         }
         let rest = cache & (cache - 1);
         let lowest = cache ^ rest;
-        st.cache.set(rest);
+        st.cache.store(rest, Ordering::Relaxed);
         // SAFETY: a non-empty cache came from a word of the current slab,
         // which this heap owns; only the owner writes the allocated bitmap.
         let word = unsafe { &*st.cache_word.get() };
+        // No count here: the refill counted the cached slots
+        // (`ClassState::allocations`).
         word.store(word.load(Ordering::Relaxed) | lowest, Ordering::Relaxed);
-        st.allocs.add(1);
         let bit = cache.trailing_zeros() as usize;
         // SAFETY: slot addresses lie inside a mapped segment, never at 0.
         Some(unsafe {
@@ -113,7 +114,7 @@ impl Heap {
     fn load_cache(&self, st: &ClassState, slab: *mut Span) -> bool {
         // SAFETY: `slab` is owned by this heap, and current.
         let s = unsafe { &*slab };
-        debug_assert!(st.cache.get() == 0);
+        debug_assert!(st.cache.load(Ordering::Relaxed) == 0);
         let class = SizeClass::from_index(s.class.load(Ordering::Relaxed) as usize);
         let g = class.geometry();
         // The purge pass leaves the cache's word alone: the new one is
@@ -150,7 +151,8 @@ impl Heap {
                 }
                 // The cached slots count as used until they come back.
                 s.used.set(s.used.get() + count);
-                st.cache.set(free);
+                st.cache.store(free, Ordering::Relaxed);
+                st.allocs.add(count as u64);
                 st.cache_word.set(word);
                 st.word.set(w as u32);
                 st.cache_base

@@ -61,19 +61,26 @@ use quarantine::Quarantine;
 pub(crate) const CHECKED_OWNER: u64 = 1;
 
 /// Per size class state of one heap: what the allocation fast path reads,
-/// in one cache line. Owner thread only (the counters are read by anyone).
+/// in one cache line. Owner thread only (`allocs` and `cache` are read by
+/// anyone, for the statistics).
 #[repr(C, align(64))]
 pub(crate) struct ClassState {
     /// Free slots of bitmap word `word` of `slab`, ready to hand out. The
-    /// bitmap shows them free until they are handed out.
-    cache: Cell<u64>,
+    /// bitmap shows them free until they are handed out. Written by the
+    /// owner only, with plain loads and stores; atomic because the
+    /// statistics read it (see `allocs`).
+    cache: AtomicU64,
     /// Address of slot `word * 64` of `slab`.
     cache_base: Cell<usize>,
     /// The allocated-bitmap word the cache came from: handing a slot out
     /// sets its bit there.
     cache_word: Cell<*const AtomicU64>,
     block_size: Cell<usize>,
-    pub(crate) allocs: Counter,
+    /// Slots taken into `cache` (counted by the refill, so that handing one
+    /// out counts nothing), plus sampled blocks, minus slots given back
+    /// from the cache unserved: the allocations are this minus the slots
+    /// still in the cache (`allocations`).
+    allocs: Counter,
     slab: Cell<*mut Span>,
     word: Cell<u32>,
     /// Blocks of this class live at the last refill, as counted into
@@ -82,9 +89,34 @@ pub(crate) struct ClassState {
 }
 
 impl ClassState {
+    /// Blocks of this class allocated through this state: what the refills
+    /// took into the cache, less what is still in it. Exact on the owner's
+    /// thread and in a quiet program; a read from another thread during a
+    /// refill may be off by the slots that refill loads.
+    #[inline]
+    pub(crate) fn allocations(&self) -> u64 {
+        let cached = self.cache.load(Ordering::Relaxed).count_ones() as u64;
+        self.allocs.get().wrapping_sub(cached)
+    }
+
+    /// Whether the cache holds no slot.
+    #[inline(always)]
+    pub(crate) fn cache_is_empty(&self) -> bool {
+        self.cache.load(Ordering::Relaxed) == 0
+    }
+
+    /// Empties the cache, its slots unserved (they go back to the slab's
+    /// bitmap, where they are still free); returns them.
+    pub(crate) fn drop_cache(&self) -> u64 {
+        let cached = self.cache.load(Ordering::Relaxed);
+        self.allocs.add((cached.count_ones() as u64).wrapping_neg());
+        self.cache.store(0, Ordering::Relaxed);
+        cached
+    }
+
     const fn empty() -> ClassState {
         ClassState {
-            cache: Cell::new(0),
+            cache: AtomicU64::new(0),
             cache_base: Cell::new(0),
             cache_word: Cell::new(core::ptr::null()),
             block_size: Cell::new(0),
