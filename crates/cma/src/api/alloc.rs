@@ -138,7 +138,7 @@ extern "C" fn refill(st: &ClassState, size: usize, align: usize) -> *mut u8 {
             return p;
         }
     }
-    heap.alloc_small_refill(class)
+    heap.alloc_small_refill_inline(class)
 }
 
 /// A block of small `class` for `size` bytes at `align`: a cached slot, or
