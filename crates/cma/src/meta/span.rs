@@ -77,7 +77,8 @@ pub(crate) struct Span {
     pub(crate) capacity: AtomicU64,
     // owner (hot): allocated slots plus the slots in the owner's cache, and
     // `USED_FULL_BIT` while the slab is `Full` (see `used_count`, `set_list`).
-    // The purge pass reads it (`slab::page_purge`).
+    // The owner's alone (the purge pass counts the allocated bitmap
+    // instead, `pages::purge_slabs`).
     pub(crate) used: OwnerCount,
     pub(crate) kind: AtomicU8,
     pub(crate) class: AtomicU8,
@@ -98,9 +99,10 @@ pub(crate) struct Span {
     pub(crate) next_delayed: AtomicPtr<Span>,
     /// Slab only: who may touch its free pages (`slab::page_purge`).
     pub(crate) purge_state: AtomicU8,
-    /// Slab only, purge pass only: `used_count` when the pass last
-    /// decommitted its free pages (`u32::MAX`: never since it was current),
-    /// and when the pass last looked at it.
+    /// Slab only, purge pass only: its allocated slots (counted in the
+    /// bitmap, `pages::purge_slabs`) when the pass last decommitted its
+    /// free pages (`u32::MAX`: never since it was current), and when the
+    /// pass last looked at it.
     pub(crate) used_at_purge: AtomicU32,
     pub(crate) used_seen: AtomicU32,
     /// Slab only: the bitmap word the owner's cache came from while the slab
@@ -148,34 +150,35 @@ pub(crate) struct Span {
     pub(crate) headroom: Cell<usize>,
 }
 
-/// A count that only a slab's owner writes, with a plain load and store, and
-/// that the purge pass may read from its own thread.
+/// A count that only a slab's owner reads and writes (or whoever holds an
+/// arena's lock), with plain loads and stores: a `Cell`, so that the owner's
+/// free decrements it in memory.
 ///
 /// Kept as the count minus one (wrapping): the owner's free fast path
 /// decrements the stored word and tests its sign, which the decrement sets
 /// (`release_one`), where testing the count itself for zero or below
 /// would take one more instruction. `get` and `set` see the count.
-pub(crate) struct OwnerCount(AtomicU32);
+pub(crate) struct OwnerCount(Cell<u32>);
 
 impl OwnerCount {
     const fn new(v: u32) -> OwnerCount {
-        OwnerCount(AtomicU32::new(v.wrapping_sub(1)))
+        OwnerCount(Cell::new(v.wrapping_sub(1)))
     }
     #[inline(always)]
     pub(crate) fn get(&self) -> u32 {
-        self.0.load(Ordering::Relaxed).wrapping_add(1)
+        self.0.get().wrapping_add(1)
     }
     #[inline(always)]
     pub(crate) fn set(&self, v: u32) {
-        self.0.store(v.wrapping_sub(1), Ordering::Relaxed);
+        self.0.set(v.wrapping_sub(1));
     }
     /// Owner only: takes one off the count; true when the count is now zero
     /// or below as an `i32` (for `Span::used`: the slab became empty, or it
     /// is `Full`), which is exactly when the stored word went below zero.
     #[inline(always)]
     pub(crate) fn release_one(&self) -> bool {
-        let stored = self.0.load(Ordering::Relaxed).wrapping_sub(1);
-        self.0.store(stored, Ordering::Relaxed);
+        let stored = self.0.get().wrapping_sub(1);
+        self.0.set(stored);
         (stored as i32) < 0
     }
 }
