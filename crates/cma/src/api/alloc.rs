@@ -79,7 +79,7 @@ pub(crate) fn c_malloc(size: usize) -> *mut u8 {
         let st = fast_heap().c_state_for(size);
         return match st.pop() {
             Some(p) => p.as_ptr(),
-            None => c_refill(st, size),
+            None => c_refill(size),
         };
     }
     c_alloc_other(size)
@@ -100,8 +100,12 @@ extern "C" fn c_alloc_other(size: usize) -> *mut u8 {
     enomem_if_null(alloc_other(size, c_align(size)))
 }
 
+// The size alone, in the register `malloc` received it in: the class state
+// is found again here, so the fast path needs no pointer to it of its own
+// (its fields are addressed from the heap and the table's offset).
 #[inline(never)]
-extern "C" fn c_refill(st: &ClassState, size: usize) -> *mut u8 {
+extern "C" fn c_refill(size: usize) -> *mut u8 {
+    let st = fast_heap().c_state_for(size);
     enomem_if_null(refill(st, size, c_align(size)))
 }
 
@@ -134,7 +138,7 @@ extern "C" fn refill(st: &ClassState, size: usize, align: usize) -> *mut u8 {
             return p;
         }
     }
-    heap.alloc_small_refill(class)
+    heap.alloc_small_refill_inline(class)
 }
 
 /// A block of small `class` for `size` bytes at `align`: a cached slot, or

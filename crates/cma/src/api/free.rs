@@ -26,7 +26,7 @@ pub(crate) fn free_with(p: *mut u8, operation: &'static str, kind: AllocKind) {
         if free_local_fast(span, p as usize) {
             return;
         }
-        return free_not_local(span, p, operation, kind);
+        return free_not_local(p, span, operation, kind);
     }
     free_other(p, operation, kind)
 }
@@ -34,9 +34,11 @@ pub(crate) fn free_with(p: *mut u8, operation: &'static str, kind: AllocKind) {
 /// The fast path's miss with the slab it found: the checked level's free,
 /// or another thread's block (their own fast paths first), else the full
 /// path.
+// `p` first, as in `free`: the fast path keeps it where it came in, with no
+// copy to make room for `span`.
 #[allow(improper_ctypes_definitions)]
 #[inline(never)]
-extern "C" fn free_not_local(span: &Span, p: *mut u8, operation: &'static str, kind: AllocKind) {
+extern "C" fn free_not_local(p: *mut u8, span: &Span, operation: &'static str, kind: AllocKind) {
     if level::mode() == MODE_CHECKED {
         if free_checked_local_fast(span, p as usize, kind) {
             return;

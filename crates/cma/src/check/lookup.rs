@@ -14,7 +14,6 @@ use crate::guarded::zero::{self, ZeroLookup};
 use crate::guarded::{self, Damage, Lookup, Slot};
 use crate::meta::segment_map::{self, SAMPLED_POOL, TAG_HUGE, ZERO_POOL};
 use crate::meta::span::{Segment, Span, SpanKind};
-use crate::slab::size_class::slot_containing;
 use crate::slab::slot::{slot_at, slot_state, SlotState};
 
 /// A block start found by `find_block`.
@@ -77,7 +76,8 @@ pub(crate) fn slot_error(slab: &Span, index: usize, state: SlotState) -> CmaErro
 #[cold]
 fn interior(slab: &Span, addr: usize) -> CmaError {
     let offset = addr - slab.start();
-    let index = slot_containing(offset, slab.reciprocal.load(Ordering::Relaxed));
+    // A descriptor that is no slab (block size 0) holds no slot either.
+    let index = offset.checked_div(slab.slot_size()).unwrap_or(usize::MAX);
     if index >= slab.capacity.load(Ordering::Relaxed) as usize {
         return CmaError::NotOurs { addr };
     }

@@ -14,8 +14,9 @@ use super::counters::sample_peaks;
 use super::{ClassState, Heap};
 use crate::meta::span::{SlabList, Span};
 use crate::slab::page_purge;
-use crate::slab::size_class::{cache_slots, SizeClass};
+use crate::slab::size_class::SizeClass;
 use crate::track::ignored;
+use crate::util::bits::count_ones;
 
 impl Heap {
     /// Allocates a block of `class`, or null when memory runs out. The
@@ -36,18 +37,19 @@ impl ClassState {
     #[inline(always)]
     pub(crate) fn pop(&self) -> Option<NonNull<u8>> {
         let st = self;
-        let cache = st.cache.get();
+        let cache = st.cache.load(Ordering::Relaxed);
         if cache == 0 {
             return None;
         }
         let rest = cache & (cache - 1);
         let lowest = cache ^ rest;
-        st.cache.set(rest);
+        st.cache.store(rest, Ordering::Relaxed);
         // SAFETY: a non-empty cache came from a word of the current slab,
         // which this heap owns; only the owner writes the allocated bitmap.
         let word = unsafe { &*st.cache_word.get() };
+        // No count here: the refill counted the cached slots
+        // (`ClassState::allocations`).
         word.store(word.load(Ordering::Relaxed) | lowest, Ordering::Relaxed);
-        st.allocs.add(1);
         let bit = cache.trailing_zeros() as usize;
         // SAFETY: slot addresses lie inside a mapped segment, never at 0.
         Some(unsafe {
@@ -62,58 +64,77 @@ impl Heap {
     #[cold]
     #[inline(never)]
     pub(crate) fn alloc_small_refill(&self, class: SizeClass) -> *mut u8 {
+        self.alloc_small_refill_inline(class)
+    }
+
+    /// `alloc_small_refill`, inline: for the allocation fast path's own
+    /// refill (`api::alloc::refill`), which then makes no further call to
+    /// load a cache.
+    #[inline(always)]
+    pub(crate) fn alloc_small_refill_inline(&self, class: SizeClass) -> *mut u8 {
         debug_assert!(!self.is_empty_heap());
         if !self.delayed.load(Ordering::Relaxed).is_null() {
             self.collect_delayed();
         }
         let st = &self.classes[class.index()];
         self.sample_class(st, class);
-        let current = st.slab.get();
-        if !current.is_null() {
-            if self.load_cache(st, current) {
-                return self.alloc_small(class);
+        // One loading site, inlined: most refills load the current slab's
+        // next word, and pay for no call of their own.
+        let mut slab = st.slab.get();
+        let mut fresh = false;
+        loop {
+            if !slab.is_null() {
+                if self.load_cache(st, slab) {
+                    return self.alloc_small(class);
+                }
+                if fresh {
+                    return null_mut();
+                }
+                // SAFETY: the current slab is ours.
+                let s = unsafe { &*slab };
+                s.set_list(SlabList::Full);
+                page_purge::leave_current(s);
+                st.slab.set(null_mut());
             }
-            // SAFETY: the current slab is ours.
-            let s = unsafe { &*current };
-            s.set_list(SlabList::Full);
-            page_purge::leave_current(s);
-            st.slab.set(null_mut());
+            (slab, fresh) = self.next_current_slab(st, class);
+            if slab.is_null() {
+                return null_mut();
+            }
         }
-        while let Some(partial) = self.take_partial(class.index()) {
+    }
+
+    /// The current slab of `class` is full or there is none: makes a
+    /// partial slab current, or else a new one (`true`: fresh), or returns
+    /// null when memory runs out.
+    #[inline(never)]
+    fn next_current_slab(&self, st: &ClassState, class: SizeClass) -> (*mut Span, bool) {
+        if let Some(partial) = self.take_partial(class.index()) {
             // SAFETY: slabs on our partial list are ours.
             let s = unsafe { &*partial };
             page_purge::make_current(s);
             s.set_list(SlabList::Current);
             st.slab.set(partial);
             st.word.set(0);
-            if self.load_cache(st, partial) {
-                return self.alloc_small(class);
-            }
-            s.set_list(SlabList::Full);
-            page_purge::leave_current(s);
-            st.slab.set(null_mut());
+            return (partial, false);
         }
         let slab = self.new_slab(class);
         if slab.is_null() {
-            return null_mut();
+            return (slab, true);
         }
         st.slab.set(slab);
         st.word.set(0);
         sample_peaks(class);
-        if self.load_cache(st, slab) {
-            self.alloc_small(class)
-        } else {
-            null_mut()
-        }
+        (slab, true)
     }
 
     /// Fills the empty cache from the first bitmap word of `slab` with free
     /// slots, starting at the current word. Returns false when the slab is
     /// full.
+    #[inline(always)]
     fn load_cache(&self, st: &ClassState, slab: *mut Span) -> bool {
         // SAFETY: `slab` is owned by this heap, and current.
         let s = unsafe { &*slab };
-        debug_assert!(st.cache.get() == 0);
+        debug_assert!(st.cache.load(Ordering::Relaxed) == 0);
         let class = SizeClass::from_index(s.class.load(Ordering::Relaxed) as usize);
         let g = class.geometry();
         // The purge pass leaves the cache's word alone: the new one is
@@ -124,27 +145,44 @@ impl Heap {
             return false;
         }
         let words = s.words.get() as usize;
-        let start = (st.word.get() as usize).min(words - 1);
-        for w in (start..words).chain(0..start) {
+        // From the current word on, wrapping round once.
+        let mut w = (st.word.get() as usize).min(words - 1);
+        for _ in 0..words {
             let word: &AtomicU64 = s.allocated_word(w);
             let held = s.quarantine_word(w).load(Ordering::Relaxed);
             let free = !word.load(Ordering::Relaxed) & !held & valid_mask(g.capacity, w);
             if free != 0 {
-                let free = self.count_toward_sample(class, lowest_bits(free, cache_slots(class)));
-                let free = self.count_toward_profile(class, free);
+                // One population count for the whole load (see
+                // `util::bits`): trimming the load recounts, rarely.
+                let (free, count) = {
+                    let limit = g.cache_slots;
+                    let count = count_ones(free);
+                    if count > limit {
+                        (lowest_bits(free, limit), limit)
+                    } else {
+                        (free, count)
+                    }
+                };
+                let (free, count) = self.count_toward_sample(class, free, count);
+                let (free, count) = self.count_toward_profile(class, free, count);
                 if ignored::ignoring() {
                     let first = s.start() + w * 64 * g.block_size as usize;
                     ignored::handing_out_slots(s.start(), first, g.block_size as usize, free);
                 }
                 // The cached slots count as used until they come back.
-                s.used.set(s.used.get() + free.count_ones());
-                st.cache.set(free);
+                s.used.set(s.used.get() + count);
+                st.cache.store(free, Ordering::Relaxed);
+                st.allocs.add(count as u64);
                 st.cache_word.set(word);
                 st.word.set(w as u32);
                 st.cache_base
                     .set(s.start() + w * 64 * g.block_size as usize);
                 page_purge::end_load(s, w as u32, free);
                 return true;
+            }
+            w += 1;
+            if w == words {
+                w = 0;
             }
         }
         page_purge::end_load(s, page_purge::NO_CACHE_WORD, 0);

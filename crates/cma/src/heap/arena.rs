@@ -650,9 +650,10 @@ impl ArenaHeap {
                 // cached slots go back to its bitmap (they were counted in
                 // `used`, never allocated).
                 let s = unsafe { &*slab };
-                s.used.set(s.used.get() - st.cache.get().count_ones());
+                let unserved = st.drop_cache();
+                s.used.set(s.used.get() - unserved.count_ones());
             }
-            st.cache.set(0);
+            st.drop_cache();
             st.word.set(0);
             if !keep_current {
                 st.slab.set(null_mut());

@@ -27,7 +27,7 @@ use crate::check::lookup::slot_error;
 use crate::check::report;
 use crate::check::trailer;
 use crate::meta::span::Span;
-use crate::slab::size_class::{slot_of_offset, SizeClass};
+use crate::slab::size_class::SizeClass;
 use crate::slab::slot::{slot_state, SlotState};
 use crate::util::zero::{is_zero, wipe};
 
@@ -66,11 +66,8 @@ pub(crate) fn free_checked_local_fast(span: &Span, addr: usize, kind: AllocKind)
     if span.owner.load(Ordering::Relaxed) != fast_token() | CHECKED_OWNER {
         return false;
     }
-    let Some(index) = slot_of_offset(
-        addr.wrapping_sub(span.start()),
-        span.reciprocal.load(Ordering::Relaxed),
-        span.capacity.load(Ordering::Relaxed) as usize,
-    ) else {
+    // SAFETY: the owner word holds this thread's token: the slab is ours.
+    let Some(index) = (unsafe { span.owned_slot_of(addr) }) else {
         return false;
     };
     let word = span.allocated_word(index / 64);

@@ -46,14 +46,20 @@ impl Heap {
     #[inline(always)]
     fn class_live(&self, class: usize) -> i64 {
         let st = self.class_state(class);
-        st.allocs.get().wrapping_sub(self.frees[class].get()) as i64
+        st.allocations().wrapping_sub(self.frees[class].get()) as i64
     }
 
     /// Brings the class's share of the live bytes and its peak up to date:
     /// at a refill, where the fast path's plain counts are turned into
     /// bytes.
     pub(super) fn sample_class(&self, st: &ClassState, class: SizeClass) {
-        let live = self.class_live(class.index());
+        // The cache is dry at a refill: the count needs no population count
+        // of it (`ClassState::allocations`).
+        debug_assert!(st.cache_is_empty());
+        let live = st
+            .allocs
+            .get()
+            .wrapping_sub(self.frees[class.index()].get()) as i64;
         let peak = &self.peak_live[class.index()];
         if live > peak.get() as i64 {
             peak.set(live as u64);

@@ -22,7 +22,6 @@ use crate::check::kind::AllocKind;
 use crate::check::level;
 use crate::check::lookup::{slot_error, Found};
 use crate::meta::span::Span;
-use crate::slab::size_class::slot_of_offset;
 use crate::slab::slot::{slot_at, slot_state, SlotState};
 
 /// The hottest free: the calling thread frees an allocated slot of one of
@@ -38,11 +37,8 @@ pub(crate) fn free_local_fast(span: &Span, addr: usize) -> bool {
     if span.owner.load(Ordering::Relaxed) != fast_token() {
         return false;
     }
-    let Some(index) = slot_of_offset(
-        addr.wrapping_sub(span.start()),
-        span.reciprocal.load(Ordering::Relaxed),
-        span.capacity.load(Ordering::Relaxed) as usize,
-    ) else {
+    // SAFETY: the owner word holds this thread's token: the slab is ours.
+    let Some(index) = (unsafe { span.owned_slot_of(addr) }) else {
         return false;
     };
     let word = span.allocated_word(index / 64);
@@ -67,9 +63,7 @@ fn count_local_free(slab: &Span) {
     // (`Heap::new_slab`); heaps are never freed.
     unsafe { &*(slab.owner_frees.load(Ordering::Relaxed) as *const Counter) }.add(1);
     // The decrement last, so that its flags decide the branch.
-    let used = slab.used.get().wrapping_sub(1);
-    slab.used.set(used);
-    if used as i32 <= 0 {
+    if slab.used.release_one() {
         slab_gained_space_guarded(slab);
     }
 }

@@ -64,7 +64,7 @@ pub(crate) fn fast_heap() -> &'static Heap {
     let base = empty_heap() as *const Heap as usize;
     // SAFETY: the first word is 0 or the offset of a live heap from the
     // empty heap (`set_thread_heap`); heaps are never freed.
-    unsafe { &*(base.wrapping_add(tls::word::<HEAP_OFFSET>()) as *const Heap) }
+    unsafe { &*(tls::add_word::<HEAP_OFFSET>(base) as *const Heap) }
 }
 
 /// The owner token of the calling thread's slabs at the `fast` level (its

@@ -61,19 +61,26 @@ use quarantine::Quarantine;
 pub(crate) const CHECKED_OWNER: u64 = 1;
 
 /// Per size class state of one heap: what the allocation fast path reads,
-/// in one cache line. Owner thread only (the counters are read by anyone).
+/// in one cache line. Owner thread only (`allocs` and `cache` are read by
+/// anyone, for the statistics).
 #[repr(C, align(64))]
 pub(crate) struct ClassState {
     /// Free slots of bitmap word `word` of `slab`, ready to hand out. The
-    /// bitmap shows them free until they are handed out.
-    cache: Cell<u64>,
+    /// bitmap shows them free until they are handed out. Written by the
+    /// owner only, with plain loads and stores; atomic because the
+    /// statistics read it (see `allocs`).
+    cache: AtomicU64,
     /// Address of slot `word * 64` of `slab`.
     cache_base: Cell<usize>,
     /// The allocated-bitmap word the cache came from: handing a slot out
     /// sets its bit there.
     cache_word: Cell<*const AtomicU64>,
     block_size: Cell<usize>,
-    pub(crate) allocs: Counter,
+    /// Slots taken into `cache` (counted by the refill, so that handing one
+    /// out counts nothing), plus sampled blocks, minus slots given back
+    /// from the cache unserved: the allocations are this minus the slots
+    /// still in the cache (`allocations`).
+    allocs: Counter,
     slab: Cell<*mut Span>,
     word: Cell<u32>,
     /// Blocks of this class live at the last refill, as counted into
@@ -82,9 +89,34 @@ pub(crate) struct ClassState {
 }
 
 impl ClassState {
+    /// Blocks of this class allocated through this state: what the refills
+    /// took into the cache, less what is still in it. Exact on the owner's
+    /// thread and in a quiet program; a read from another thread during a
+    /// refill may be off by the slots that refill loads.
+    #[inline]
+    pub(crate) fn allocations(&self) -> u64 {
+        let cached = self.cache.load(Ordering::Relaxed).count_ones() as u64;
+        self.allocs.get().wrapping_sub(cached)
+    }
+
+    /// Whether the cache holds no slot.
+    #[inline(always)]
+    pub(crate) fn cache_is_empty(&self) -> bool {
+        self.cache.load(Ordering::Relaxed) == 0
+    }
+
+    /// Empties the cache, its slots unserved (they go back to the slab's
+    /// bitmap, where they are still free); returns them.
+    pub(crate) fn drop_cache(&self) -> u64 {
+        let cached = self.cache.load(Ordering::Relaxed);
+        self.allocs.add((cached.count_ones() as u64).wrapping_neg());
+        self.cache.store(0, Ordering::Relaxed);
+        cached
+    }
+
     const fn empty() -> ClassState {
         ClassState {
-            cache: Cell::new(0),
+            cache: AtomicU64::new(0),
             cache_base: Cell::new(0),
             cache_word: Cell::new(core::ptr::null()),
             block_size: Cell::new(0),
@@ -99,13 +131,15 @@ impl ClassState {
 #[repr(C)]
 pub(crate) struct Heap {
     classes: [ClassState; NUM_CLASSES],
-    /// Byte offset of the `ClassState` serving each small size (indexed by
-    /// `(size + 7) >> 3`, see `slab::size_class::small_table`): for C's
-    /// alignment, then for alignment 8. Kept in the heap, beside the states,
-    /// so the fast path reaches its state with one indexed load from the
-    /// heap pointer it already has (a global table costs an address
-    /// computation in a shared library, and a class index a multiply).
-    c_state_offsets: [u16; SMALL_TABLE_SLOTS],
+    /// Byte offset of the `ClassState` serving each small size (see
+    /// `slab::size_class::small_table`): for C's alignment, indexed by the
+    /// size itself (2 KiB: `malloc` finds its state with no rounding of the
+    /// size), then for alignment 8, indexed by `(size + 7) >> 3`. Kept in
+    /// the heap, beside the states, so the fast path reaches its state with
+    /// one indexed load from the heap pointer it already has (a global
+    /// table costs an address computation in a shared library, and a class
+    /// index a multiply).
+    c_state_offsets: [u16; SMALL_TABLE_MAX + 1],
     state_offsets: [u16; SMALL_TABLE_SLOTS],
     /// Per class: blocks freed through this heap (by its thread, of any
     /// heap's slabs). Apart from `classes` so that the free path finds its
@@ -173,7 +207,7 @@ impl Heap {
     pub(crate) const fn empty() -> Heap {
         Heap {
             classes: [const { ClassState::empty() }; NUM_CLASSES],
-            c_state_offsets: state_offsets(true),
+            c_state_offsets: c_state_offsets(),
             state_offsets: state_offsets(false),
             frees: [const { Counter::new() }; NUM_CLASSES],
             partial: [const { Cell::new(core::ptr::null_mut()) }; NUM_CLASSES],
@@ -224,7 +258,11 @@ impl Heap {
     /// `SMALL_TABLE_MAX` (see `c_state_offsets`).
     #[inline(always)]
     pub(crate) fn c_state_for(&self, size: usize) -> &ClassState {
-        self.state_at(self.c_state_offsets.as_ptr(), size)
+        debug_assert!(size <= SMALL_TABLE_MAX);
+        // SAFETY: size <= SMALL_TABLE_MAX for the sizes the callers pass,
+        // the table's last index; its entries are offsets of class states
+        // as in `state_at`.
+        unsafe { self.state_at_offset(*self.c_state_offsets.as_ptr().add(size)) }
     }
 
     /// The class state serving `size` bytes at alignment 8, for a size of
@@ -240,11 +278,22 @@ impl Heap {
         // SAFETY: (size + 7) >> 3 < SMALL_TABLE_SLOTS for the sizes the
         // callers pass; each entry is the offset of a `ClassState` in
         // `classes`, which starts the heap (`repr(C)`).
+        unsafe { self.state_at_offset(*table.add((size + 7) >> 3)) }
+    }
+
+    /// The class state `offset` bytes into the heap.
+    ///
+    /// # Safety
+    /// `offset` is the offset of a `ClassState` in `classes`, which starts
+    /// the heap (`repr(C)`): an entry of `c_state_offsets` or
+    /// `state_offsets`.
+    #[inline(always)]
+    unsafe fn state_at_offset(&self, offset: u16) -> &ClassState {
+        // SAFETY: the caller's contract.
         unsafe {
-            let offset = *table.add((size + 7) >> 3) as usize;
             &*(self as *const Heap)
                 .cast::<u8>()
-                .add(offset)
+                .add(offset as usize)
                 .cast::<ClassState>()
         }
     }
@@ -300,6 +349,19 @@ impl Heap {
     pub(crate) fn is_empty_heap(&self) -> bool {
         core::ptr::eq(self, empty_heap())
     }
+}
+
+/// The offset of the class state for C's `malloc` of each size up to
+/// `SMALL_TABLE_MAX`; see `Heap::c_state_offsets`.
+const fn c_state_offsets() -> [u16; SMALL_TABLE_MAX + 1] {
+    let by_eight = state_offsets(true);
+    let mut out = [0u16; SMALL_TABLE_MAX + 1];
+    let mut size = 0;
+    while size <= SMALL_TABLE_MAX {
+        out[size] = by_eight[(size + 7) >> 3];
+        size += 1;
+    }
+    out
 }
 
 /// The offset of the class state for each small size; see `Heap::c_state_offsets`.

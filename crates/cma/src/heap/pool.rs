@@ -139,8 +139,8 @@ impl Heap {
             }
             // SAFETY: the current slab is ours.
             let s = unsafe { &*slab };
-            s.used.set(s.used.get() - st.cache.get().count_ones());
-            st.cache.set(0);
+            let unserved = st.drop_cache();
+            s.used.set(s.used.get() - unserved.count_ones());
             st.slab.set(null_mut());
             if s.used_count() == 0 {
                 self.retire_slab(slab);

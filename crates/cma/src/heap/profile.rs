@@ -145,23 +145,29 @@ impl Heap {
     /// one the refill hands out) and the class is marked due: its next
     /// refill, the allocation the countdown reached, is sampled.
     #[inline]
-    pub(super) fn count_toward_profile(&self, class: SizeClass, free: u64) -> u64 {
+    pub(super) fn count_toward_profile(
+        &self,
+        class: SizeClass,
+        free: u64,
+        count: u32,
+    ) -> (u64, u32) {
         let left = self.profile_left.get();
         if left == NEVER {
-            return free;
+            return (free, count);
         }
         let bs = class.block_size() as u64;
-        let loaded = free.count_ones() as u64 * bs;
+        let loaded = count as u64 * bs;
         if left > loaded {
             self.profile_left.set(left - loaded);
-            return free;
+            return (free, count);
         }
         self.profile_due
             .set(self.profile_due.get() | 1u128 << class.index());
         self.draw_profile_countdown();
         // The slot the sample point fell in is the k-th of the load.
         let k = left.div_ceil(bs.max(1));
-        lowest_bits(free, k.saturating_sub(1).max(1) as u32)
+        let kept = lowest_bits(free, k.saturating_sub(1).max(1) as u32);
+        (kept, kept.count_ones())
     }
 
     /// Whether this heap's next allocation of `class` is to be sampled for

@@ -42,22 +42,27 @@ impl Heap {
     /// refill hands out) and the class is marked due: its next refill, the
     /// allocation that the countdown reached, serves a sampled block.
     #[inline]
-    pub(super) fn count_toward_sample(&self, class: SizeClass, free: u64) -> u64 {
+    pub(super) fn count_toward_sample(
+        &self,
+        class: SizeClass,
+        free: u64,
+        loaded: u32,
+    ) -> (u64, u32) {
         if class.block_size() > MAX_SAMPLED {
-            return free;
+            return (free, loaded);
         }
         let left = self.sample_countdown.get();
-        let loaded = free.count_ones() as u64;
-        if left > loaded {
-            self.sample_countdown.set(left - loaded);
-            return free;
+        if left > loaded as u64 {
+            self.sample_countdown.set(left - loaded as u64);
+            return (free, loaded);
         }
         self.sample_due
             .set(self.sample_due.get() | 1 << class.index());
         // The next sample counts from here.
         self.sample_countdown
             .set(sampling::next_countdown(&self.sample_state));
-        lowest_bits(free, left.saturating_sub(1).max(1) as u32)
+        let kept = lowest_bits(free, left.saturating_sub(1).max(1) as u32);
+        (kept, kept.count_ones())
     }
 
     /// Whether this heap's next allocation of `class` is to be sampled:

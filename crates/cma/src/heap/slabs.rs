@@ -52,8 +52,9 @@ impl Heap {
         );
         s.class.store(class.index() as u8, Ordering::Relaxed);
         s.block_size.store(g.block_size, Ordering::Relaxed);
-        s.capacity.store(g.capacity, Ordering::Relaxed);
-        s.reciprocal.store(g.reciprocal, Ordering::Relaxed);
+        s.inverse.store(g.inverse, Ordering::Relaxed);
+        s.shift.store(g.shift, Ordering::Relaxed);
+        s.capacity.store(g.capacity as u64, Ordering::Relaxed);
         s.used.set(0);
         s.set_list(SlabList::Current);
         page_purge::start_current(s);

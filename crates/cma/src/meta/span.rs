@@ -18,6 +18,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
 
 use super::segment_map::SEGMENT_SIZE;
 use crate::os::{PAGE_SHIFT, PAGE_SIZE};
+use crate::slab::size_class::slot_of_offset;
 
 pub(crate) const PAGES_PER_SEGMENT: usize = SEGMENT_SIZE / PAGE_SIZE;
 
@@ -65,24 +66,31 @@ pub(crate) struct Span {
     /// without a heap compares 0 here, see `heap::guard`). Opaque at this
     /// layer: only `heap` makes and reads tokens.
     pub(crate) owner: AtomicU64,
-    /// Slab only: ceil(2^64 / block_size), see `size_class::slot_of_offset`.
-    pub(crate) reciprocal: AtomicU64,
+    /// Slab only: `ClassGeometry::inverse` of its class (with `shift`, see
+    /// `size_class::slot_of_offset`).
+    pub(crate) inverse: AtomicU64,
     // remote protocol (hot)
     pub(crate) remote_summary: AtomicU64,
     // published (hot)
-    pub(crate) block_size: AtomicU32,
-    pub(crate) capacity: AtomicU32,
+    /// Slab only: its slots; 0 on every other descriptor. A word, so that
+    /// the free fast path compares a slot index with it in place.
+    pub(crate) capacity: AtomicU64,
     // owner (hot): allocated slots plus the slots in the owner's cache, and
     // `USED_FULL_BIT` while the slab is `Full` (see `used_count`, `set_list`).
-    // The purge pass reads it (`slab::page_purge`).
+    // The owner's alone (the purge pass counts the allocated bitmap
+    // instead, `pages::purge_slabs`).
     pub(crate) used: OwnerCount,
     pub(crate) kind: AtomicU8,
     pub(crate) class: AtomicU8,
     pub(crate) list: Cell<SlabList>,
+    /// Slab only: `ClassGeometry::shift` of its class.
+    pub(crate) shift: AtomicU8,
     /// Slab only: the address of the owner heap's counter of frees of this
     /// slab's class, which the owner's free fast path bumps without finding
     /// its heap or the class. Opaque at this layer, like `owner`.
     pub(crate) owner_frees: AtomicUsize,
+    // published (hot)
+    pub(crate) block_size: AtomicU32,
     // published (cold)
     pub(crate) bytes: AtomicUsize,
     /// Slab only: how many bitmap words trail this descriptor (see
@@ -91,9 +99,10 @@ pub(crate) struct Span {
     pub(crate) next_delayed: AtomicPtr<Span>,
     /// Slab only: who may touch its free pages (`slab::page_purge`).
     pub(crate) purge_state: AtomicU8,
-    /// Slab only, purge pass only: `used_count` when the pass last
-    /// decommitted its free pages (`u32::MAX`: never since it was current),
-    /// and when the pass last looked at it.
+    /// Slab only, purge pass only: its allocated slots (counted in the
+    /// bitmap, `pages::purge_slabs`) when the pass last decommitted its
+    /// free pages (`u32::MAX`: never since it was current), and when the
+    /// pass last looked at it.
     pub(crate) used_at_purge: AtomicU32,
     pub(crate) used_seen: AtomicU32,
     /// Slab only: the bitmap word the owner's cache came from while the slab
@@ -141,21 +150,36 @@ pub(crate) struct Span {
     pub(crate) headroom: Cell<usize>,
 }
 
-/// A count that only a slab's owner writes, with a plain load and store, and
-/// that the purge pass may read from its own thread.
-pub(crate) struct OwnerCount(AtomicU32);
+/// A count that only a slab's owner reads and writes (or whoever holds an
+/// arena's lock), with plain loads and stores: a `Cell`, so that the owner's
+/// free decrements it in memory.
+///
+/// Kept as the count minus one (wrapping): the owner's free fast path
+/// decrements the stored word and tests its sign, which the decrement sets
+/// (`release_one`), where testing the count itself for zero or below
+/// would take one more instruction. `get` and `set` see the count.
+pub(crate) struct OwnerCount(Cell<u32>);
 
 impl OwnerCount {
     const fn new(v: u32) -> OwnerCount {
-        OwnerCount(AtomicU32::new(v))
+        OwnerCount(Cell::new(v.wrapping_sub(1)))
     }
     #[inline(always)]
     pub(crate) fn get(&self) -> u32 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get().wrapping_add(1)
     }
     #[inline(always)]
     pub(crate) fn set(&self, v: u32) {
-        self.0.store(v, Ordering::Relaxed);
+        self.0.set(v.wrapping_sub(1));
+    }
+    /// Owner only: takes one off the count; true when the count is now zero
+    /// or below as an `i32` (for `Span::used`: the slab became empty, or it
+    /// is `Full`), which is exactly when the stored word went below zero.
+    #[inline(always)]
+    pub(crate) fn release_one(&self) -> bool {
+        let stored = self.0.get().wrapping_sub(1);
+        self.0.set(stored);
+        (stored as i32) < 0
     }
 }
 
@@ -163,6 +187,11 @@ impl OwnerCount {
 /// its owner), so that the owner's free finds both events that need its
 /// cold path, the slab became empty or a full slab gained a free slot, with
 /// one signed test of `used` after its decrement. Counts never reach it.
+/// While the bit is set the count stays at the capacity until the owner's
+/// next free (every other way a count falls moves the slab off `Full` at
+/// once: `Heap::slab_gained_space`), so that free's decrement never leaves
+/// the bit alone with a count of zero, which `OwnerCount::release_one`
+/// would not tell from a count above zero.
 pub(crate) const USED_FULL_BIT: u32 = 1 << 31;
 
 impl Span {
@@ -181,6 +210,36 @@ impl Span {
             0
         };
         self.used.set(self.used_count() | full);
+    }
+    /// Slab only: where the slot of byte offset `offset` starts, as
+    /// `size_class::slot_of_offset` answers it, for the slab's owner, which
+    /// reads `start`, `inverse`, `shift` and `capacity` with plain loads:
+    /// folded into the arithmetic, they cost the free fast path no
+    /// instruction of their own.
+    ///
+    /// # Safety
+    /// The calling thread owns the slab: its owner word, read before, holds
+    /// the caller's token. Only the owner's thread writes these fields while
+    /// the slab is live (`Heap::new_slab`, `retire_slab`), so no write
+    /// races with these reads; other threads only read them.
+    #[inline(always)]
+    pub(crate) unsafe fn owned_slot_of(&self, addr: usize) -> Option<usize> {
+        // SAFETY: the fields are plain integers in a live descriptor, and the
+        // caller's contract excludes concurrent writes.
+        let (start, inverse, shift, capacity) = unsafe {
+            (
+                *self.start.as_ptr(),
+                *self.inverse.as_ptr(),
+                *self.shift.as_ptr(),
+                *self.capacity.as_ptr(),
+            )
+        };
+        slot_of_offset(
+            addr.wrapping_sub(start),
+            inverse,
+            shift as u32,
+            capacity as usize,
+        )
     }
     #[inline(always)]
     pub(crate) fn start(&self) -> usize {
@@ -284,15 +343,16 @@ impl Span {
         Span {
             start: AtomicUsize::new(0),
             owner: AtomicU64::new(0),
-            reciprocal: AtomicU64::new(0),
+            inverse: AtomicU64::new(0),
             remote_summary: AtomicU64::new(0),
-            block_size: AtomicU32::new(0),
-            capacity: AtomicU32::new(0),
+            capacity: AtomicU64::new(0),
             used: OwnerCount::new(0),
             kind: AtomicU8::new(0),
             class: AtomicU8::new(0),
             list: Cell::new(SlabList::Current),
+            shift: AtomicU8::new(0),
             owner_frees: AtomicUsize::new(0),
+            block_size: AtomicU32::new(0),
             bytes: AtomicUsize::new(0),
             words: Cell::new(0),
             next_delayed: AtomicPtr::new(core::ptr::null_mut()),

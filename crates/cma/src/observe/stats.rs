@@ -100,7 +100,7 @@ pub fn stats() -> Stats {
     let mut single_peak_live = [0u64; NUM_CLASSES];
     for_each_heap(|h| {
         for (i, c) in s.classes.iter_mut().enumerate() {
-            c.allocations += h.class(i).allocs.get();
+            c.allocations += h.class(i).allocations();
             c.frees += h.frees[i].get();
             single_peak_live[i] = h.peak_live[i].get();
         }

@@ -90,6 +90,22 @@ mod imp {
         }
         v
     }
+
+    #[inline(always)]
+    pub(crate) fn add_word<const I: usize>(base: usize) -> usize {
+        let v: usize;
+        // SAFETY: as in `word`; the load is the add's memory operand.
+        unsafe {
+            core::arch::asm!(
+                "add {v}, qword ptr fs:[{off} + {disp}]",
+                off = in(reg) offset(),
+                disp = const I * 8,
+                v = inout(reg) base => v,
+                options(pure, readonly, nostack),
+            );
+        }
+        v
+    }
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
@@ -112,6 +128,11 @@ mod imp {
     pub(crate) fn word<const I: usize>() -> usize {
         BLOCK.with(|w| w[I].get())
     }
+
+    #[inline(always)]
+    pub(crate) fn add_word<const I: usize>(base: usize) -> usize {
+        base.wrapping_add(word::<I>())
+    }
 }
 
 /// The calling thread's words.
@@ -126,4 +147,13 @@ pub(crate) fn words() -> &'static ThreadWords {
 pub(crate) fn word<const I: usize>() -> usize {
     const { assert!(I < WORDS) };
     imp::word::<I>()
+}
+
+/// `base` plus word `I` of the calling thread's words (wrapping), the word
+/// read as the add's operand where the target allows: one instruction less
+/// than `word` and an add.
+#[inline(always)]
+pub(crate) fn add_word<const I: usize>(base: usize) -> usize {
+    const { assert!(I < WORDS) };
+    imp::add_word::<I>(base)
 }

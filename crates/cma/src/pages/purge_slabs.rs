@@ -19,6 +19,7 @@ use super::{Pages, PAGES};
 use crate::meta::span::{Span, SpanKind, PAGES_PER_SEGMENT};
 use crate::os::{memory, PAGE_SIZE};
 use crate::slab::page_purge;
+use crate::util::bits::count_ones;
 
 /// Slabs one pass holds at most; the rest wait for the next pass.
 const BATCH: usize = 256;
@@ -41,7 +42,7 @@ pub(crate) fn purge_slab_pages() -> SlabPass {
         // stays a live slab: it cannot be retired, and its owner hands out
         // only the cached slots.
         let s = unsafe { &*slab };
-        let used = s.used_count();
+        let used = allocated_slots(s);
         decommit_free_pages(s, cached);
         s.used_at_purge.store(used, Ordering::Relaxed);
         page_purge::release(s);
@@ -102,6 +103,17 @@ enum Wants {
     No,
 }
 
+/// The allocated slots of `slab`, counted in its bitmap: the pass's measure
+/// of how used a slab is (`Span::used` is its owner's alone). Slots in the
+/// owner's cache are not in it, which changes no comparison the pass makes
+/// between its own counts: fewer than at the last purge still means slots
+/// were freed since.
+fn allocated_slots(slab: &Span) -> u32 {
+    (0..slab.words.get() as usize)
+        .map(|w| count_ones(slab.allocated_word(w).load(Ordering::Relaxed)))
+        .sum()
+}
+
 /// Whether an idle slab's free pages should be decommitted now: slots were
 /// freed since it was last purged, and it has not changed since the
 /// previous pass looked (`used_seen`, which this updates).
@@ -110,7 +122,7 @@ fn wants_purge(slab: &Span) -> Wants {
     if state != page_purge::IDLE && state != page_purge::CURRENT {
         return Wants::No;
     }
-    let used = slab.used_count();
+    let used = allocated_slots(slab);
     let seen = slab.used_seen.swap(used, Ordering::Relaxed);
     if used >= slab.used_at_purge.load(Ordering::Relaxed) {
         Wants::No

@@ -49,9 +49,19 @@ pub(crate) struct ClassGeometry {
     pub(crate) slab_pages: u32,
     /// Slots in one slab of this class.
     pub(crate) capacity: u32,
-    /// ceil(2^64 / block_size): turns a byte offset into a slot index with
-    /// one multiplication (exact for every offset inside a slab).
-    pub(crate) reciprocal: u64,
+    /// The inverse, modulo 2^64, of the odd part of `block_size`, and the
+    /// number of trailing zero bits of `block_size`: with them one
+    /// multiplication and one rotation turn a byte offset into a slot index
+    /// and say whether the offset starts a slot (`slot_of_offset`).
+    pub(crate) inverse: u64,
+    pub(crate) shift: u8,
+    /// The most slots a thread's cache of this class takes from a slab at once:
+    /// a bitmap word's worth (64) for small blocks, fewer for large ones, about
+    /// 16 KiB of them and at least one. A cached slot can be handed out at any
+    /// moment without a word to anyone, so the purge pass must leave its pages
+    /// alone; for a class of 64 KiB blocks a whole word would be the whole slab.
+    /// Refilling more often costs little next to writing such blocks.
+    pub(crate) cache_slots: u32,
 }
 
 const fn block_size_of(index: usize) -> usize {
@@ -86,8 +96,34 @@ const fn geometry_of(index: usize) -> ClassGeometry {
         block_size: bs as u32,
         slab_pages: (slab_bytes / PAGE_SIZE) as u32,
         capacity: capacity as u32,
-        reciprocal: (u64::MAX / bs as u64) + 1,
+        inverse: odd_inverse((bs >> bs.trailing_zeros()) as u64),
+        shift: bs.trailing_zeros() as u8,
+        cache_slots: cache_slots_of(bs),
     }
+}
+
+const fn cache_slots_of(block_size: usize) -> u32 {
+    let n = 32 * 1024 / block_size;
+    if n < 1 {
+        1
+    } else if n > 64 {
+        64
+    } else {
+        n as u32
+    }
+}
+
+/// The inverse of odd `d` modulo 2^64, by Newton's iteration: `d` is its
+/// own inverse modulo 8 (3 bits), and each step doubles the bits that are
+/// right (3, 6, 12, 24, 48, 96).
+const fn odd_inverse(d: u64) -> u64 {
+    let mut x = d;
+    let mut i = 0;
+    while i < 5 {
+        x = x.wrapping_mul(2u64.wrapping_sub(d.wrapping_mul(x)));
+        i += 1;
+    }
+    x
 }
 
 const fn build_classes() -> [ClassGeometry; NUM_CLASSES] {
@@ -95,7 +131,9 @@ const fn build_classes() -> [ClassGeometry; NUM_CLASSES] {
         block_size: 0,
         slab_pages: 0,
         capacity: 0,
-        reciprocal: 0,
+        inverse: 0,
+        shift: 0,
+        cache_slots: 0,
     }; NUM_CLASSES];
     let mut i = 0;
     while i < NUM_CLASSES {
@@ -200,17 +238,6 @@ pub(crate) fn class_for(size: usize, align: usize) -> Option<SizeClass> {
     }
 }
 
-/// The most slots a thread's cache of `class` takes from its slab at once:
-/// a bitmap word's worth (64) for small blocks, fewer for large ones, about
-/// 16 KiB of them and at least one. A cached slot can be handed out at any
-/// moment without a word to anyone, so the purge pass must leave its pages
-/// alone; for a class of 64 KiB blocks a whole word would be the whole slab.
-/// Refilling more often costs little next to writing such blocks.
-#[inline]
-pub(crate) fn cache_slots(class: SizeClass) -> u32 {
-    (32 * 1024 / class.block_size()).clamp(1, 64) as u32
-}
-
 /// Block sizes of all classes, smallest first.
 pub fn class_block_sizes() -> [usize; NUM_CLASSES] {
     let mut out = [0; NUM_CLASSES];
@@ -221,32 +248,33 @@ pub fn class_block_sizes() -> [usize; NUM_CLASSES] {
 }
 
 /// Slot index of byte `offset` inside a slab of `capacity` blocks (of the
-/// size whose `ClassGeometry::reciprocal` is `reciprocal`), or `None` when
+/// size whose `ClassGeometry::inverse` and `shift` are given), or `None` when
 /// the offset is not the start of a slot.
 ///
-/// One multiplication answers both questions: with c = ceil(2^64 / size),
-/// the high word of `offset * c` is `offset / size` and the low word is
-/// below c exactly when `size` divides `offset` (Lemire, Kaser and Kurz,
-/// "Faster remainder by direct computation", 2019; exact for offsets below
-/// 2^32, and slabs are far smaller). An offset of 2^32 or more, or one that
-/// wrapped below zero, gives an index of at least 2^15, far above any
-/// capacity, so it is rejected whatever the low word says.
+/// One multiplication, one rotation and one comparison answer both
+/// questions, for every 64-bit offset (Granlund and Montgomery, "Division
+/// by invariant integers using multiplication", 1994, section 9; Hacker's
+/// Delight 10-17). With the block size d = d0 * 2^k (d0 odd) and inv the
+/// inverse of d0 modulo 2^64: when d divides the offset n, n * inv modulo
+/// 2^64 is (n / d) * 2^k exactly, whose rotation right by k is n / d; when d
+/// does not divide n, the rotation is above (2^64 - 1) / d (its low k bits,
+/// not all zero, rotate to the top, or n * inv is not a multiple of 2^k
+/// below that bound), so above any capacity. An offset that wrapped below
+/// zero, or one far past the slab, gives an index of at least `capacity`
+/// either way and is rejected.
 #[inline(always)]
-pub(crate) fn slot_of_offset(offset: usize, reciprocal: u64, capacity: usize) -> Option<usize> {
-    let wide = offset as u128 * reciprocal as u128;
-    let index = (wide >> 64) as usize;
-    if (wide as u64) < reciprocal && index < capacity {
+pub(crate) fn slot_of_offset(
+    offset: usize,
+    inverse: u64,
+    shift: u32,
+    capacity: usize,
+) -> Option<usize> {
+    let index = (offset as u64).wrapping_mul(inverse).rotate_right(shift) as usize;
+    if index < capacity {
         Some(index)
     } else {
         None
     }
-}
-
-/// Like `slot_of_offset`, but for any offset inside the slab: the slot that
-/// contains it.
-#[inline(always)]
-pub(crate) fn slot_containing(offset: usize, reciprocal: u64) -> usize {
-    ((offset as u128 * reciprocal as u128) >> 64) as usize
 }
 
 #[cfg(test)]
@@ -291,14 +319,40 @@ mod tests {
             let mut off = 0;
             while off < slab_bytes {
                 let expect = off / g.block_size as usize;
-                assert_eq!(slot_containing(off, g.reciprocal), expect);
                 let exact = off % g.block_size as usize == 0 && expect < g.capacity as usize;
-                let found = slot_of_offset(off, g.reciprocal, g.capacity as usize);
+                let found = slot_of_offset(off, g.inverse, g.shift as u32, g.capacity as usize);
                 assert_eq!(found.is_some(), exact, "class {i} offset {off}");
                 if let Some(index) = found {
                     assert_eq!(index, expect);
                 }
                 off += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn the_rotated_product_is_the_quotient_exactly_for_multiples() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for i in 0..NUM_CLASSES {
+            let g = SizeClass::from_index(i).geometry();
+            let d = g.block_size as u64;
+            assert_eq!((d >> g.shift).wrapping_mul(g.inverse), 1, "class {i}");
+            assert_eq!(d >> g.shift & 1, 1, "class {i}");
+            // The bound of the method: every offset, divisible or not, with
+            // the largest capacity it allows.
+            let bound = (u64::MAX / d) as usize;
+            for k in 0..20_000u64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let n = match k % 3 {
+                    0 => x,
+                    1 => x - x % d,
+                    _ => (x % (1 << 20)) * d + k % 2,
+                };
+                let found = slot_of_offset(n as usize, g.inverse, g.shift as u32, bound);
+                let expect = (n % d == 0).then_some((n / d) as usize);
+                assert_eq!(found, expect, "class {i} offset {n:#x}");
             }
         }
     }
@@ -323,7 +377,7 @@ mod tests {
                     _ => cap * g.block_size as usize + (x as usize % 64) * g.block_size as usize,
                 };
                 assert!(
-                    slot_of_offset(off, g.reciprocal, cap).is_none(),
+                    slot_of_offset(off, g.inverse, g.shift as u32, cap).is_none(),
                     "class {i} offset {off:#x}"
                 );
             }

@@ -30,7 +30,8 @@ pub(crate) enum SlotState {
 pub(crate) fn slot_at(slab: &Span, addr: usize) -> Option<usize> {
     slot_of_offset(
         addr.wrapping_sub(slab.start()),
-        slab.reciprocal.load(Ordering::Relaxed),
+        slab.inverse.load(Ordering::Relaxed),
+        slab.shift.load(Ordering::Relaxed) as u32,
         slab.capacity.load(Ordering::Relaxed) as usize,
     )
 }
