@@ -546,3 +546,195 @@ fn a_use_after_free_of_a_huge_block_faults() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The address a child printed after `prefix` (hexadecimal, `0x...`).
+fn child_addr(stderr: &str, prefix: &str) -> usize {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix)?.strip_prefix("0x"))
+        .and_then(|a| usize::from_str_radix(a, 16).ok())
+        .expect("the child's address")
+}
+
+/// A large block's page-rounded end is followed by a guard page: a write
+/// one byte past it faults at once and is reported as an overflow into the
+/// guard of that block (a 256 KiB block whose trailer fills its last page,
+/// and one asked for 256 KiB, whose trailer takes a page more).
+#[test]
+fn a_write_past_the_page_rounded_end_of_a_large_block_faults() {
+    const PAGE: usize = 4096;
+    if let Some(s) = scenario() {
+        let size = if s == "exact" { (256 << 10) - 8 } else { 256 << 10 };
+        let p = cma::malloc(size);
+        assert_eq!(cma::block_size(p), size);
+        let end = (size + 8).div_ceil(PAGE) * PAGE;
+        // SAFETY: p's pages up to `end` are the block's.
+        unsafe { core::ptr::write_bytes(p, 7, end) };
+        eprintln!("LARGE-ADDR={:#x}", p as usize);
+        // SAFETY: deliberately writes one byte past the block's pages (into
+        // cma's guard page, which faults).
+        unsafe { p.add(end).write_volatile(1) };
+        eprintln!("LARGE-SURVIVED");
+        return;
+    }
+    for (which, bytes) in [("exact", 256 << 10), ("request", 260 << 10)] {
+        let out = run_child(
+            "a_write_past_the_page_rounded_end_of_a_large_block_faults",
+            which,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "{which}: {stderr}"
+        );
+        let addr = child_addr(&stderr, "LARGE-ADDR=");
+        let expected = format!(
+            "cma: heap buffer overflow: write of {:#x}, 0 bytes past the end of the large block of {bytes} bytes at {addr:#x} (into its guard page) [in a memory access]",
+            addr + bytes
+        );
+        assert!(
+            stderr.contains(&expected),
+            "{which}: expected {expected:?} in\n{stderr}"
+        );
+    }
+}
+
+/// A freed large block is sealed like a huge one: a read through a stale
+/// pointer faults and is reported as a use after free of that large block.
+/// A block freed and allocated again while other freed ones wait gets the
+/// oldest mapping, readable and writable, with its guard.
+#[test]
+fn a_use_after_free_of_a_large_block_faults() {
+    if let Some(s) = scenario() {
+        let size = 256 << 10;
+        let p = cma::malloc(size);
+        // SAFETY: p holds `size` bytes.
+        unsafe { core::ptr::write_bytes(p, 1, size) };
+        // SAFETY: p is live.
+        unsafe { cma::free(p) };
+        eprintln!("LARGE-ADDR={:#x}", p as usize);
+        if s == "reuse" {
+            let q = cma::malloc(size);
+            assert!(!q.is_null());
+            // SAFETY: q holds `size` bytes.
+            unsafe { core::ptr::write_bytes(q, 2, size) };
+            // SAFETY: q is live.
+            let kept = unsafe { core::slice::from_raw_parts(q, size) };
+            assert!(kept.iter().all(|&b| b == 2));
+            // SAFETY: q is live.
+            unsafe { cma::free(q) };
+            println!("reuse-ok");
+            return;
+        }
+        // SAFETY: deliberately reads the freed block (its mapping is still
+        // cma's, without access).
+        let v = unsafe { p.add(100).read_volatile() };
+        eprintln!("read {v}");
+        eprintln!("LARGE-SURVIVED");
+        return;
+    }
+    let test = "a_use_after_free_of_a_large_block_faults";
+    let out = run_child(test, "read");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{stderr}");
+    let addr = child_addr(&stderr, "LARGE-ADDR=");
+    let expected = format!(
+        "cma: use after free: read of {:#x}, 100 bytes into the freed large block of {} bytes at {addr:#x} [in a memory access]",
+        addr + 100,
+        260 << 10
+    );
+    assert!(stderr.contains(&expected), "expected {expected:?} in\n{stderr}");
+    let out = run_child(test, "reuse");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("reuse-ok"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Freed large blocks are reused oldest first: with several freed, the
+/// newest stays sealed while a new block is made, and a read of it faults.
+#[test]
+fn a_freed_large_block_stays_sealed_while_older_ones_are_reused() {
+    if scenario().is_some() {
+        let size = 300 << 10;
+        let blocks: Vec<*mut u8> = (0..4).map(|_| cma::malloc(size)).collect();
+        for &b in &blocks {
+            // SAFETY: each block is live and freed once.
+            unsafe { cma::free(b) };
+        }
+        let last = blocks[3];
+        let q = cma::malloc(size);
+        assert_ne!(q, last, "the newest freed mapping was reused first");
+        eprintln!("LARGE-ADDR={:#x}", last as usize);
+        // SAFETY: deliberately reads the freed block.
+        let v = unsafe { last.read_volatile() };
+        eprintln!("read {v}");
+        return;
+    }
+    let test = "a_freed_large_block_stays_sealed_while_older_ones_are_reused";
+    let out = run_child(test, "run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{stderr}");
+    let addr = child_addr(&stderr, "LARGE-ADDR=");
+    assert!(
+        stderr.contains(&format!(
+            "cma: use after free: read of {addr:#x}, 0 bytes into the freed large block"
+        )),
+        "{stderr}"
+    );
+}
+
+/// Guarded large blocks resized (grown and shrunk in their mapping, into
+/// a huge block and back) keep their data, and the guard follows the end:
+/// a write just past the new page-rounded end faults.
+#[test]
+fn a_resized_large_block_keeps_its_data_and_its_guard() {
+    const PAGE: usize = 4096;
+    if let Some(s) = scenario() {
+        let mut size = 200_000;
+        let mut p = cma::malloc(size);
+        // SAFETY: p holds `size` bytes.
+        unsafe { core::ptr::write_bytes(p, 0x3c, size) };
+        for next in [900_000, 150_000, 3 << 20, 500_000, 1_500_000, 131_073] {
+            // SAFETY: p is live.
+            let q = unsafe { cma::realloc(p, next) };
+            assert!(!q.is_null());
+            // SAFETY: q holds `next` bytes, the first min(size, next) kept.
+            let kept = unsafe { core::slice::from_raw_parts(q, size.min(next)) };
+            assert!(kept.iter().all(|&b| b == 0x3c), "{size} -> {next}");
+            // SAFETY: q holds `next` bytes.
+            unsafe { core::ptr::write_bytes(q, 0x3c, next) };
+            (p, size) = (q, next);
+        }
+        if s == "guard" {
+            let end = (size + 8).div_ceil(PAGE) * PAGE;
+            eprintln!("LARGE-ADDR={:#x}", p as usize);
+            // SAFETY: deliberately one byte past the block's pages.
+            unsafe { p.add(end).write_volatile(1) };
+            eprintln!("LARGE-SURVIVED");
+            return;
+        }
+        // SAFETY: p is live.
+        unsafe { cma::free(p) };
+        assert!(cma::check_heap().is_ok());
+        println!("resized-ok");
+        return;
+    }
+    let test = "a_resized_large_block_keeps_its_data_and_its_guard";
+    let out = run_child(test, "clean");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("resized-ok"),
+        "{stderr}"
+    );
+    let out = run_child(test, "guard");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{stderr}");
+    assert!(
+        stderr.contains("cma: heap buffer overflow: write of")
+            && stderr.contains("(into its guard page)"),
+        "{stderr}"
+    );
+}
