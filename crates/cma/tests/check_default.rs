@@ -564,7 +564,11 @@ fn child_addr(stderr: &str, prefix: &str) -> usize {
 fn a_write_past_the_page_rounded_end_of_a_large_block_faults() {
     const PAGE: usize = 4096;
     if let Some(s) = scenario() {
-        let size = if s == "exact" { (256 << 10) - 8 } else { 256 << 10 };
+        let size = if s == "exact" {
+            (256 << 10) - 8
+        } else {
+            256 << 10
+        };
         let p = cma::malloc(size);
         assert_eq!(cma::block_size(p), size);
         let end = (size + 8).div_ceil(PAGE) * PAGE;
@@ -644,7 +648,10 @@ fn a_use_after_free_of_a_large_block_faults() {
         addr + 100,
         260 << 10
     );
-    assert!(stderr.contains(&expected), "expected {expected:?} in\n{stderr}");
+    assert!(
+        stderr.contains(&expected),
+        "expected {expected:?} in\n{stderr}"
+    );
     let out = run_child(test, "reuse");
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("reuse-ok"),
@@ -736,5 +743,141 @@ fn a_resized_large_block_keeps_its_data_and_its_guard() {
         stderr.contains("cma: heap buffer overflow: write of")
             && stderr.contains("(into its guard page)"),
         "{stderr}"
+    );
+}
+
+/// Lines of this process's `/proc/self/maps`: its mappings.
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+/// Guarded large blocks cost about two mappings each, and only 4096 live
+/// at once: past that, large blocks are segment spans (no guard), so a
+/// program with many large blocks stays far from the kernel's limit on
+/// mappings. Both kinds are seen by the heap check, the leak walk and the
+/// statistics, and freed the same way.
+#[test]
+fn guarded_large_blocks_are_capped_by_the_mapping_budget() {
+    if scenario().is_some() {
+        let size = 140_000;
+        let before = mappings();
+        let stats_before = cma::stats();
+        let blocks: Vec<usize> = (0..5000).map(|_| cma::malloc(size) as usize).collect();
+        assert!(blocks.iter().all(|&b| b != 0));
+        let added = mappings() - before;
+        // 4096 guarded blocks (block + guard, neighbours may merge) and a
+        // few segments for the 904 others.
+        assert!(
+            (4096..=2 * 4096 + 200).contains(&added),
+            "{added} mappings for 5000 large blocks"
+        );
+        assert!(cma::check_heap().is_ok());
+        let listed: std::collections::HashSet<usize> = cma::leaks().map(|l| l.address).collect();
+        assert!(blocks.iter().all(|b| listed.contains(b)));
+        let stats = cma::stats();
+        assert_eq!(
+            stats.large_allocations - stats_before.large_allocations,
+            5000
+        );
+        for &b in &blocks {
+            // SAFETY: each block is live and freed once.
+            unsafe { cma::free(b as *mut u8) };
+        }
+        let stats = cma::stats();
+        assert_eq!(stats.large_frees - stats_before.large_frees, 5000);
+        assert!(cma::check_heap().is_ok());
+        // The freed guarded mappings beyond the huge cache's 16 are gone.
+        let left = mappings().saturating_sub(before);
+        assert!(left < 200, "{left} mappings left after the frees");
+        println!("budget-ok {added}");
+        return;
+    }
+    let out = run_child(
+        "guarded_large_blocks_are_capped_by_the_mapping_budget",
+        "run",
+    );
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("budget-ok"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `fast` is unchanged: large blocks are segment spans there, with no
+/// mapping (and no system call) of their own.
+#[test]
+fn large_blocks_get_no_guard_at_fast() {
+    if scenario().is_some() {
+        assert_eq!(cma::check_level(), cma::CheckLevel::Fast);
+        let before = mappings();
+        let blocks: Vec<*mut u8> = (0..100).map(|_| cma::malloc(256 << 10)).collect();
+        let added = mappings().saturating_sub(before);
+        assert!(added < 20, "{added} mappings for 100 large blocks at fast");
+        for &b in &blocks {
+            // SAFETY: each block is live and freed once.
+            unsafe { cma::free(b) };
+        }
+        println!("fast-ok {added}");
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "large_blocks_get_no_guard_at_fast",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CMA_OPTIONS", "check=fast")
+        .env(SCENARIO, "run")
+        .output()
+        .expect("spawn child");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("fast-ok"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A freed guarded mapping reused for a smaller large block keeps no
+/// memory past the new block: once purged and reused for a huge block, a
+/// `calloc` of it reads zero throughout (found by the model test).
+#[test]
+fn a_reused_guarded_mapping_hands_out_zeroed_memory_to_calloc() {
+    if scenario().is_some() {
+        let p = cma::malloc(1_500_000);
+        // SAFETY: p holds 1,500,000 bytes.
+        unsafe { core::ptr::write_bytes(p, 0x2b, 1_500_000) };
+        // SAFETY: p is live.
+        unsafe { cma::free(p) };
+        let q = cma::malloc(200_000);
+        assert_eq!(q, p, "the freed mapping was not reused");
+        // SAFETY: q is live.
+        unsafe { cma::free(q) };
+        cma::trim();
+        let n = 3 << 20;
+        let c = cma::calloc(1, n);
+        assert_eq!(c, p, "the freed mapping was not reused");
+        // SAFETY: c holds n bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(c, n) };
+        assert_eq!(bytes.iter().position(|&b| b != 0), None);
+        // SAFETY: c is live.
+        unsafe { cma::free(c) };
+        println!("calloc-ok");
+        return;
+    }
+    let out = run_child(
+        "a_reused_guarded_mapping_hands_out_zeroed_memory_to_calloc",
+        "run",
+    );
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("calloc-ok"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }

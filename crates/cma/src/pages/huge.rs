@@ -74,12 +74,10 @@ impl Pages {
             let reserved = s.reserved.get();
             self.huge_cached -= 1;
             self.huge_cached_bytes -= reserved;
-            // What is readable and writable now, and what must be.
-            let open = if s.sealed.get() {
-                0
-            } else {
-                s.committable()
-            };
+            // What may hold memory, what is readable and writable now, and
+            // what must be.
+            let committed = s.committable();
+            let open = if s.sealed.get() { 0 } else { committed };
             let want = if guarded { bytes } else { reserved };
             if want > open && !memory::protect((s.start() + open) as *mut u8, want - open, true) {
                 // The kernel refused to charge it again (the commit
@@ -87,15 +85,21 @@ impl Pages {
                 self.release_uncached_huge(best);
                 return null_mut();
             }
+            if want < committed {
+                // The guard and what lies before it: no memory (the purge
+                // and a later reuse know only the block's pages), no
+                // access, no charge. Should the kernel refuse the
+                // protection, the block is only unguarded.
+                memory::decommit((s.start() + want) as *mut u8, committed - want);
+            }
             if want < open {
-                // The guard and what lies before it: no access, no charge,
-                // no memory. Should the kernel refuse, the block is only
-                // unguarded.
-                memory::decommit((s.start() + want) as *mut u8, open - want);
                 memory::protect((s.start() + want) as *mut u8, open - want, false);
             }
             s.sealed.set(false);
             let committable = s.committable();
+            if s.guarded.get() != guarded {
+                self.advise_huge_pages(s.start() as *mut u8, reserved, guarded);
+            }
             s.guarded.set(guarded);
             s.bytes.store(bytes, Ordering::Relaxed);
             s.zeroed.set(!s.dirty.get());
@@ -188,15 +192,7 @@ impl Pages {
                 unsafe { self.meta.free(desc.cast(), header_bytes()) };
                 return null_mut();
             }
-            // A huge block asks for transparent huge pages whatever
-            // segments do (`huge_pages=` is theirs): its memory is given
-            // back whole, never a page here and there inside a live 2 MiB
-            // region, and a block of megabytes faults 512 times less. A
-            // guarded large block is a segment span's size: it asks for
-            // nothing, as spans do by default.
-            if !guarded {
-                memory::hint_huge_pages(p, reserved);
-            }
+            self.advise_huge_pages(p, reserved, guarded);
             base = p as usize;
         }
         self.mapped += reserved;
@@ -217,6 +213,22 @@ impl Pages {
         segment_map::set_range(base, reserved, desc as usize | TAG_HUGE);
         self.link_live_huge(desc);
         desc
+    }
+
+    /// Sets the transparent-huge-page advice of the mapping `[p, p+bytes)`
+    /// for a huge block or, `guarded`, a large one. A huge block asks for
+    /// huge pages whatever segments do (`huge_pages=` is theirs): its
+    /// memory is given back whole, never a page here and there inside a
+    /// live 2 MiB region, and a block of megabytes faults 512 times less. A
+    /// guarded large block is a segment span's size and is advised as
+    /// segments are, so that what the purge decommits stays decommitted
+    /// (`os::memory::forbid_huge_pages`).
+    fn advise_huge_pages(&self, p: *mut u8, bytes: usize, guarded: bool) {
+        if !guarded || self.huge_pages {
+            memory::hint_huge_pages(p, bytes);
+        } else {
+            memory::forbid_huge_pages(p, bytes);
+        }
     }
 
     /// Puts a block that just became a live huge block on the live list.
