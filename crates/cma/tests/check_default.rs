@@ -789,6 +789,11 @@ fn guarded_large_blocks_are_capped_by_the_mapping_budget() {
         let stats = cma::stats();
         assert_eq!(stats.large_frees - stats_before.large_frees, 5000);
         assert!(cma::check_heap().is_ok());
+        // What the freed blocks left committed is counted, and all of it
+        // goes back.
+        assert!(stats.dirty_free_bytes > 0);
+        cma::trim();
+        assert_eq!(cma::stats().dirty_free_bytes, 0);
         // The freed guarded mappings beyond the huge cache's 16 are gone.
         let left = mappings().saturating_sub(before);
         assert!(left < 200, "{left} mappings left after the frees");

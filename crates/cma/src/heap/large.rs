@@ -26,9 +26,15 @@ impl Heap {
         let checked = level::checked();
         let span = {
             let mut pages_lock = PAGES.lock();
-            if checked && size <= LARGE_MAX && pages_lock.guarded_live < GUARDED_LARGE_MAX {
+            if checked
+                && size > MAX_SMALL
+                && size <= LARGE_MAX
+                && pages_lock.guarded_live < GUARDED_LARGE_MAX
+            {
                 // A checked level's large block: a mapping of its own with a
                 // guard after it (`pages::huge`), up to the mapping budget.
+                // (A small block that is here for its alignment is not
+                // guarded: its slot would not be either.)
                 pages_lock.alloc_huge(size, align.max(PAGE_SIZE), true)
             } else if size <= LARGE_MAX && pages + align_pages - 1 <= MAX_SPAN_PAGES {
                 let span = pages_lock.alloc_span(pages, align_pages, 0);

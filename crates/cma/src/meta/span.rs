@@ -140,6 +140,11 @@ pub(crate) struct Span {
     /// charge. Stays set on the freed mapping until it is reused, so that
     /// the purge and the accounting know only `bytes` were ever committed.
     pub(crate) guarded: Cell<bool>,
+    /// Guarded large blocks only: how far from `start` the mapping may
+    /// hold memory (at least `bytes` while live; pages past the block are
+    /// kept committed, inaccessible, up to twice its size, so that its
+    /// mapping reused for a larger block faults less). 0 once purged.
+    pub(crate) committed: Cell<usize>,
     pub(crate) freed_at_ms: Cell<u64>,
     /// Large and huge blocks only: the allocation kind (`check::kind`, at the
     /// checked levels).
@@ -202,11 +207,11 @@ pub(crate) const USED_FULL_BIT: u32 = 1 << 31;
 
 impl Span {
     /// Huge blocks and guarded large blocks (live or freed): the bytes of
-    /// the mapping that were ever readable and writable, from `start`, so
-    /// the most that can be committed (counted as dirty once freed).
+    /// the mapping, from `start`, that may hold memory (counted as dirty
+    /// once freed, decommitted by the purge).
     pub(crate) fn committable(&self) -> usize {
         if self.guarded.get() {
-            self.bytes()
+            self.committed.get()
         } else {
             self.reserved.get()
         }
@@ -392,6 +397,7 @@ impl Span {
             zeroed: Cell::new(false),
             sealed: Cell::new(false),
             guarded: Cell::new(false),
+            committed: Cell::new(0),
             freed_at_ms: Cell::new(0),
             alloc_kind: Cell::new(0),
             reserved: Cell::new(0),

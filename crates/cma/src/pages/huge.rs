@@ -42,21 +42,46 @@ impl Pages {
         else {
             return null_mut();
         };
-        // Reuse the smallest cached mapping that is big enough.
-        let (mut best, mut best_prev) = (null_mut::<Span>(), null_mut::<Span>());
+        // Reuse the smallest cached mapping that is big enough; for a
+        // guarded block (any one-granule mapping is big enough), the one whose committed
+        // pages fit it best, so that it faults and decommits least. Among
+        // equals the oldest (the list is newest first), and the newest only
+        // when nothing else fits: a freed, sealed mapping is not handed out
+        // again at once, so that a use after free right after the free
+        // faults.
+        let (mut best, mut best_prev, mut best_score) =
+            (null_mut::<Span>(), null_mut::<Span>(), usize::MAX);
         let mut prev: *mut Span = null_mut();
         let mut cur = self.huge_cache;
         while !cur.is_null() {
             // SAFETY: cached huge descriptors are live.
             let s = unsafe { &*cur };
             let reserved = s.reserved.get();
-            // Among equals the oldest (the list is newest first): a freed,
-            // sealed mapping stays unreused for as long as the cache allows,
-            // so that a use after free faults.
-            // SAFETY: as above.
-            let smaller = best.is_null() || reserved <= unsafe { (*best).reserved.get() };
-            if reserved >= bytes && s.start() % align == 0 && smaller {
-                (best, best_prev) = (cur, prev);
+            let score = if !guarded {
+                reserved
+            } else {
+                let committed = if s.dirty.get() { s.committable() } else { 0 };
+                if committed >= bytes {
+                    committed - bytes
+                } else {
+                    (1 << 40) + bytes - committed
+                }
+            };
+            // The newest counts as worse than any other.
+            let score = if guarded && prev.is_null() {
+                score | (1 << 50)
+            } else {
+                score
+            };
+            let better = if guarded {
+                // One granule (room for the guard page after the block):
+                // a larger mapping is left to the huge blocks that need it.
+                reserved == SEGMENT_SIZE && reserved > bytes && score <= best_score
+            } else {
+                reserved >= bytes && score < best_score
+            };
+            if better && s.start() % align == 0 {
+                (best, best_prev, best_score) = (cur, prev, score);
             }
             prev = cur;
             cur = s.free_next.get();
@@ -77,7 +102,13 @@ impl Pages {
             // What may hold memory, what is readable and writable now, and
             // what must be.
             let committed = s.committable();
-            let open = if s.sealed.get() { 0 } else { committed };
+            let open = if s.sealed.get() {
+                0
+            } else if s.guarded.get() {
+                s.bytes()
+            } else {
+                reserved
+            };
             let want = if guarded { bytes } else { reserved };
             if want > open && !memory::protect((s.start() + open) as *mut u8, want - open, true) {
                 // The kernel refused to charge it again (the commit
@@ -85,18 +116,22 @@ impl Pages {
                 self.release_uncached_huge(best);
                 return null_mut();
             }
-            if want < committed {
-                // The guard and what lies before it: no memory (the purge
-                // and a later reuse know only the block's pages), no
-                // access, no charge. Should the kernel refuse the
-                // protection, the block is only unguarded.
-                memory::decommit((s.start() + want) as *mut u8, committed - want);
-            }
             if want < open {
+                // The guard and what lies before it: no access, no charge.
+                // Should the kernel refuse, the block is only unguarded.
                 memory::protect((s.start() + want) as *mut u8, open - want, false);
             }
+            if guarded {
+                // Past the block, pages stay committed up to twice its
+                // size (as a huge block keeps them, below): a reuse for a
+                // larger block then faults less. The rest goes back now.
+                let keep = committed.min(2 * bytes);
+                if keep < committed {
+                    memory::decommit((s.start() + keep) as *mut u8, committed - keep);
+                }
+                s.committed.set(keep.max(bytes));
+            }
             s.sealed.set(false);
-            let committable = s.committable();
             if s.guarded.get() != guarded {
                 self.advise_huge_pages(s.start() as *mut u8, reserved, guarded);
             }
@@ -110,7 +145,8 @@ impl Pages {
                 if !guarded && reserved > 2 * bytes + SEGMENT_SIZE {
                     memory::decommit_tail(s.start() + 2 * bytes, s.start() + reserved);
                 }
-                self.dirty_bytes -= committable;
+                // As counted when it was freed.
+                self.dirty_bytes -= committed;
                 s.dirty.set(false);
             }
             if guarded {
@@ -206,6 +242,7 @@ impl Pages {
         d.reserved.set(reserved);
         d.zeroed.set(zeroed);
         d.guarded.set(guarded);
+        d.committed.set(if guarded { bytes } else { 0 });
         if guarded {
             self.guarded_live += 1;
         }
@@ -313,6 +350,7 @@ impl Pages {
             memory::decommit((start + bytes) as *mut u8, old - bytes);
             memory::protect((start + bytes) as *mut u8, old - bytes, false);
         }
+        s.committed.set(s.committed.get().max(bytes));
         s.bytes.store(bytes, Ordering::Relaxed);
         true
     }

@@ -53,6 +53,7 @@ impl Pages {
                 memory::decommit(s.start() as *mut u8, s.committable());
                 s.dirty.set(false);
                 self.dirty_bytes -= s.committable();
+                s.committed.set(0);
             }
             cur = s.free_next.get();
         }
