@@ -138,7 +138,8 @@ pub(crate) struct Span {
     /// (`pages::huge`): only its first `bytes` are readable and writable,
     /// the rest of the mapping (a guard page at least) has no access and no
     /// charge. Stays set on the freed mapping until it is reused, so that
-    /// the purge and the accounting know only `bytes` were ever committed.
+    /// the purge and the accounting go by `committed`, not the whole
+    /// mapping.
     pub(crate) guarded: Cell<bool>,
     /// Guarded large blocks only: how far from `start` the mapping may
     /// hold memory (at least `bytes` while live; pages past the block are

@@ -4,8 +4,8 @@
 //! new huge block reuses it (or moves its committed pages) instead of
 //! faulting fresh ones.
 //!
-//! At a checked level, large blocks (up to `LARGE_MAX`) are served here too,
-//! guarded (`Span::guarded`): a mapping of one segment-map granule whose
+//! At a checked level, large blocks (above `MAX_SMALL`, up to `LARGE_MAX`)
+//! are served here too, guarded (`Span::guarded`): a mapping of one segment-map granule whose
 //! first `bytes` are the block and whose rest, a guard page at least, has no
 //! access, so that an access past the block's page-rounded end faults at
 //! once; freed, the mapping is sealed like a huge one. Each live guarded
@@ -42,13 +42,13 @@ impl Pages {
         else {
             return null_mut();
         };
-        // Reuse the smallest cached mapping that is big enough; for a
-        // guarded block (any one-granule mapping is big enough), the one whose committed
-        // pages fit it best, so that it faults and decommits least. Among
-        // equals the oldest (the list is newest first), and the newest only
-        // when nothing else fits: a freed, sealed mapping is not handed out
-        // again at once, so that a use after free right after the free
-        // faults.
+        // Reuse the smallest cached mapping that is big enough. For a
+        // guarded block (any one-granule mapping is big enough), the one
+        // whose committed pages fit it best, so that it faults and
+        // decommits least; among equals the oldest (the list is newest
+        // first), and the newest only when nothing else fits: a freed,
+        // sealed mapping is not handed out again at once, so that a use
+        // after free right after the free faults.
         let (mut best, mut best_prev, mut best_score) =
             (null_mut::<Span>(), null_mut::<Span>(), usize::MAX);
         let mut prev: *mut Span = null_mut();
