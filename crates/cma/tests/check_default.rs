@@ -546,3 +546,343 @@ fn a_use_after_free_of_a_huge_block_faults() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The address a child printed after `prefix` (hexadecimal, `0x...`).
+fn child_addr(stderr: &str, prefix: &str) -> usize {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix)?.strip_prefix("0x"))
+        .and_then(|a| usize::from_str_radix(a, 16).ok())
+        .expect("the child's address")
+}
+
+/// A large block's page-rounded end is followed by a guard page: a write
+/// one byte past it faults at once and is reported as an overflow into the
+/// guard of that block (a 256 KiB block whose trailer fills its last page,
+/// and one asked for 256 KiB, whose trailer takes a page more).
+#[test]
+fn a_write_past_the_page_rounded_end_of_a_large_block_faults() {
+    const PAGE: usize = 4096;
+    if let Some(s) = scenario() {
+        let size = if s == "exact" {
+            (256 << 10) - 8
+        } else {
+            256 << 10
+        };
+        let p = cma::malloc(size);
+        assert_eq!(cma::block_size(p), size);
+        let end = (size + 8).div_ceil(PAGE) * PAGE;
+        // SAFETY: p's pages up to `end` are the block's.
+        unsafe { core::ptr::write_bytes(p, 7, end) };
+        eprintln!("LARGE-ADDR={:#x}", p as usize);
+        // SAFETY: deliberately writes one byte past the block's pages (into
+        // cma's guard page, which faults).
+        unsafe { p.add(end).write_volatile(1) };
+        eprintln!("LARGE-SURVIVED");
+        return;
+    }
+    for (which, bytes) in [("exact", 256 << 10), ("request", 260 << 10)] {
+        let out = run_child(
+            "a_write_past_the_page_rounded_end_of_a_large_block_faults",
+            which,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "{which}: {stderr}"
+        );
+        let addr = child_addr(&stderr, "LARGE-ADDR=");
+        let expected = format!(
+            "cma: heap buffer overflow: write of {:#x}, 0 bytes past the end of the large block of {bytes} bytes at {addr:#x} (into its guard page) [in a memory access]",
+            addr + bytes
+        );
+        assert!(
+            stderr.contains(&expected),
+            "{which}: expected {expected:?} in\n{stderr}"
+        );
+    }
+}
+
+/// A freed large block is sealed like a huge one: a read through a stale
+/// pointer faults and is reported as a use after free of that large block.
+/// A block freed and allocated again while other freed ones wait gets the
+/// oldest mapping, readable and writable, with its guard.
+#[test]
+fn a_use_after_free_of_a_large_block_faults() {
+    if let Some(s) = scenario() {
+        let size = 256 << 10;
+        let p = cma::malloc(size);
+        // SAFETY: p holds `size` bytes.
+        unsafe { core::ptr::write_bytes(p, 1, size) };
+        // SAFETY: p is live.
+        unsafe { cma::free(p) };
+        eprintln!("LARGE-ADDR={:#x}", p as usize);
+        if s == "reuse" {
+            let q = cma::malloc(size);
+            assert!(!q.is_null());
+            // SAFETY: q holds `size` bytes.
+            unsafe { core::ptr::write_bytes(q, 2, size) };
+            // SAFETY: q is live.
+            let kept = unsafe { core::slice::from_raw_parts(q, size) };
+            assert!(kept.iter().all(|&b| b == 2));
+            // SAFETY: q is live.
+            unsafe { cma::free(q) };
+            println!("reuse-ok");
+            return;
+        }
+        // SAFETY: deliberately reads the freed block (its mapping is still
+        // cma's, without access).
+        let v = unsafe { p.add(100).read_volatile() };
+        eprintln!("read {v}");
+        eprintln!("LARGE-SURVIVED");
+        return;
+    }
+    let test = "a_use_after_free_of_a_large_block_faults";
+    let out = run_child(test, "read");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{stderr}");
+    let addr = child_addr(&stderr, "LARGE-ADDR=");
+    let expected = format!(
+        "cma: use after free: read of {:#x}, 100 bytes into the freed large block of {} bytes at {addr:#x} [in a memory access]",
+        addr + 100,
+        260 << 10
+    );
+    assert!(
+        stderr.contains(&expected),
+        "expected {expected:?} in\n{stderr}"
+    );
+    let out = run_child(test, "reuse");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("reuse-ok"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Freed large blocks are reused oldest first: with several freed, the
+/// newest stays sealed while a new block is made, and a read of it faults.
+#[test]
+fn a_freed_large_block_stays_sealed_while_older_ones_are_reused() {
+    if scenario().is_some() {
+        let size = 300 << 10;
+        let blocks: Vec<*mut u8> = (0..4).map(|_| cma::malloc(size)).collect();
+        for &b in &blocks {
+            // SAFETY: each block is live and freed once.
+            unsafe { cma::free(b) };
+        }
+        let last = blocks[3];
+        let q = cma::malloc(size);
+        assert_ne!(q, last, "the newest freed mapping was reused first");
+        eprintln!("LARGE-ADDR={:#x}", last as usize);
+        // SAFETY: deliberately reads the freed block.
+        let v = unsafe { last.read_volatile() };
+        eprintln!("read {v}");
+        return;
+    }
+    let test = "a_freed_large_block_stays_sealed_while_older_ones_are_reused";
+    let out = run_child(test, "run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{stderr}");
+    let addr = child_addr(&stderr, "LARGE-ADDR=");
+    assert!(
+        stderr.contains(&format!(
+            "cma: use after free: read of {addr:#x}, 0 bytes into the freed large block"
+        )),
+        "{stderr}"
+    );
+}
+
+/// Guarded large blocks resized (grown and shrunk in their mapping, into
+/// a huge block and back) keep their data, and the guard follows the end:
+/// a write just past the new page-rounded end faults.
+#[test]
+fn a_resized_large_block_keeps_its_data_and_its_guard() {
+    const PAGE: usize = 4096;
+    if let Some(s) = scenario() {
+        let mut size = 200_000;
+        let mut p = cma::malloc(size);
+        // SAFETY: p holds `size` bytes.
+        unsafe { core::ptr::write_bytes(p, 0x3c, size) };
+        for next in [900_000, 150_000, 3 << 20, 500_000, 1_500_000, 131_073] {
+            // SAFETY: p is live.
+            let q = unsafe { cma::realloc(p, next) };
+            assert!(!q.is_null());
+            // SAFETY: q holds `next` bytes, the first min(size, next) kept.
+            let kept = unsafe { core::slice::from_raw_parts(q, size.min(next)) };
+            assert!(kept.iter().all(|&b| b == 0x3c), "{size} -> {next}");
+            // SAFETY: q holds `next` bytes.
+            unsafe { core::ptr::write_bytes(q, 0x3c, next) };
+            (p, size) = (q, next);
+        }
+        if s == "guard" {
+            let end = (size + 8).div_ceil(PAGE) * PAGE;
+            eprintln!("LARGE-ADDR={:#x}", p as usize);
+            // SAFETY: deliberately one byte past the block's pages.
+            unsafe { p.add(end).write_volatile(1) };
+            eprintln!("LARGE-SURVIVED");
+            return;
+        }
+        // SAFETY: p is live.
+        unsafe { cma::free(p) };
+        assert!(cma::check_heap().is_ok());
+        println!("resized-ok");
+        return;
+    }
+    let test = "a_resized_large_block_keeps_its_data_and_its_guard";
+    let out = run_child(test, "clean");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("resized-ok"),
+        "{stderr}"
+    );
+    let out = run_child(test, "guard");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{stderr}");
+    assert!(
+        stderr.contains("cma: heap buffer overflow: write of")
+            && stderr.contains("(into its guard page)"),
+        "{stderr}"
+    );
+}
+
+/// Lines of this process's `/proc/self/maps`: its mappings.
+fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+/// Guarded large blocks cost about two mappings each, and only 4096 live
+/// at once: past that, large blocks are segment spans (no guard), so a
+/// program with many large blocks stays far from the kernel's limit on
+/// mappings. Both kinds are seen by the heap check, the leak walk and the
+/// statistics, and freed the same way.
+#[test]
+fn guarded_large_blocks_are_capped_by_the_mapping_budget() {
+    if scenario().is_some() {
+        let size = 140_000;
+        let before = mappings();
+        let stats_before = cma::stats();
+        let blocks: Vec<usize> = (0..5000).map(|_| cma::malloc(size) as usize).collect();
+        assert!(blocks.iter().all(|&b| b != 0));
+        let added = mappings() - before;
+        // 4096 guarded blocks (block + guard, neighbours may merge) and a
+        // few segments for the 904 others.
+        assert!(
+            (4096..=2 * 4096 + 200).contains(&added),
+            "{added} mappings for 5000 large blocks"
+        );
+        assert!(cma::check_heap().is_ok());
+        let listed: std::collections::HashSet<usize> = cma::leaks().map(|l| l.address).collect();
+        assert!(blocks.iter().all(|b| listed.contains(b)));
+        let stats = cma::stats();
+        assert_eq!(
+            stats.large_allocations - stats_before.large_allocations,
+            5000
+        );
+        for &b in &blocks {
+            // SAFETY: each block is live and freed once.
+            unsafe { cma::free(b as *mut u8) };
+        }
+        let stats = cma::stats();
+        assert_eq!(stats.large_frees - stats_before.large_frees, 5000);
+        assert!(cma::check_heap().is_ok());
+        // What the freed blocks left committed is counted, and all of it
+        // goes back.
+        assert!(stats.dirty_free_bytes > 0);
+        cma::trim();
+        assert_eq!(cma::stats().dirty_free_bytes, 0);
+        // The freed guarded mappings beyond the huge cache's 16 are gone.
+        let left = mappings().saturating_sub(before);
+        assert!(left < 200, "{left} mappings left after the frees");
+        println!("budget-ok {added}");
+        return;
+    }
+    let out = run_child(
+        "guarded_large_blocks_are_capped_by_the_mapping_budget",
+        "run",
+    );
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("budget-ok"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `fast` is unchanged: large blocks are segment spans there, with no
+/// mapping (and no system call) of their own.
+#[test]
+fn large_blocks_get_no_guard_at_fast() {
+    if scenario().is_some() {
+        assert_eq!(cma::check_level(), cma::CheckLevel::Fast);
+        let before = mappings();
+        let blocks: Vec<*mut u8> = (0..100).map(|_| cma::malloc(256 << 10)).collect();
+        let added = mappings().saturating_sub(before);
+        assert!(added < 20, "{added} mappings for 100 large blocks at fast");
+        for &b in &blocks {
+            // SAFETY: each block is live and freed once.
+            unsafe { cma::free(b) };
+        }
+        println!("fast-ok {added}");
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "large_blocks_get_no_guard_at_fast",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CMA_OPTIONS", "check=fast")
+        .env(SCENARIO, "run")
+        .output()
+        .expect("spawn child");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("fast-ok"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A freed guarded mapping reused for a smaller large block keeps no
+/// memory past the new block: once purged and reused for a huge block, a
+/// `calloc` of it reads zero throughout (found by the model test).
+#[test]
+fn a_reused_guarded_mapping_hands_out_zeroed_memory_to_calloc() {
+    if scenario().is_some() {
+        let p = cma::malloc(1_500_000);
+        // SAFETY: p holds 1,500,000 bytes.
+        unsafe { core::ptr::write_bytes(p, 0x2b, 1_500_000) };
+        // SAFETY: p is live.
+        unsafe { cma::free(p) };
+        let q = cma::malloc(200_000);
+        assert_eq!(q, p, "the freed mapping was not reused");
+        // SAFETY: q is live.
+        unsafe { cma::free(q) };
+        cma::trim();
+        let n = 3 << 20;
+        let c = cma::calloc(1, n);
+        assert_eq!(c, p, "the freed mapping was not reused");
+        // SAFETY: c holds n bytes.
+        let bytes = unsafe { core::slice::from_raw_parts(c, n) };
+        assert_eq!(bytes.iter().position(|&b| b != 0), None);
+        // SAFETY: c is live.
+        unsafe { cma::free(c) };
+        println!("calloc-ok");
+        return;
+    }
+    let out = run_child(
+        "a_reused_guarded_mapping_hands_out_zeroed_memory_to_calloc",
+        "run",
+    );
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("calloc-ok"),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

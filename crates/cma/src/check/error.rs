@@ -58,6 +58,12 @@ pub enum AccessProblem {
     FreedZeroByte,
     /// It touched a huge block (a mapping of its own) after it was freed.
     FreedHuge,
+    /// It reached past the page-rounded end of a live large block into the
+    /// guard page after it (a checked level's large block).
+    LargeOverflow,
+    /// It touched a large block, guarded at a checked level, after it was
+    /// freed.
+    FreedLarge,
 }
 
 /// Whether a faulting access read or wrote.
@@ -232,6 +238,8 @@ impl CmaError {
                 AccessProblem::ZeroByte => "access through a zero-byte block",
                 AccessProblem::FreedZeroByte => "use after free of a zero-byte block",
                 AccessProblem::FreedHuge => "use after free",
+                AccessProblem::LargeOverflow => "heap buffer overflow",
+                AccessProblem::FreedLarge => "use after free",
             },
             CmaError::WriteAfterFree { .. } => "write after free",
             CmaError::KindMismatch { .. } => "alloc-dealloc mismatch",
@@ -392,6 +400,20 @@ impl fmt::Display for CmaError {
                         f,
                         "{} bytes into the freed huge block of {size} bytes at {block_start:#x}",
                         addr - block_start
+                    );
+                }
+                if problem == AccessProblem::FreedLarge {
+                    return write!(
+                        f,
+                        "{} bytes into the freed large block of {size} bytes at {block_start:#x}",
+                        addr - block_start
+                    );
+                }
+                if problem == AccessProblem::LargeOverflow {
+                    return write!(
+                        f,
+                        "{} bytes past the end of the large block of {size} bytes at {block_start:#x} (into its guard page)",
+                        addr - end
                     );
                 }
                 if matches!(

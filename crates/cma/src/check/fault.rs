@@ -60,11 +60,11 @@ fn on_fault(fault: &Fault) {
             },
         );
     }
-    if let Some((start, bytes)) = freed_huge_block(fault.addr) {
+    if let Some((problem, start, bytes)) = page_block_fault(fault.addr) {
         report_access(
             fault,
             CmaError::BadAccess {
-                problem: AccessProblem::FreedHuge,
+                problem,
                 access,
                 addr: fault.addr,
                 block_start: start,
@@ -104,11 +104,13 @@ fn on_fault(fault: &Fault) {
     report_access(fault, error)
 }
 
-/// The freed huge block whose sealed mapping holds `addr`: its start and
-/// size. Reads the segment map and the descriptor it names, as the free
-/// path does, without a lock (a mapping reused meanwhile is no longer
-/// sealed, and the access that faulted is then not cma's business).
-fn freed_huge_block(addr: usize) -> Option<(usize, usize)> {
+/// The block of a mapping of its own that a fault at `addr` touched, with
+/// what the access did: a freed huge or guarded large block whose sealed
+/// mapping holds `addr`, or a live guarded large block whose guard does;
+/// its start and size. Reads the segment map and the descriptor it names,
+/// as the free path does, without a lock (a mapping reused meanwhile is no
+/// longer sealed, and the access that faulted is then not cma's business).
+fn page_block_fault(addr: usize) -> Option<(AccessProblem, usize, usize)> {
     let entry = segment_map::lookup(addr);
     if entry & TAG_HUGE == 0 || entry == SAMPLED_POOL || entry == ZERO_POOL {
         return None;
@@ -116,9 +118,22 @@ fn freed_huge_block(addr: usize) -> Option<(usize, usize)> {
     // SAFETY: tagged entries point at huge-block descriptors in the
     // metadata region, which stays mapped.
     let span = unsafe { &*((entry & !TAG_HUGE) as *const Span) };
-    let (start, reserved) = (span.start(), span.reserved.get());
-    (span.kind() == SpanKind::HugeFree && span.sealed.get() && addr.wrapping_sub(start) < reserved)
-        .then(|| (start, span.bytes()))
+    let (start, reserved, bytes) = (span.start(), span.reserved.get(), span.bytes());
+    let offset = addr.wrapping_sub(start);
+    if offset >= reserved {
+        return None;
+    }
+    let guarded = span.guarded.get();
+    match span.kind() {
+        SpanKind::HugeFree if span.sealed.get() && guarded => {
+            Some((AccessProblem::FreedLarge, start, bytes))
+        }
+        SpanKind::HugeFree if span.sealed.get() => Some((AccessProblem::FreedHuge, start, bytes)),
+        SpanKind::Huge if guarded && offset >= bytes => {
+            Some((AccessProblem::LargeOverflow, start, bytes))
+        }
+        _ => None,
+    }
 }
 
 /// Reports a fault that was cma's, with the stack of the access, and

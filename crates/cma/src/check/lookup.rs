@@ -112,18 +112,15 @@ pub(crate) fn find_block(addr: usize) -> Result<Found<'static>, CmaError> {
         // SAFETY: tagged entries point at huge-block descriptors, which stay
         // live while the map points at them.
         let s = unsafe { &*((entry & !TAG_HUGE) as *const Span) };
-        let bytes = s.bytes();
+        let block = large_block(s);
         return match s.kind() {
             SpanKind::Huge if addr == s.start() => Ok(Found::Large(s)),
             SpanKind::Huge => Err(CmaError::InteriorPointer {
                 addr,
                 block_start: s.start(),
-                block: BlockKind::Huge { bytes },
+                block,
             }),
-            _ if addr == s.start() => Err(CmaError::DoubleFree {
-                addr,
-                block: BlockKind::Huge { bytes },
-            }),
+            _ if addr == s.start() => Err(CmaError::DoubleFree { addr, block }),
             _ => Err(CmaError::DoubleFree {
                 addr,
                 block: BlockKind::FreedPages,
@@ -226,7 +223,9 @@ pub(crate) fn live_size(found: &Found) -> Result<usize, CmaError> {
 /// A large or huge block's kind for a report.
 pub(crate) fn large_block(span: &Span) -> BlockKind {
     let bytes = span.bytes();
-    if span.kind() == SpanKind::Huge {
+    // A guarded large block has a mapping of its own, as a huge one, and
+    // is a large block to the program.
+    if matches!(span.kind(), SpanKind::Huge | SpanKind::HugeFree) && !span.guarded.get() {
         BlockKind::Huge { bytes }
     } else {
         BlockKind::Large { bytes }

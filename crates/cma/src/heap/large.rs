@@ -11,7 +11,7 @@ use crate::check::kind::AllocKind;
 use crate::check::level;
 use crate::meta::span::{Span, SpanKind};
 use crate::os::PAGE_SIZE;
-use crate::pages::{pages_for, resize_huge, LARGE_MAX, MAX_SPAN_PAGES, PAGES};
+use crate::pages::{pages_for, resize_huge, GUARDED_LARGE_MAX, LARGE_MAX, MAX_SPAN_PAGES, PAGES};
 use crate::slab::size_class::{SizeClass, MAX_SMALL};
 use crate::track::ignored;
 
@@ -23,9 +23,20 @@ impl Heap {
         let size = size.max(1);
         let pages = pages_for(size);
         let align_pages = (align / PAGE_SIZE).max(1);
+        let checked = level::checked();
         let span = {
             let mut pages_lock = PAGES.lock();
-            if size <= LARGE_MAX && pages + align_pages - 1 <= MAX_SPAN_PAGES {
+            if checked
+                && size > MAX_SMALL
+                && size <= LARGE_MAX
+                && pages_lock.guarded_live < GUARDED_LARGE_MAX
+            {
+                // A checked level's large block: a mapping of its own with a
+                // guard after it (`pages::huge`), up to the mapping budget.
+                // (A small block that is here for its alignment is not
+                // guarded: its slot would not be either.)
+                pages_lock.alloc_huge(size, align.max(PAGE_SIZE), true)
+            } else if size <= LARGE_MAX && pages + align_pages - 1 <= MAX_SPAN_PAGES {
                 let span = pages_lock.alloc_span(pages, align_pages, 0);
                 if !span.is_null() {
                     // SAFETY: fresh descriptor.
@@ -33,7 +44,7 @@ impl Heap {
                 }
                 span
             } else {
-                pages_lock.alloc_huge(size, align.max(PAGE_SIZE))
+                pages_lock.alloc_huge(size, align.max(PAGE_SIZE), false)
             }
         };
         if span.is_null() {
@@ -41,6 +52,10 @@ impl Heap {
         }
         // SAFETY: the span is live and ours.
         let s = unsafe { &*span };
+        if s.guarded.get() && !crate::os::signal::fault_handler_installed() {
+            // A touch of its guard faults: the handler says whose.
+            super::guard::defer_fault_handler();
+        }
         if zero && !s.zeroed.get() {
             // SAFETY: the span's pages are mapped and belong to this block.
             unsafe { core::ptr::write_bytes(s.start() as *mut u8, 0, s.bytes()) };
@@ -69,7 +84,7 @@ impl Heap {
             // SAFETY: validated live block of ours, and the caller gives it up.
             unsafe {
                 if s.kind() == SpanKind::Huge {
-                    let seal = level::checked();
+                    let seal = level::checked() || s.guarded.get();
                     if seal && !crate::os::signal::fault_handler_installed() {
                         // A touch of the sealed mapping faults: the handler
                         // says whose.
@@ -102,6 +117,24 @@ impl Heap {
         }
         let old = s.bytes();
         let new_bytes = pages_for(new_size) * PAGE_SIZE;
+        if s.guarded.get() {
+            // In its mapping while it stays a large block; a huge or small
+            // one is copied.
+            if new_size > LARGE_MAX || new_size <= MAX_SMALL {
+                return null_mut();
+            }
+            if new_bytes != old {
+                // SAFETY: a live guarded block, resized by its owner's realloc.
+                if !unsafe { PAGES.lock().resize_guarded(span, new_bytes) } {
+                    return null_mut();
+                }
+                self.large_bytes_changed(new_bytes, old);
+                if new_bytes > old {
+                    sample_peaks(SizeClass::from_index(0));
+                }
+            }
+            return s.start() as *mut u8;
+        }
         if s.kind() == SpanKind::Huge {
             if new_bytes <= LARGE_MAX {
                 // Into a segment: copied.

@@ -134,6 +134,18 @@ pub(crate) struct Span {
     /// Freed huge blocks only: the mapping was made inaccessible (a checked
     /// level's free), so any access through a stale pointer faults.
     pub(crate) sealed: Cell<bool>,
+    /// A large block served from a mapping of its own at a checked level
+    /// (`pages::huge`): only its first `bytes` are readable and writable,
+    /// the rest of the mapping (a guard page at least) has no access and no
+    /// charge. Stays set on the freed mapping until it is reused, so that
+    /// the purge and the accounting go by `committed`, not the whole
+    /// mapping.
+    pub(crate) guarded: Cell<bool>,
+    /// Guarded large blocks only: how far from `start` the mapping may
+    /// hold memory (at least `bytes` while live; pages past the block are
+    /// kept committed, inaccessible, up to twice its size, so that its
+    /// mapping reused for a larger block faults less). 0 once purged.
+    pub(crate) committed: Cell<usize>,
     pub(crate) freed_at_ms: Cell<u64>,
     /// Large and huge blocks only: the allocation kind (`check::kind`, at the
     /// checked levels).
@@ -195,6 +207,16 @@ impl OwnerCount {
 pub(crate) const USED_FULL_BIT: u32 = 1 << 31;
 
 impl Span {
+    /// Huge blocks and guarded large blocks (live or freed): the bytes of
+    /// the mapping, from `start`, that may hold memory (counted as dirty
+    /// once freed, decommitted by the purge).
+    pub(crate) fn committable(&self) -> usize {
+        if self.guarded.get() {
+            self.committed.get()
+        } else {
+            self.reserved.get()
+        }
+    }
     /// Slab only: allocated slots plus the slots in the owner's cache.
     #[inline(always)]
     pub(crate) fn used_count(&self) -> u32 {
@@ -375,6 +397,8 @@ impl Span {
             dirty: Cell::new(false),
             zeroed: Cell::new(false),
             sealed: Cell::new(false),
+            guarded: Cell::new(false),
+            committed: Cell::new(0),
             freed_at_ms: Cell::new(0),
             alloc_kind: Cell::new(0),
             reserved: Cell::new(0),

@@ -3,6 +3,15 @@
 //! delay: a second free of it is still recognised as a double free, and a
 //! new huge block reuses it (or moves its committed pages) instead of
 //! faulting fresh ones.
+//!
+//! At a checked level, large blocks (above `MAX_SMALL`, up to `LARGE_MAX`)
+//! are served here too, guarded (`Span::guarded`): a mapping of one segment-map granule whose
+//! first `bytes` are the block and whose rest, a guard page at least, has no
+//! access, so that an access past the block's page-rounded end faults at
+//! once; freed, the mapping is sealed like a huge one. Each live guarded
+//! block costs two mappings (block and guard), so only `GUARDED_LARGE_MAX`
+//! of them live at once; beyond that, large blocks are segment spans as at
+//! `fast` (see DESIGN.md, "Mapping count").
 
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering;
@@ -18,28 +27,61 @@ use crate::os::{clock, memory, PAGE_SIZE};
 const HUGE_CACHE_MAX: usize = 16;
 const HUGE_CACHE_MAX_BYTES: usize = 1 << 30;
 
+/// Live guarded large blocks at most (two mappings each, of the 65530 the
+/// kernel allows a process by default).
+pub(crate) const GUARDED_LARGE_MAX: usize = 4096;
+
 impl Pages {
     /// Maps a huge block of at least `bytes` aligned to `align`, with a
-    /// header-only descriptor. Returns null when the kernel refuses.
-    pub(crate) fn alloc_huge(&mut self, bytes: usize, align: usize) -> *mut Span {
+    /// header-only descriptor; `guarded`: a large block followed by a guard
+    /// (see the module docs). Returns null when the kernel refuses.
+    pub(crate) fn alloc_huge(&mut self, bytes: usize, align: usize, guarded: bool) -> *mut Span {
         let Some(bytes) = bytes
             .checked_add(PAGE_SIZE - 1)
             .map(|b| b & !(PAGE_SIZE - 1))
         else {
             return null_mut();
         };
-        // Reuse the smallest cached mapping that is big enough.
-        let (mut best, mut best_prev) = (null_mut::<Span>(), null_mut::<Span>());
+        // Reuse the smallest cached mapping that is big enough. For a
+        // guarded block (any one-granule mapping is big enough), the one
+        // whose committed pages fit it best, so that it faults and
+        // decommits least; among equals the oldest (the list is newest
+        // first), and the newest only when nothing else fits: a freed,
+        // sealed mapping is not handed out again at once, so that a use
+        // after free right after the free faults.
+        let (mut best, mut best_prev, mut best_score) =
+            (null_mut::<Span>(), null_mut::<Span>(), usize::MAX);
         let mut prev: *mut Span = null_mut();
         let mut cur = self.huge_cache;
         while !cur.is_null() {
             // SAFETY: cached huge descriptors are live.
             let s = unsafe { &*cur };
             let reserved = s.reserved.get();
-            // SAFETY: as above.
-            let smaller = best.is_null() || reserved < unsafe { (*best).reserved.get() };
-            if reserved >= bytes && s.start() % align == 0 && smaller {
-                (best, best_prev) = (cur, prev);
+            let score = if !guarded {
+                reserved
+            } else {
+                let committed = if s.dirty.get() { s.committable() } else { 0 };
+                if committed >= bytes {
+                    committed - bytes
+                } else {
+                    (1 << 40) + bytes - committed
+                }
+            };
+            // The newest counts as worse than any other.
+            let score = if guarded && prev.is_null() {
+                score | (1 << 50)
+            } else {
+                score
+            };
+            let better = if guarded {
+                // One granule (room for the guard page after the block):
+                // a larger mapping is left to the huge blocks that need it.
+                reserved == SEGMENT_SIZE && reserved > bytes && score <= best_score
+            } else {
+                reserved >= bytes && score < best_score
+            };
+            if better && s.start() % align == 0 {
+                (best, best_prev, best_score) = (cur, prev, score);
             }
             prev = cur;
             cur = s.free_next.get();
@@ -57,26 +99,58 @@ impl Pages {
             let reserved = s.reserved.get();
             self.huge_cached -= 1;
             self.huge_cached_bytes -= reserved;
-            if s.sealed.get() {
-                if !memory::protect(s.start() as *mut u8, reserved, true) {
-                    // The kernel refused to charge it again (the commit
-                    // limit): a new mapping would be refused too.
-                    self.release_uncached_huge(best);
-                    return null_mut();
-                }
-                s.sealed.set(false);
+            // What may hold memory, what is readable and writable now, and
+            // what must be.
+            let committed = s.committable();
+            let open = if s.sealed.get() {
+                0
+            } else if s.guarded.get() {
+                s.bytes()
+            } else {
+                reserved
+            };
+            let want = if guarded { bytes } else { reserved };
+            if want > open && !memory::protect((s.start() + open) as *mut u8, want - open, true) {
+                // The kernel refused to charge it again (the commit
+                // limit): a new mapping would be refused too.
+                self.release_uncached_huge(best);
+                return null_mut();
             }
+            if want < open {
+                // The guard and what lies before it: no access, no charge.
+                // Should the kernel refuse, the block is only unguarded.
+                memory::protect((s.start() + want) as *mut u8, open - want, false);
+            }
+            if guarded {
+                // Past the block, pages stay committed up to twice its
+                // size (as a huge block keeps them, below): a reuse for a
+                // larger block then faults less. The rest goes back now.
+                let keep = committed.min(2 * bytes);
+                if keep < committed {
+                    memory::decommit((s.start() + keep) as *mut u8, committed - keep);
+                }
+                s.committed.set(keep.max(bytes));
+            }
+            s.sealed.set(false);
+            if s.guarded.get() != guarded {
+                self.advise_huge_pages(s.start() as *mut u8, reserved, guarded);
+            }
+            s.guarded.set(guarded);
             s.bytes.store(bytes, Ordering::Relaxed);
             s.zeroed.set(!s.dirty.get());
             if s.dirty.get() {
                 // Keep at most as much again as the block needs committed
                 // (it may grow into it, and the next reuse of the mapping
                 // faults less); give back the rest of a far larger mapping.
-                if reserved > 2 * bytes + SEGMENT_SIZE {
+                if !guarded && reserved > 2 * bytes + SEGMENT_SIZE {
                     memory::decommit_tail(s.start() + 2 * bytes, s.start() + reserved);
                 }
-                self.dirty_bytes -= reserved;
+                // As counted when it was freed.
+                self.dirty_bytes -= committed;
                 s.dirty.set(false);
+            }
+            if guarded {
+                self.guarded_live += 1;
             }
             s.set_kind(SpanKind::Huge);
             self.link_live_huge(best);
@@ -100,7 +174,13 @@ impl Pages {
         // largest freed one to the start of the new mapping, so the new block
         // does not fault (and the kernel does not zero) all of them again.
         let mut base = 0;
-        let mut donor = self.take_largest_dirty_huge(reserved);
+        // A guarded block needs one granule, which any cached mapping has:
+        // there is no donor for it.
+        let mut donor = if guarded {
+            null_mut()
+        } else {
+            self.take_largest_dirty_huge(reserved)
+        };
         // SAFETY (both): a cached huge descriptor, out of the cache.
         if !donor.is_null() && unsafe { (*donor).sealed.get() } {
             let d = unsafe { &*donor };
@@ -114,7 +194,7 @@ impl Pages {
         if !donor.is_null() {
             // SAFETY: a cached huge descriptor, now out of the cache.
             let d = unsafe { &*donor };
-            let (from, len) = (d.start(), d.reserved.get());
+            let (from, len, committable) = (d.start(), d.reserved.get(), d.committable());
             segment_map::set_range(from, len, 0);
             (base, _) = move_to_new_space(from, len, reserved, reserved, align);
             if base == 0 {
@@ -122,7 +202,7 @@ impl Pages {
                 segment_map::set_range(from, len, donor as usize | TAG_HUGE);
                 self.return_to_cache(donor);
             } else {
-                self.dirty_bytes -= len;
+                self.dirty_bytes -= committable;
                 self.mapped -= len;
                 // SAFETY: no map entry points at the donor any more.
                 unsafe { self.meta.free(donor.cast(), header_bytes()) };
@@ -130,8 +210,17 @@ impl Pages {
         }
         let zeroed = base == 0;
         if base == 0 {
-            let p = memory::map_aligned(reserved, align);
-            if p.is_null() || !segment_map::in_range(p as usize, reserved) {
+            // A guarded block: the whole granule reserved (no access, no
+            // charge), then its block made memory; the rest is its guard.
+            let p = if guarded {
+                memory::reserve_aligned(reserved, align)
+            } else {
+                memory::map_aligned(reserved, align)
+            };
+            if p.is_null()
+                || !segment_map::in_range(p as usize, reserved)
+                || (guarded && !memory::protect(p, bytes, true))
+            {
                 if !p.is_null() {
                     memory::unmap(p, reserved);
                 }
@@ -139,11 +228,7 @@ impl Pages {
                 unsafe { self.meta.free(desc.cast(), header_bytes()) };
                 return null_mut();
             }
-            // A huge block asks for transparent huge pages whatever
-            // segments do (`huge_pages=` is theirs): its memory is given
-            // back whole, never a page here and there inside a live 2 MiB
-            // region, and a block of megabytes faults 512 times less.
-            memory::hint_huge_pages(p, reserved);
+            self.advise_huge_pages(p, reserved, guarded);
             base = p as usize;
         }
         self.mapped += reserved;
@@ -156,10 +241,31 @@ impl Pages {
         d.bytes.store(bytes, Ordering::Relaxed);
         d.reserved.set(reserved);
         d.zeroed.set(zeroed);
+        d.guarded.set(guarded);
+        d.committed.set(if guarded { bytes } else { 0 });
+        if guarded {
+            self.guarded_live += 1;
+        }
         d.set_kind(SpanKind::Huge);
         segment_map::set_range(base, reserved, desc as usize | TAG_HUGE);
         self.link_live_huge(desc);
         desc
+    }
+
+    /// Sets the transparent-huge-page advice of the mapping `[p, p+bytes)`
+    /// for a huge block or, `guarded`, a large one. A huge block asks for
+    /// huge pages whatever segments do (`huge_pages=` is theirs): its
+    /// memory is given back whole, never a page here and there inside a
+    /// live 2 MiB region, and a block of megabytes faults 512 times less. A
+    /// guarded large block is a segment span's size and is advised as
+    /// segments are, so that what the purge decommits stays decommitted
+    /// (`os::memory::forbid_huge_pages`).
+    fn advise_huge_pages(&self, p: *mut u8, bytes: usize, guarded: bool) {
+        if !guarded || self.huge_pages {
+            memory::hint_huge_pages(p, bytes);
+        } else {
+            memory::forbid_huge_pages(p, bytes);
+        }
     }
 
     /// Puts a block that just became a live huge block on the live list.
@@ -224,6 +330,31 @@ impl Pages {
         self.huge_cached_bytes += s.reserved.get();
     }
 
+    /// Resizes the guarded large block `span` in place to `bytes` (whole
+    /// pages, at most `LARGE_MAX`): its guard moves with its end. False when
+    /// the kernel refuses to charge the growth (the block is then as it
+    /// was).
+    ///
+    /// # Safety
+    /// `span` is a live guarded large block of ours, owned by the caller.
+    pub(crate) unsafe fn resize_guarded(&mut self, span: *mut Span, bytes: usize) -> bool {
+        // SAFETY: guaranteed by the caller.
+        let s = unsafe { &*span };
+        debug_assert!(s.guarded.get() && bytes + PAGE_SIZE <= s.reserved.get());
+        let (start, old) = (s.start(), s.bytes());
+        if bytes > old && !memory::protect((start + old) as *mut u8, bytes - old, true) {
+            return false;
+        }
+        if bytes < old {
+            // The pages given up become guard: no memory, no access.
+            memory::decommit((start + bytes) as *mut u8, old - bytes);
+            memory::protect((start + bytes) as *mut u8, old - bytes, false);
+        }
+        s.committed.set(s.committed.get().max(bytes));
+        s.bytes.store(bytes, Ordering::Relaxed);
+        true
+    }
+
     /// Frees a huge block: the mapping is kept (so that a second free of it is
     /// recognised, and a new huge block can reuse it without page faults) and
     /// decommitted after the purge delay like any free span. Its headroom
@@ -256,13 +387,19 @@ impl Pages {
         }
         // A checked level's freed huge block faults when touched until its
         // mapping is reused (should the kernel refuse, it stays readable).
-        if seal && memory::protect(s.start() as *mut u8, reserved, false) {
+        // A guarded block is sealed whatever the level is now: it was made
+        // at a checked one, and its mapping is sealed or live, never half.
+        let guarded = s.guarded.get();
+        if guarded {
+            self.guarded_live -= 1;
+        }
+        if (seal || guarded) && memory::protect(s.start() as *mut u8, reserved, false) {
             s.sealed.set(true);
         }
         s.set_kind(SpanKind::HugeFree);
         s.dirty.set(true);
         s.freed_at_ms.set(clock::now_ms());
-        self.dirty_bytes += reserved;
+        self.dirty_bytes += s.committable();
         s.free_next.set(self.huge_cache);
         self.huge_cache = span;
         self.huge_cached += 1;
@@ -300,7 +437,7 @@ impl Pages {
         let s = unsafe { &*span };
         let reserved = s.reserved.get();
         if s.dirty.get() {
-            self.dirty_bytes -= reserved;
+            self.dirty_bytes -= s.committable();
         }
         segment_map::set_range(s.start(), reserved, 0);
         memory::unmap(s.start() as *mut u8, reserved);

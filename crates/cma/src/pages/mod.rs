@@ -36,6 +36,7 @@ mod segments;
 mod spans;
 mod walk;
 
+pub(crate) use huge::GUARDED_LARGE_MAX;
 pub(crate) use huge_resize::resize_huge;
 
 /// Blocks above this size get a mapping of their own; below, they are spans
@@ -62,6 +63,8 @@ pub(crate) struct Pages {
     pub(super) huge_cache: *mut Span,
     pub(super) huge_cached: usize,
     pub(super) huge_cached_bytes: usize,
+    /// Live guarded large blocks (see `huge`).
+    pub(crate) guarded_live: usize,
     pub(super) last_purge_ms: u64,
     /// The first segment, while it has not asked for huge pages yet (0
     /// otherwise); see `hint_segment`.
@@ -96,6 +99,7 @@ impl Pages {
             huge_cache: core::ptr::null_mut(),
             huge_cached: 0,
             huge_cached_bytes: 0,
+            guarded_live: 0,
             last_purge_ms: 0,
             unhinted_segment: 0,
             purge_delay_ms: 250,

@@ -50,9 +50,10 @@ impl Pages {
             if s.dirty.get()
                 && (force || now.saturating_sub(s.freed_at_ms.get()) >= self.purge_delay_ms)
             {
-                memory::decommit(s.start() as *mut u8, s.reserved.get());
+                memory::decommit(s.start() as *mut u8, s.committable());
                 s.dirty.set(false);
-                self.dirty_bytes -= s.reserved.get();
+                self.dirty_bytes -= s.committable();
+                s.committed.set(0);
             }
             cur = s.free_next.get();
         }
