@@ -200,14 +200,36 @@ fn wait_for_file(path: &std::path::Path) -> bool {
     true
 }
 
-/// `cma run -- sh -c SCRIPT`, started with its output captured.
+/// `cma run -- sh -c SCRIPT`, started with its output captured, and with
+/// the signals the tests send at their default disposition: a test run
+/// under `nohup` (or as a background job) inherits SIGHUP (or SIGINT and
+/// SIGQUIT) ignored, a shell cannot trap a signal ignored at its start, and
+/// cma rightly passes the ignoring on to the program.
 fn spawn_run_sh(script: &str) -> std::process::Child {
-    cma()
+    use std::os::unix::process::CommandExt;
+    let mut command = cma();
+    command
         .args(["run", "--", "sh", "-c", script])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn cma")
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: between fork and exec the hook only calls signal(2), which is
+    // async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            for sig in [
+                libc::SIGHUP,
+                libc::SIGINT,
+                libc::SIGQUIT,
+                libc::SIGTERM,
+                libc::SIGUSR1,
+                libc::SIGUSR2,
+            ] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        })
+    };
+    command.spawn().expect("spawn cma")
 }
 
 /// Waits up to 30 s for `child` to end; kills it (and fails) past that.
