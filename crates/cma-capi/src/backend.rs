@@ -226,6 +226,11 @@ pub(crate) fn for_each_live(each: impl FnMut(usize, LiveBackendBlock)) {
     TABLE.for_each_live(each);
 }
 
+/// The backends' live and ignored blocks and bytes.
+pub(crate) fn leak_summary() -> engine::LeakSummary {
+    TABLE.leak_summary()
+}
+
 /// Marks the live backend block `p` as left out of leak reports (or
 /// counted again); false when no backend holds a live block at `p`.
 pub(crate) fn set_ignored(p: *const c_void, ignored: bool) -> bool {

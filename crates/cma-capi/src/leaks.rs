@@ -30,21 +30,6 @@ pub struct CmaLeakSummary {
     pub ignored_bytes: usize,
 }
 
-/// The backends' live and ignored blocks and bytes.
-fn backend_summary() -> engine::LeakSummary {
-    let mut s = engine::LeakSummary::default();
-    backend::for_each_live(|_, b| {
-        if b.ignored {
-            s.ignored_blocks += 1;
-            s.ignored_bytes += b.size as u64;
-        } else {
-            s.live_blocks += 1;
-            s.live_bytes += b.size as u64;
-        }
-    });
-    s
-}
-
 /// `int32_t cma_get_leak_summary(cma_leak_summary *summary)`: the live
 /// blocks not ignored, and the ignored ones, with their bytes (cma's as
 /// its statistics count them, a backend's by its `get_allocation_size`).
@@ -57,7 +42,7 @@ pub unsafe extern "C" fn cma_get_leak_summary(summary: *mut CmaLeakSummary) -> i
     if summary.is_null() {
         return CMA_ERR_NULL_ARGUMENT;
     }
-    let (e, b) = (engine::leak_summary(), backend_summary());
+    let (e, b) = (engine::leak_summary(), backend::leak_summary());
     let out = CmaLeakSummary {
         live_block_count: (e.live_blocks + b.live_blocks) as usize,
         live_bytes: (e.live_bytes + b.live_bytes) as usize,
@@ -120,7 +105,7 @@ pub unsafe extern "C" fn cma_get_leak_entries(
 /// one a line). `CMA_OK`.
 #[no_mangle]
 pub extern "C" fn cma_report_leaks() -> i32 {
-    engine::faces::report_leaks_with(backend_summary());
+    engine::faces::report_leaks_with(backend::leak_summary());
     CMA_OK
 }
 
