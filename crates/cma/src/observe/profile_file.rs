@@ -34,11 +34,10 @@
 //! once; `gb`/`gbk`: live at the process's peak; `eb`/`ebk`: live at the
 //! end (the names of DHAT's fields, which `cma run` writes from these).
 
-use core::cell::UnsafeCell;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-use super::report_file::{engine, expand_pid, DestinationRefused, PATH_MAX};
+use super::destination::{Destination, DestinationRefused, PATH_MAX};
+use super::report_file::{engine, expand_pid};
 use crate::check::report;
 use crate::os::file::File;
 use crate::os::process;
@@ -46,64 +45,13 @@ use crate::track::registry;
 use crate::track::sampling;
 use crate::util::fd_writer::FdWriter;
 
-const EMPTY: u8 = 0;
-const WRITING: u8 = 1;
-const SET: u8 = 2;
-
-/// Where the profile goes: set once (no lock), read at exit.
-struct Destination {
-    state: AtomicU8,
-    len: AtomicUsize,
-    /// Written only by the thread that moved `state` from `EMPTY` to
-    /// `WRITING`; read only after `state` is `SET` (acquire).
-    template: UnsafeCell<[u8; PATH_MAX]>,
-}
-
-// SAFETY: see the fields: one writer before `SET`, readers after it.
-unsafe impl Sync for Destination {}
-
-static DESTINATION: Destination = Destination {
-    state: AtomicU8::new(EMPTY),
-    len: AtomicUsize::new(0),
-    template: UnsafeCell::new([0; PATH_MAX]),
-};
+/// Where the profile goes; its writer appends `.rust-crate` and the NUL.
+static DESTINATION: Destination = Destination::new(16 + 1);
 
 /// Chooses where the profile goes (a path template with `%p`). The first
 /// choice holds; the same path again is accepted.
 pub(crate) fn set_destination(template: &[u8]) -> Result<(), DestinationRefused> {
-    if template.is_empty() {
-        return Ok(());
-    }
-    // Room for `.rust-crate` and the NUL.
-    if template.len() + 16 >= PATH_MAX {
-        return Err(DestinationRefused::TooLong);
-    }
-    if DESTINATION
-        .state
-        .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Acquire)
-        .is_err()
-    {
-        return match destination() {
-            Some(current) if current == template => Ok(()),
-            _ => Err(DestinationRefused::AlreadyChosen),
-        };
-    }
-    // SAFETY: this thread moved `state` to WRITING (see the fields).
-    let buf = unsafe { &mut *DESTINATION.template.get() };
-    buf[..template.len()].copy_from_slice(template);
-    DESTINATION.len.store(template.len(), Ordering::Relaxed);
-    DESTINATION.state.store(SET, Ordering::Release);
-    Ok(())
-}
-
-fn destination() -> Option<&'static [u8]> {
-    if DESTINATION.state.load(Ordering::Acquire) != SET {
-        return None;
-    }
-    let len = DESTINATION.len.load(Ordering::Relaxed);
-    // SAFETY: SET was seen with acquire: the template is written for good.
-    let buf: &'static [u8; PATH_MAX] = unsafe { &*DESTINATION.template.get() };
-    buf.get(..len)
+    DESTINATION.set(template)
 }
 
 /// Writes the profile to `fd` (see the module docs for the format).
@@ -210,7 +158,7 @@ pub(crate) fn write_profile_at_exit() {
     if !sampling::on() {
         return;
     }
-    let Some(template) = destination() else {
+    let Some(template) = DESTINATION.get() else {
         return;
     };
     let mut with_engine = [0u8; PATH_MAX];

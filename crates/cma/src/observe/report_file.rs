@@ -16,7 +16,7 @@
 //!
 //! The destination is read once, with the other options, when the engine
 //! initialises (or by the first `apply_options` that names one). The report
-//! is written by a destructor (`.fini_array`), which runs after `main`
+//! is written by the exit destructor (`at_exit`, `.fini_array`), after `main`
 //! returns or `exit` is called; nothing is written when the process dies
 //! by a signal or calls `_exit`, or when this engine never initialised. It
 //! is formatted with `core::fmt` into a fixed buffer and written with
@@ -47,9 +47,8 @@
 //! end
 //! ```
 
-use core::cell::UnsafeCell;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::stats::stats;
 use crate::check::report;
@@ -58,8 +57,9 @@ use crate::os::process;
 use crate::util::fd_writer::FdWriter;
 use crate::util::stack_buf::StackBuf;
 
-/// The longest report path, NUL included.
-pub const PATH_MAX: usize = 4096;
+use super::destination::Destination;
+pub(crate) use super::destination::DestinationRefused;
+pub use super::destination::PATH_MAX;
 
 /// Which face of cma this copy of the engine serves; named in its report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,94 +97,25 @@ pub(crate) fn engine() -> Engine {
     }
 }
 
-const EMPTY: u8 = 0;
-const WRITING: u8 = 1;
-const SET: u8 = 2;
-
-/// Where the report goes: set at most once (no lock, so nothing a fork can
-/// leave held), read by the destructor.
-struct Destination {
-    /// `EMPTY`, then `WRITING` while one thread copies the path in, then
-    /// `SET` for good.
-    state: AtomicU8,
-    len: AtomicUsize,
-    /// Written only by the thread that moved `state` from `EMPTY` to
-    /// `WRITING`; read only after `state` is `SET` (acquire).
-    template: UnsafeCell<[u8; PATH_MAX]>,
-}
-
-// SAFETY: `template` is written by one thread before `state` becomes `SET`
-// (release) and only read after it is seen `SET` (acquire); see the fields.
-unsafe impl Sync for Destination {}
-
-static DESTINATION: Destination = Destination {
-    state: AtomicU8::new(EMPTY),
-    len: AtomicUsize::new(0),
-    template: UnsafeCell::new([0; PATH_MAX]),
-};
-
-/// Why `set_destination` did not take a path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum DestinationRefused {
-    /// Another destination was chosen before.
-    AlreadyChosen,
-    /// Longer than `PATH_MAX - 1` bytes.
-    TooLong,
-}
+/// Where the report goes (`stderr`, or a path template with `%p`).
+static DESTINATION: Destination = Destination::new(1);
 
 /// Chooses where the report goes (`stderr`, or a path template with `%p`).
 /// The first choice holds; the same path again is accepted. An empty path
 /// chooses nothing.
 pub(crate) fn set_destination(template: &[u8]) -> Result<(), DestinationRefused> {
-    if template.is_empty() {
-        return Ok(());
-    }
-    if template.len() >= PATH_MAX {
-        return Err(DestinationRefused::TooLong);
-    }
-    if DESTINATION
-        .state
-        .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Acquire)
-        .is_err()
-    {
-        return match destination() {
-            Some(current) if current == template => Ok(()),
-            _ => Err(DestinationRefused::AlreadyChosen),
-        };
-    }
-    // SAFETY: this thread moved `state` to WRITING: nobody else writes
-    // `template`, and nobody reads it before SET.
-    let buf = unsafe { &mut *DESTINATION.template.get() };
-    buf[..template.len()].copy_from_slice(template);
-    DESTINATION.len.store(template.len(), Ordering::Relaxed);
-    DESTINATION.state.store(SET, Ordering::Release);
-    Ok(())
+    DESTINATION.set(template)
 }
 
 /// Whether `set_destination(template)` would be accepted now (a typed
 /// `Options` checks every value before it applies any).
 pub(crate) fn destination_allowed(template: &[u8]) -> Result<(), DestinationRefused> {
-    if template.len() >= PATH_MAX {
-        return Err(DestinationRefused::TooLong);
-    }
-    match destination() {
-        Some(current) if !template.is_empty() && current != template => {
-            Err(DestinationRefused::AlreadyChosen)
-        }
-        _ => Ok(()),
-    }
+    DESTINATION.allowed(template)
 }
 
 /// The chosen destination, if one was.
 fn destination() -> Option<&'static [u8]> {
-    if DESTINATION.state.load(Ordering::Acquire) != SET {
-        return None;
-    }
-    let len = DESTINATION.len.load(Ordering::Relaxed);
-    // SAFETY: SET was seen with acquire: `template` is written and never
-    // changes again.
-    let buf: &'static [u8; PATH_MAX] = unsafe { &*DESTINATION.template.get() };
-    buf.get(..len)
+    DESTINATION.get()
 }
 
 /// Expands `%p` in `template` to `pid` into `out`, NUL-terminated. False
@@ -287,7 +218,7 @@ fn write_report(fd: i32, header: &[u8]) -> bool {
 }
 
 /// Writes the report where `report=` said, if it said anywhere.
-fn write_report_at_exit() {
+pub(crate) fn write_report_at_exit() {
     let Some(template) = destination() else {
         return;
     };
@@ -340,20 +271,6 @@ impl core::fmt::Display for Utf8Prefix<'_> {
         f.write_str(text)
     }
 }
-
-extern "C" fn at_exit() {
-    crate::check::heap_check::check_heap_at_exit();
-    write_report_at_exit();
-    super::profile_file::write_profile_at_exit();
-}
-
-// A destructor of whatever links this engine (the executable, or libcma):
-// glibc runs `.fini_array` entries from `exit`, after the `atexit`
-// handlers, so the counters include everything the program freed on its
-// way out.
-#[used]
-#[link_section = ".fini_array"]
-static WRITE_REPORT_AT_EXIT: extern "C" fn() = at_exit;
 
 #[cfg(test)]
 mod tests {
