@@ -109,7 +109,7 @@ def table(title, rows):
 def cma_options(level):
     """CMA_OPTIONS for a `--levels` entry: `fast` or `fast:sample=0`."""
     name, _, more = level.partition(":")
-    return ",".join(filter(None, [f"check={name}", more]))
+    return ",".join(filter(None, [f"check={name}", more.replace(":", ",")]))
 
 
 def main():
@@ -117,7 +117,7 @@ def main():
     ap.add_argument("--pairs", type=int, default=200_000)
     ap.add_argument("--levels", default="fast,default",
                     help="cma check levels to count (CMA_OPTIONS=check=LEVEL); a level may "
-                         "carry more options after a colon, e.g. fast:sample=0")
+                         "carry more options after colons, e.g. fast:sample=0 or default:wipe=0:canary=0")
     args = ap.parse_args()
     levels = [l for l in args.levels.split(",") if l]
     with tempfile.TemporaryDirectory() as work:

@@ -376,6 +376,31 @@ fn a_release_by_another_family_is_reported_at_the_default_level() {
         preloaded(Command::new(&exe).arg("delete-of-malloc")).env("CMA_OPTIONS", "check=fast"),
     );
     assert!(o.status.success(), "fast: {err}");
+    // The check is the `kind_check` switch: off at `default`, mismatched
+    // and mis-sized releases pass; on at `fast`, they are reported.
+    for what in [
+        "delete-of-malloc",
+        "free-sized-wrong-size",
+        "delete-of-new-array",
+    ] {
+        let options = "check=default,kind_check=0";
+        let (o, out, err) =
+            output(preloaded(Command::new(&exe).arg(what)).env("CMA_OPTIONS", options));
+        assert!(
+            o.status.success(),
+            "{what} {options}: {}\n{out}\n{err}",
+            o.status
+        );
+    }
+    let options = "check=fast,kind_check=1";
+    let (o, _, err) =
+        output(preloaded(Command::new(&exe).arg("delete-of-malloc")).env("CMA_OPTIONS", options));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(libc_sigabrt()), "{options}: {err}");
+    assert!(
+        err.contains("cma: alloc-dealloc mismatch: "),
+        "{options}: {err}"
+    );
 }
 
 #[test]

@@ -76,6 +76,7 @@ pub use check::error::{Access, AccessProblem, BlockKind, CmaError};
 pub use check::heap_check::HeapCheck;
 pub use check::kind::AllocKind;
 pub use check::level::CheckLevel;
+pub use check::switches::CheckSwitch;
 pub use guarded::sampling::DEFAULT_RATE as DEFAULT_SAMPLE_RATE;
 pub use heap::guard::guard_depth;
 pub use observe::alloc_log::{

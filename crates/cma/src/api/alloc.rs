@@ -16,6 +16,7 @@ use crate::check::error::CmaError;
 use crate::check::kind::{set_slot_kind, AllocKind};
 use crate::check::level::{self, checked_size_limit, fast_size_limit, MODE_CHECKED, MODE_FAST};
 use crate::check::lookup::{self, Found};
+use crate::check::switches::{self, CheckSwitch};
 use crate::check::trailer::TRAILER;
 use crate::guarded::zero;
 use crate::heap::guard::{fast_heap, AllocatorGuard};
@@ -303,8 +304,16 @@ pub(super) fn alloc_slow(
         limits::check(size, usable)?;
     }
     let p = match class {
-        // A checked level's slot reads as zero already (verified).
-        Some(class) if trailer != 0 => heap.alloc_checked(class, size, align),
+        // A checked level's slot reads as zero already (verified), unless
+        // freed slots are not wiped.
+        Some(class) if trailer != 0 => {
+            let p = heap.alloc_checked(class, size, align);
+            if !p.is_null() && zero && !switches::on(CheckSwitch::Wipe) {
+                // SAFETY: a fresh block of at least `size` bytes.
+                unsafe { core::ptr::write_bytes(p, 0, size) };
+            }
+            p
+        }
         Some(class) => {
             let (p, sampled) = small_block(heap, class, size, align);
             if !p.is_null() && zero {
@@ -388,7 +397,7 @@ pub(crate) fn alloc_of_kind(size: usize, align: usize, kind: AllocKind) -> *mut 
     } else {
         alloc_other(size, align)
     };
-    if !p.is_null() && kind != AllocKind::Malloc && level::checked() {
+    if !p.is_null() && kind != AllocKind::Malloc && switches::on(CheckSwitch::KindCheck) {
         record_kind(p, kind);
     }
     p

@@ -12,6 +12,7 @@ use crate::check::kind::AllocKind;
 use crate::check::level::{self, MODE_CHECKED};
 use crate::check::lookup::{self, Found};
 use crate::check::report;
+use crate::check::switches::{self, CheckSwitch};
 use crate::heap::guard::AllocatorGuard;
 use crate::heap::profile;
 use crate::heap::{free_checked_local_fast, free_local_fast, free_remote_fast, Heap};
@@ -94,6 +95,13 @@ pub(super) fn try_free(p: *mut u8, kind: AllocKind) -> Result<(), CmaError> {
 
 #[inline(never)]
 fn free_slow(heap: &Heap, addr: usize, kind: AllocKind) -> Result<(), CmaError> {
+    // With `kind_check=0` no block records its family (`alloc_of_kind`):
+    // every release is taken as the malloc family's.
+    let kind = if switches::on(CheckSwitch::KindCheck) {
+        kind
+    } else {
+        AllocKind::Malloc
+    };
     let found = lookup::find_block(addr)?;
     if let Found::Sampled(_) = found {
         // At every level: its head and slack patterns.
@@ -128,7 +136,7 @@ pub(crate) fn free_sized(
     operation: &'static str,
     kind: AllocKind,
 ) {
-    if !p.is_null() && level::checked() {
+    if !p.is_null() && switches::on(CheckSwitch::KindCheck) {
         if let Err(e) = check_sized(p, size, align) {
             report::fatal(operation, e);
         }

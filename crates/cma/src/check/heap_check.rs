@@ -29,6 +29,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use super::error::CmaError;
 use super::level;
 use super::lookup::{self, Found};
+use super::switches::{self, CheckSwitch};
 use super::trailer;
 use crate::meta::segment_map::{self, TAG_HUGE};
 use crate::meta::span::{Span, SpanKind};
@@ -154,7 +155,9 @@ fn walk_slab(slab: &Span, seen: &mut HeapCheck, suspect: &mut impl FnMut(Suspect
                 } else {
                     seen.quarantined_slots += 1;
                     // SAFETY: as above; `bs` is a multiple of 8, aligned.
-                    if !unsafe { is_zero(addr as *const u8, bs) } {
+                    // (With `wipe=0` a freed slot keeps its bytes.)
+                    if switches::on(CheckSwitch::Wipe) && !unsafe { is_zero(addr as *const u8, bs) }
+                    {
                         suspect(Suspect::Quarantined(addr));
                     }
                 }

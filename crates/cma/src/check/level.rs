@@ -10,16 +10,23 @@
 //! `default` is the level in force when nothing is set; the level is chosen
 //! once, when cma starts (`CMA_OPTIONS=check=fast`).
 //!
-//! `strict` is `default`'s mode byte plus `MODE_PROFILE`: it records every
-//! block in the live-allocation registry whatever `profile=` says
-//! (`track::sampling::refresh`), keeps the stack of each free while the
-//! freed block is remembered (`track::registry`), holds a larger quarantine
-//! (`heap::quarantine::apply_level_defaults`), and prints the recorded
-//! stacks in every diagnostic about a block (`check::report`). Its own flag
-//! (`strict()`) is read only off the fast paths.
+//! Each level is a preset of switches (`check::switches`: `canary`, `wipe`,
+//! `kind_check`, `large_guard`, `stacks`), which options may override one
+//! by one. Blocks take the checked paths (`MODE_CHECKED`) at `default` and
+//! `strict`, and at `fast` when a switch is on; each check there asks its
+//! switch.
+//!
+//! `strict` is `default` plus the `stacks` switch and a larger quarantine:
+//! with `stacks` the mode byte carries `MODE_PROFILE`, every block is
+//! recorded in the live-allocation registry whatever `profile=` says
+//! (`track::sampling::refresh`), the stack of each free is kept while the
+//! freed block is remembered (`track::registry`), and the recorded stacks
+//! are printed in every diagnostic about a block (`check::report`). The
+//! switch (`strict()`) is read only off the fast paths.
 
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
+use super::switches::{self, CheckSwitch};
 use super::trailer;
 use crate::slab::size_class::SMALL_TABLE_MAX;
 
@@ -122,25 +129,23 @@ pub(crate) fn set_mode_bit(bit: u8, on: bool) {
     }
 }
 
-/// The check level in force.
+/// The check level chosen (its switches may be overridden one by one).
 pub(crate) fn level() -> CheckLevel {
-    if !checked() {
-        CheckLevel::Fast
-    } else if strict() {
-        CheckLevel::Strict
-    } else {
-        CheckLevel::Default
+    match LEVEL.load(Ordering::Relaxed) {
+        0 => CheckLevel::Fast,
+        2 => CheckLevel::Strict,
+        _ => CheckLevel::Default,
     }
 }
 
-/// Whether the level is `strict` (see the module docs); the mode byte's
-/// checked bit is on too then.
-static STRICT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// The level chosen, as `CheckLevel as u8` (`Default` until chosen).
+static LEVEL: AtomicU8 = AtomicU8::new(CheckLevel::Default as u8);
 
-/// Whether the `strict` level is in force.
+/// Whether every block's and free's stack is recorded (the `stacks`
+/// switch, on at `strict`).
 #[inline]
 pub(crate) fn strict() -> bool {
-    STRICT.load(Ordering::Relaxed)
+    switches::on(CheckSwitch::Stacks)
 }
 
 /// Whether something chose the level (an option), as opposed to the level
@@ -155,11 +160,30 @@ pub(crate) fn chosen() -> bool {
 
 pub(crate) fn set_level(level: CheckLevel) {
     CHOSEN.store(true, Ordering::Relaxed);
-    trailer::ensure_secret();
-    STRICT.store(level == CheckLevel::Strict, Ordering::Relaxed);
-    set_mode_bit(MODE_CHECKED, level != CheckLevel::Fast);
+    LEVEL.store(level as u8, Ordering::Relaxed);
     crate::heap::quarantine::apply_level_defaults(level);
-    // Strict records every block whatever `profile=` says.
+    apply_switches();
+}
+
+/// Sets one switch, as an option named it: it overrides the level's
+/// preset, whichever was named first.
+pub(crate) fn set_switch(switch: CheckSwitch, on: bool) {
+    switches::name(switch, on);
+    apply_switches();
+}
+
+/// Puts the level's switches in force (with those options named) and sets
+/// the mode byte from them.
+fn apply_switches() {
+    let level = level();
+    let on = switches::for_level(level);
+    if on != 0 {
+        trailer::ensure_secret();
+    }
+    switches::store(on);
+    let checked = level != CheckLevel::Fast || on != 0;
+    set_mode_bit(MODE_CHECKED, checked);
+    // `stacks` records every block whatever `profile=` says.
     crate::track::sampling::refresh();
 }
 

@@ -2,6 +2,7 @@
 //! path that reports misuse.
 //!
 //! - `level`: the check levels, and the one mode byte the fast paths read;
+//! - `switches`: the checks each level presets, one switch each;
 //! - `trailer`: the `default` level's canary trailer;
 //! - `kind`: which family allocated a block and which releases it;
 //! - `lookup`: is this address the start of one of our blocks, in which
@@ -20,4 +21,5 @@ pub(crate) mod kind;
 pub(crate) mod level;
 pub(crate) mod lookup;
 pub(crate) mod report;
+pub(crate) mod switches;
 pub(crate) mod trailer;

@@ -12,11 +12,15 @@
 //! [bs-4, bs)        the slack length bs-8-n
 //! ```
 //!
+//! With `canary=0` (`check::switches`) the trailer records the slack length
+//! only, and nothing is checked.
+//!
 //! The trailer is checking data, not allocator metadata: the allocator never
 //! trusts it for its own state; a damaged trailer only produces a report.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::switches::{self, CheckSwitch};
 use crate::os::{clock, process};
 
 static SECRET: AtomicU64 = AtomicU64::new(0);
@@ -61,6 +65,11 @@ fn canary(slot: usize, slack: u32) -> u32 {
 pub(crate) unsafe fn arm(slot: *mut u8, block_size: usize, requested: usize) {
     debug_assert!(requested + TRAILER <= block_size);
     let slack = block_size - TRAILER - requested;
+    if !switches::on(CheckSwitch::Canary) {
+        // SAFETY: the trailer lies inside the slot.
+        unsafe { record_slack(slot, block_size, slack) };
+        return;
+    }
     let (second, _, _) = slack_windows(block_size, requested);
     // SAFETY: both pattern words and the trailer lie inside the slot. The
     // pattern goes first: where the slack is shorter than 16 bytes it spills
@@ -74,6 +83,22 @@ pub(crate) unsafe fn arm(slot: *mut u8, block_size: usize, requested: usize) {
         trailer
             .cast::<u32>()
             .write_unaligned(canary(slot as usize, slack as u32));
+        trailer.add(4).cast::<u32>().write_unaligned(slack as u32);
+    }
+}
+
+/// With `canary=0`: the trailer records the slack length only (the
+/// requested size, for `malloc_usable_size` and `realloc`), with a zero
+/// canary.
+///
+/// # Safety
+/// `slot` is a live slot of `block_size` bytes.
+#[cold]
+unsafe fn record_slack(slot: *mut u8, block_size: usize, slack: usize) {
+    // SAFETY: the caller's.
+    unsafe {
+        let trailer = slot.add(block_size - TRAILER);
+        trailer.cast::<u32>().write_unaligned(0);
         trailer.add(4).cast::<u32>().write_unaligned(slack as u32);
     }
 }
@@ -106,10 +131,17 @@ pub(crate) unsafe fn verify(slot: *const u8, block_size: usize) -> Option<usize>
         let trailer = slot.add(block_size - TRAILER);
         let stored = trailer.cast::<u32>().read_unaligned();
         let slack = trailer.add(4).cast::<u32>().read_unaligned() as usize;
-        if slack > block_size - TRAILER || stored != canary(slot as usize, slack as u32) {
+        if slack > block_size - TRAILER {
             return None;
         }
         let requested = block_size - TRAILER - slack;
+        if !switches::on(CheckSwitch::Canary) {
+            // Nothing to check (`record_slack`).
+            return Some(requested);
+        }
+        if stored != canary(slot as usize, slack as u32) {
+            return None;
+        }
         let (second, first_mask, second_mask) = slack_windows(block_size, requested);
         let first = slot.add(requested).cast::<u64>().read_unaligned();
         let second = slot.add(second).cast::<u64>().read_unaligned();

@@ -44,6 +44,7 @@ use crate::check::kind::AllocKind;
 use crate::check::level::{self, MODE_CHECKED, MODE_FAST};
 use crate::check::lookup::{self, large_block, Found};
 use crate::check::report;
+use crate::check::switches::{self, CheckSwitch};
 use crate::check::trailer::{self, TRAILER};
 use crate::meta::segment_map;
 use crate::meta::span::{SlabList, Span};
@@ -336,9 +337,10 @@ impl ArenaHeap {
     pub(crate) fn alloc_zeroed(&self, size: usize, align: usize) -> Result<NonNull<u8>, CmaError> {
         match self.alloc_cached(size, align) {
             Some(p) => {
-                if !level::checked() {
+                if !level::checked() || !switches::on(CheckSwitch::Wipe) {
                     // SAFETY: a fresh block of at least `size` bytes. (A
-                    // checked level's slots read as zero when handed out.)
+                    // checked level's slots read as zero when handed out,
+                    // when freed slots are wiped.)
                     unsafe { core::ptr::write_bytes(p.as_ptr(), 0, size) };
                 }
                 Ok(p)
@@ -392,8 +394,16 @@ impl ArenaHeap {
         }
         self.check_limit(size, usable)?;
         let (p, usable) = match class {
-            // A checked level's slot reads as zero already (verified).
-            Some(class) if trailer != 0 => (self.heap.alloc_checked(class, size, align), usable),
+            // A checked level's slot reads as zero already (verified),
+            // unless freed slots are not wiped.
+            Some(class) if trailer != 0 => {
+                let p = self.heap.alloc_checked(class, size, align);
+                if !p.is_null() && zero && !switches::on(CheckSwitch::Wipe) {
+                    // SAFETY: a fresh block of at least `size` bytes.
+                    unsafe { core::ptr::write_bytes(p, 0, size) };
+                }
+                (p, usable)
+            }
             Some(class) => {
                 let p = self.heap.alloc_small(class);
                 if !p.is_null() && zero {
@@ -849,7 +859,7 @@ fn empty_slab(s: &Span, checked: bool, kept: bool) -> u64 {
                     );
                 }
             }
-            if kept {
+            if kept && switches::on(CheckSwitch::Wipe) {
                 // Runs of allocated slots, each wiped at once.
                 let mut rest = bits;
                 while rest != 0 {

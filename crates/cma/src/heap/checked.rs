@@ -10,6 +10,10 @@
 //!   this heap owns the slab, or records a remote free (the owner
 //!   quarantines the slot when it collects it).
 //!
+//! Each check asks its switch (`check::switches`): `wipe` for the wipe and
+//! the verification, `kind_check` for the kinds, `canary` in
+//! `check::trailer`.
+//!
 //! Slabs of a checked level carry a tagged owner token (`Heap::owner_token`),
 //! so the `fast` level's free fast path never takes them.
 
@@ -25,6 +29,7 @@ use crate::check::error::CmaError;
 use crate::check::kind::{self as kinds, AllocKind};
 use crate::check::lookup::slot_error;
 use crate::check::report;
+use crate::check::switches::{self, CheckSwitch};
 use crate::check::trailer;
 use crate::meta::span::Span;
 use crate::slab::size_class::SizeClass;
@@ -47,7 +52,9 @@ impl ClassState {
         let p = self.pop()?;
         let bs = self.block_size.get();
         // SAFETY: a fresh slot of `bs` bytes, 8-byte aligned.
-        if !unsafe { is_zero(p.as_ptr(), bs.min(VERIFIED_BYTES)) } {
+        if switches::on(CheckSwitch::Wipe)
+            && !unsafe { is_zero(p.as_ptr(), bs.min(VERIFIED_BYTES)) }
+        {
             report_dirty_slot(p.as_ptr());
         }
         // SAFETY: a fresh slot of `bs` bytes; the class was chosen for
@@ -77,13 +84,17 @@ pub(crate) fn free_checked_local_fast(span: &Span, addr: usize, kind: AllocKind)
     // SAFETY: an allocated slot (its bit is set), armed when handed out.
     if cleared == bits
         || unsafe { trailer::verify(addr as *const u8, bs) }.is_none()
-        || kinds::slot_kind(span, index) != kind
+        || (switches::on(CheckSwitch::KindCheck) && kinds::slot_kind(span, index) != kind)
     {
         return false;
     }
-    kinds::clear_slot_kind(span, index, kind);
-    // SAFETY: the caller gives the block up; `bs` bytes.
-    unsafe { wipe(addr as *mut u8, bs) };
+    if switches::on(CheckSwitch::KindCheck) {
+        kinds::clear_slot_kind(span, index, kind);
+    }
+    if switches::on(CheckSwitch::Wipe) {
+        // SAFETY: the caller gives the block up; `bs` bytes.
+        unsafe { wipe(addr as *mut u8, bs) };
+    }
     word.store(cleared, Ordering::Relaxed);
     // SAFETY: a slab's `owner_frees` is its owner's counter for its class.
     unsafe { &*(span.owner_frees.load(Ordering::Relaxed) as *const Counter) }.add(1);
@@ -117,7 +128,7 @@ impl Heap {
         }
         let bs = class.block_size();
         // SAFETY: a fresh slot of `bs` bytes, 8-byte aligned.
-        if !unsafe { is_zero(p, bs.min(VERIFIED_BYTES)) } {
+        if switches::on(CheckSwitch::Wipe) && !unsafe { is_zero(p, bs.min(VERIFIED_BYTES)) } {
             report_dirty_slot(p);
         }
         // SAFETY: a fresh slot of `bs` bytes; size + TRAILER <= bs.
@@ -165,15 +176,19 @@ impl Heap {
         if !self.owns(slab) {
             // The kind stays marked: the owner clears it when it collects.
             // The wipe first: once recorded, the owner may reuse the slot.
-            // SAFETY: the caller gives the block up; `bs` bytes.
-            unsafe { wipe(addr as *mut u8, bs) };
+            if switches::on(CheckSwitch::Wipe) {
+                // SAFETY: the caller gives the block up; `bs` bytes.
+                unsafe { wipe(addr as *mut u8, bs) };
+            }
             if self.free_slot_remote(slab, index) {
                 return Ok(());
             }
             return Err(slot_error(slab, index, SlotState::FreedByOtherThread));
         }
-        // SAFETY: as above.
-        unsafe { wipe(addr as *mut u8, bs) };
+        if switches::on(CheckSwitch::Wipe) {
+            // SAFETY: as above.
+            unsafe { wipe(addr as *mut u8, bs) };
+        }
         kinds::clear_slot_kind(slab, index, kind);
         let (w, bit) = (index / 64, 1u64 << (index % 64));
         slab.allocated_word(w).store(word & !bit, Ordering::Relaxed);

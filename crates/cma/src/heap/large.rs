@@ -9,6 +9,7 @@ use super::slabs::pages_freed;
 use super::Heap;
 use crate::check::kind::AllocKind;
 use crate::check::level;
+use crate::check::switches::{self, CheckSwitch};
 use crate::meta::span::{Span, SpanKind};
 use crate::os::PAGE_SIZE;
 use crate::pages::{pages_for, resize_huge, GUARDED_LARGE_MAX, LARGE_MAX, MAX_SPAN_PAGES, PAGES};
@@ -23,7 +24,7 @@ impl Heap {
         let size = size.max(1);
         let pages = pages_for(size);
         let align_pages = (align / PAGE_SIZE).max(1);
-        let checked = level::checked();
+        let checked = level::checked() && switches::on(CheckSwitch::LargeGuard);
         let span = {
             let mut pages_lock = PAGES.lock();
             if checked
@@ -84,7 +85,8 @@ impl Heap {
             // SAFETY: validated live block of ours, and the caller gives it up.
             unsafe {
                 if s.kind() == SpanKind::Huge {
-                    let seal = level::checked() || s.guarded.get();
+                    let seal = (level::checked() && switches::on(CheckSwitch::LargeGuard))
+                        || s.guarded.get();
                     if seal && !crate::os::signal::fault_handler_installed() {
                         // A touch of the sealed mapping faults: the handler
                         // says whose.

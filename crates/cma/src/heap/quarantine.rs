@@ -69,7 +69,11 @@ pub(crate) fn set_byte_bound(bytes: usize) {
 pub(crate) fn apply_level_defaults(level: CheckLevel) {
     let (slots, bytes) = match level {
         CheckLevel::Strict => (STRICT_SLOTS, STRICT_BYTES),
-        CheckLevel::Fast | CheckLevel::Default => (DEFAULT_SLOTS, DEFAULT_BYTES),
+        CheckLevel::Default => (DEFAULT_SLOTS, DEFAULT_BYTES),
+        // Blocks of the `fast` level take the checked paths only when a
+        // check is switched on (`check::switches`): no quarantine unless
+        // asked for.
+        CheckLevel::Fast => (0, 0),
     };
     if !SLOTS_CHOSEN.load(Ordering::Relaxed) {
         MAX_SLOTS.store(slots, Ordering::Relaxed);

@@ -11,6 +11,7 @@ use core::sync::atomic::Ordering;
 use super::guard;
 use super::Heap;
 use crate::check::level;
+use crate::check::switches::{self, CheckSwitch};
 use crate::meta::span::{SlabList, Span, SpanKind};
 use crate::pages::{purge_thread, PAGES};
 use crate::slab::page_purge;
@@ -38,7 +39,7 @@ impl Heap {
         }
         // SAFETY: a fresh span descriptor, not yet visible as a slab.
         let s = unsafe { &*slab };
-        if level::checked() && !s.zeroed.get() {
+        if level::checked() && switches::on(CheckSwitch::Wipe) && !s.zeroed.get() {
             // A checked level hands out only slots that read as zero.
             // SAFETY: the span's pages are ours and hold no block yet.
             unsafe { core::ptr::write_bytes(s.start() as *mut u8, 0, s.bytes()) };

@@ -7,6 +7,7 @@ use core::fmt::Write;
 use super::parse::{parse, Lossy, Setting};
 use super::typed::OptionsError;
 use crate::check::report;
+use crate::check::switches::{self, CheckSwitch};
 use crate::check::{heap_check, level};
 use crate::guarded::{self, sampling};
 use crate::heap::{pool, quarantine};
@@ -36,6 +37,9 @@ pub(crate) fn apply(options: &[u8]) {
                 let mut digits = StackBuf::<24>::new();
                 let (key, value) = match setting {
                     Setting::Check(requested) => ("check", requested.name().as_bytes()),
+                    Setting::Switch(switch, on) => {
+                        (switch.name(), if on { &b"1"[..] } else { &b"0"[..] })
+                    }
                     Setting::Sample(n) => ("sample", number(&mut digits, n)),
                     Setting::SampleSeed(n) => ("sample_seed", number(&mut digits, n)),
                     Setting::SampleSlots(n) => ("sample_slots", number(&mut digits, n as u64)),
@@ -117,6 +121,10 @@ impl<'a> Batch<'a> {
             Setting::Quarantine(bytes) => quarantine::set_byte_bound(bytes),
             Setting::QuarantineSlots(slots) => quarantine::set_slot_bound(slots),
             Setting::ExitCheck(on) => heap_check::set_exit_check(on),
+            Setting::Switch(switch, on) => {
+                switch_allowed(switch, on)?;
+                level::set_switch(switch, on);
+            }
             // Each heap draws its countdowns when it is made: like the check
             // level, the rate and the seed are chosen before the first
             // allocation.
@@ -183,6 +191,16 @@ pub(super) fn check_level_allowed(requested: level::CheckLevel) -> Result<(), Op
     let current = level::level();
     if requested != current && pool::heaps_exist() {
         return Err(OptionsError::CheckLevelFixed { requested, current });
+    }
+    Ok(())
+}
+
+/// Whether a check may be switched now: while no thread has allocated,
+/// as the level (blocks are armed for the checks in force when handed
+/// out). Naming the value in force is always allowed.
+pub(super) fn switch_allowed(switch: CheckSwitch, on: bool) -> Result<(), OptionsError> {
+    if switches::on(switch) != on && pool::heaps_exist() {
+        return Err(OptionsError::ChecksFixed { switch });
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 use core::fmt;
 
 use crate::check::level::CheckLevel;
+use crate::check::switches::CheckSwitch;
 use crate::track::sampling::ProfileMode;
 
 /// One option that `parse` understood.
@@ -57,6 +58,10 @@ pub enum Setting<'a> {
     /// `exit_check=0|1`: whether the heap is checked at exit at a checked
     /// level (`cma::check_heap`; default 1).
     ExitCheck(bool),
+    /// `canary=0|1`, `wipe=0|1`, `kind_check=0|1`, `large_guard=0|1`,
+    /// `stacks=0|1`: one check switched on or off, whatever the level's
+    /// preset (see [`CheckSwitch`]).
+    Switch(CheckSwitch, bool),
     /// `profile=off|sample|all`: which blocks the live-allocation registry
     /// records (none, about one per `profile_rate` bytes, every one).
     Profile(ProfileMode),
@@ -223,6 +228,10 @@ fn parse_item<'a>(item: &'a [u8], each: &mut impl FnMut(Result<Setting<'a>, Opti
             .ok_or(Some("a count up to 4096")),
         b"exit_check" => parse_bool(value)
             .map(Setting::ExitCheck)
+            .ok_or(Some("0 or 1")),
+        _ if CheckSwitch::from_name(key).is_some() => CheckSwitch::from_name(key)
+            .zip(parse_bool(value))
+            .map(|(switch, on)| Setting::Switch(switch, on))
             .ok_or(Some("0 or 1")),
         b"profile" => match value {
             b"off" | b"0" => Ok(Setting::Profile(ProfileMode::Off)),

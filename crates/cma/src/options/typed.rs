@@ -5,9 +5,10 @@
 
 use core::fmt;
 
-use super::apply::{check_level_allowed, report_allowed, Batch};
+use super::apply::{check_level_allowed, report_allowed, switch_allowed, Batch};
 use super::parse::{parse, OptionError, Setting};
 use crate::check::level::CheckLevel;
+use crate::check::switches::CheckSwitch;
 use crate::heap::pool;
 use crate::track::sampling::{self, ProfileMode};
 
@@ -43,6 +44,8 @@ pub struct Options<'a> {
     quarantine: Option<usize>,
     quarantine_slots: Option<usize>,
     exit_check: Option<bool>,
+    /// Per switch (in `CheckSwitch::ALL`'s order): the value named.
+    switches: [Option<bool>; CheckSwitch::ALL.len()],
     profile: Option<ProfileMode>,
     profile_rate: Option<u64>,
 }
@@ -97,6 +100,7 @@ impl<'a> Options<'a> {
             Setting::Quarantine(bytes) => self.quarantine(bytes),
             Setting::QuarantineSlots(n) => self.quarantine_slots(n),
             Setting::ExitCheck(on) => self.exit_check(on),
+            Setting::Switch(switch, on) => self.check_switch(switch, on),
             Setting::Profile(mode) => self.profile(mode),
             Setting::ProfileRate(bytes) => self.profile_rate(bytes),
             // Sampling is set through `CMA_OPTIONS` and `apply_options` (not
@@ -217,6 +221,28 @@ impl<'a> Options<'a> {
         }
     }
 
+    /// `canary=`, `wipe=`, `kind_check=`, `large_guard=`, `stacks=`: one
+    /// check on or off, whatever the level's preset (README's table says
+    /// what each costs). Chosen before the first allocation, like the
+    /// level ([`OptionsError::ChecksFixed`] after it).
+    ///
+    /// ```
+    /// use cma::{CheckLevel, CheckSwitch, Options};
+    ///
+    /// // The default level without wiping freed blocks:
+    /// let options = Options::new()
+    ///     .check(CheckLevel::Default)
+    ///     .check_switch(CheckSwitch::Wipe, false);
+    /// assert_eq!(options, Options::parse(b"check=default,wipe=0").unwrap());
+    /// ```
+    pub fn check_switch(self, switch: CheckSwitch, on: bool) -> Options<'a> {
+        let mut switches = self.switches;
+        if let Some(i) = CheckSwitch::ALL.iter().position(|&s| s == switch) {
+            switches[i] = Some(on);
+        }
+        Options { switches, ..self }
+    }
+
     /// `profile=`: which blocks the live-allocation registry records, with
     /// their allocation stacks: none (`Off`, the default), about one per
     /// `profile_rate` bytes allocated (`Sample`, with weights that make the
@@ -259,6 +285,9 @@ impl<'a> Options<'a> {
         {
             return Err(OptionsError::ProfileFixed);
         }
+        for (switch, on) in self.named_switches() {
+            switch_allowed(switch, on)?;
+        }
         if let Some(requested) = self.quarantine_slots.filter(|&n| n > MAX_QUARANTINE_SLOTS) {
             return Err(OptionsError::QuarantineSlotsTooMany {
                 requested,
@@ -281,10 +310,21 @@ impl<'a> Options<'a> {
             self.profile_rate.map(Setting::ProfileRate),
             self.profile.map(Setting::Profile),
         ];
-        for setting in settings.into_iter().flatten() {
+        let switches = self
+            .named_switches()
+            .map(|(switch, on)| Setting::Switch(switch, on));
+        for setting in settings.into_iter().flatten().chain(switches) {
             batch.take(setting)?;
         }
         batch.finish()
+    }
+
+    /// The switches named, with their values.
+    fn named_switches(&self) -> impl Iterator<Item = (CheckSwitch, bool)> + '_ {
+        CheckSwitch::ALL
+            .into_iter()
+            .zip(self.switches)
+            .filter_map(|(switch, on)| Some((switch, on?)))
     }
 }
 
@@ -312,6 +352,12 @@ pub enum OptionsError {
     SamplePoolReserved,
     /// The profile mode and rate are chosen before the first allocation.
     ProfileFixed,
+    /// The checks are chosen before the first allocation, like the level:
+    /// `switch` cannot change now.
+    ChecksFixed {
+        /// The switch named.
+        switch: CheckSwitch,
+    },
     /// More quarantine slots than a heap's quarantine can hold.
     QuarantineSlotsTooMany {
         /// The count asked for.
@@ -342,6 +388,9 @@ impl fmt::Display for OptionsError {
                 "profiling is chosen before the first allocation (set it in CMA_OPTIONS)"
             }
             OptionsError::QuarantineSlotsTooMany { .. } => "too many quarantine slots",
+            OptionsError::ChecksFixed { .. } => {
+                "the checks are chosen before the first allocation (set them in CMA_OPTIONS)"
+            }
         })
     }
 }
