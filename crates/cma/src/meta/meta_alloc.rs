@@ -137,6 +137,13 @@ impl MetaAlloc {
             self.bump_end = chunk as usize + CHUNK;
             return self.alloc(bytes);
         }
+        if start > self.bump {
+            // The bytes skipped to reach a page, a multiple of
+            // `LINEAR_STEP` below a page: a small free block, so that the
+            // trim pass can see that page covered.
+            // SAFETY: unused chunk memory of ours.
+            unsafe { self.push_free(self.bump as *mut u8, (start - self.bump) / LINEAR_STEP - 1) };
+        }
         self.bump = start + size;
         // Fresh chunk memory is zero already.
         start as *mut u8
