@@ -11,20 +11,27 @@
 //! not keep the metadata of the segments it gave back resident: they are
 //! remembered in a table of their own (no link is written into them), up
 //! to `PARKED` per size, and come back zero-filled by the kernel.
+//!
+//! Smaller blocks (span descriptors) share pages and carry a free-list
+//! link, so they cannot be decommitted one by one; once the program has
+//! stopped freeing them, `meta_trim` takes the pages that only free blocks
+//! cover off the free lists and gives them back.
 
 use core::ptr::null_mut;
 
+use super::meta_trim::TrimmedPages;
 use crate::os::{memory, PAGE_SIZE};
 
-const LINEAR_STEP: usize = 64;
+pub(super) const LINEAR_STEP: usize = 64;
 const LINEAR_MAX: usize = 4096;
 const MAX_BLOCK: usize = 64 * 1024;
 const BINS: usize = LINEAR_MAX / LINEAR_STEP + 4;
-const CHUNK: usize = 4 << 20;
+pub(super) const CHUNK: usize = 4 << 20;
 /// The smallest block decommitted when freed.
 const PAGED_MIN: usize = 2 * PAGE_SIZE;
-/// Its bin: the power-of-two bins from `PAGED_MIN` to `MAX_BLOCK`.
-const FIRST_PAGED_BIN: usize =
+/// Its bin: the power-of-two bins from `PAGED_MIN` to `MAX_BLOCK`; the bins
+/// below it are the small ones, `(bin + 1) * LINEAR_STEP` bytes each.
+pub(super) const FIRST_PAGED_BIN: usize =
     LINEAR_MAX / LINEAR_STEP + (PAGED_MIN.trailing_zeros() - 13) as usize;
 const PAGED_BINS: usize = BINS - FIRST_PAGED_BIN;
 /// Decommitted blocks remembered per size; more go onto the free list,
@@ -32,7 +39,7 @@ const PAGED_BINS: usize = BINS - FIRST_PAGED_BIN;
 const PARKED: usize = 256;
 
 pub(crate) struct MetaAlloc {
-    free: [*mut FreeMeta; BINS],
+    pub(super) free: [*mut FreeMeta; BINS],
     /// Freed blocks of the paged bins, decommitted (module docs).
     parked: [[*mut u8; PARKED]; PAGED_BINS],
     parked_len: [usize; PAGED_BINS],
@@ -40,10 +47,16 @@ pub(crate) struct MetaAlloc {
     bump_end: usize,
     /// Bytes of metadata mapped so far (for the statistics).
     pub(crate) mapped: usize,
+    /// Bytes of the small blocks on the free lists, and what the trim pass
+    /// saw last (`meta_trim`).
+    pub(super) small_free_bytes: usize,
+    pub(super) small_free_seen: usize,
+    /// The chunks the trim pass may give pages of back, and those pages.
+    pub(super) trim: TrimmedPages,
 }
 
-struct FreeMeta {
-    next: *mut FreeMeta,
+pub(super) struct FreeMeta {
+    pub(super) next: *mut FreeMeta,
 }
 
 /// The free-list bin and the real size of a block of `bytes`.
@@ -68,6 +81,9 @@ impl MetaAlloc {
             bump: 0,
             bump_end: 0,
             mapped: 0,
+            small_free_bytes: 0,
+            small_free_seen: 0,
+            trim: TrimmedPages::new(),
         }
     }
 
@@ -90,7 +106,16 @@ impl MetaAlloc {
                 self.free[bin] = (*head).next;
                 core::ptr::write_bytes(head.cast::<u8>(), 0, size);
             }
+            if bin < FIRST_PAGED_BIN {
+                self.small_free_bytes -= size;
+            }
             return head.cast();
+        }
+        if bin < FIRST_PAGED_BIN {
+            let p = self.carve_trimmed_page(bin);
+            if !p.is_null() {
+                return p;
+            }
         }
         let align = if size >= PAGED_MIN {
             PAGE_SIZE
@@ -107,9 +132,17 @@ impl MetaAlloc {
             // `os::memory::forbid_huge_pages`).
             memory::forbid_huge_pages(chunk, CHUNK);
             self.mapped += CHUNK;
+            self.trim.add_chunk(chunk as usize);
             self.bump = chunk as usize;
             self.bump_end = chunk as usize + CHUNK;
             return self.alloc(bytes);
+        }
+        if start > self.bump {
+            // The bytes skipped to reach a page, a multiple of
+            // `LINEAR_STEP` below a page: a small free block, so that the
+            // trim pass can see that page covered.
+            // SAFETY: unused chunk memory of ours.
+            unsafe { self.push_free(self.bump as *mut u8, (start - self.bump) / LINEAR_STEP - 1) };
         }
         self.bump = start + size;
         // Fresh chunk memory is zero already.
@@ -134,10 +167,22 @@ impl MetaAlloc {
                 return;
             }
         }
+        // SAFETY: the caller gives the block up.
+        unsafe { self.push_free(p, bin) };
+    }
+
+    /// Puts block `p` of `bin` onto its free list.
+    ///
+    /// # Safety
+    /// `p` is an unused block of ours of `bin`'s size.
+    pub(super) unsafe fn push_free(&mut self, p: *mut u8, bin: usize) {
         let node = p.cast::<FreeMeta>();
-        // SAFETY: the caller gives the block up; it is large enough for a link.
+        // SAFETY: an unused block of ours, large enough for a link.
         unsafe { (*node).next = self.free[bin] };
         self.free[bin] = node;
+        if bin < FIRST_PAGED_BIN {
+            self.small_free_bytes += (bin + 1) * LINEAR_STEP;
+        }
     }
 }
 

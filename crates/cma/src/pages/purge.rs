@@ -2,7 +2,8 @@
 //! `purge_delay_ms` (a program that frees and allocates again reuses them
 //! without page faults) and are then decommitted, so that resident memory
 //! follows what the program really uses; empty segments beyond a small
-//! reserve go back to the kernel.
+//! reserve go back to the kernel, and so do the pages of freed descriptors
+//! (`meta::meta_trim`).
 
 use super::{Pages, BINS};
 use crate::meta::span::PAGES_PER_SEGMENT;
@@ -14,7 +15,8 @@ const EMPTY_SEGMENTS_KEPT: usize = 8;
 
 impl Pages {
     /// Decommits free spans idle for longer than the purge delay (all of them
-    /// when `force`), and unmaps empty segments beyond a small reserve.
+    /// when `force`), unmaps empty segments beyond a small reserve, and gives
+    /// back the pages of freed descriptors once they stopped changing.
     pub(crate) fn purge(&mut self, now: u64, force: bool) {
         self.last_purge_ms = now;
         let mut empty_seen = 0;
@@ -57,6 +59,7 @@ impl Pages {
             }
             cur = s.free_next.get();
         }
+        self.meta.trim_when_quiet(force);
     }
 
     pub(super) fn maybe_purge(&mut self, now: u64) {

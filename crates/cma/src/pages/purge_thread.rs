@@ -6,8 +6,9 @@
 //! memory resident forever. So, the first time enough freed memory waits to
 //! be purged, cma starts one small detached thread that wakes every half
 //! purge delay (every second when nothing changes) and purges what has been
-//! idle long enough: free spans, and the free pages inside slabs nobody
-//! allocates from (`purge_slabs`). It never allocates and holds the page
+//! idle long enough: free spans, the free pages inside slabs nobody
+//! allocates from (`purge_slabs`), and the pages of freed descriptors
+//! (`meta::meta_trim`). It never allocates and holds the page
 //! allocator's lock only while purging spans and finding slabs. `purge_thread=0`
 //! in `CMA_OPTIONS` turns it off. After `fork` the child starts its own when
 //! it needs one. The thread is named `cma-purge` and blocks every signal
@@ -106,13 +107,17 @@ const THREAD_NAME: &core::ffi::CStr = c"cma-purge";
 extern "C" fn purge_loop(_: *mut libc::c_void) -> *mut libc::c_void {
     thread::set_current_name(THREAD_NAME);
     loop {
-        let (delay, dirty) = {
+        let (delay, dirty, meta_changing) = {
             let mut pages = PAGES.lock();
             pages.purge(clock::now_ms(), false);
-            (pages.purge_delay_ms, pages.dirty_bytes)
+            (
+                pages.purge_delay_ms,
+                pages.dirty_bytes,
+                pages.meta.trim_pending(),
+            )
         };
         let slabs = purge_slab_pages();
-        let busy = dirty > 0 || slabs.purged > 0 || slabs.changing;
+        let busy = dirty > 0 || slabs.purged > 0 || slabs.changing || meta_changing;
         let nap = if busy { (delay / 2).max(10) } else { 1000 };
         clock::sleep_ms(nap);
     }

@@ -103,7 +103,7 @@ const fn geometry_of(index: usize) -> ClassGeometry {
 }
 
 const fn cache_slots_of(block_size: usize) -> u32 {
-    let n = 32 * 1024 / block_size;
+    let n = 16 * 1024 / block_size;
     if n < 1 {
         1
     } else if n > 64 {
