@@ -66,6 +66,16 @@ pub(crate) fn slot_kind(slab: &Span, index: usize) -> AllocKind {
     AllocKind::from_bits((lo | hi << 1) as u8)
 }
 
+/// Whether slot `index` of `slab` was allocated by `kind`'s family: the
+/// free path's test, with no decoding of the two bits.
+#[inline(always)]
+pub(crate) fn slot_kind_is(slab: &Span, index: usize, kind: AllocKind) -> bool {
+    let (w, shift) = (index / 64, index % 64);
+    let lo = (slab.kind_word(0, w).load(Ordering::Relaxed) >> shift) & 1;
+    let hi = (slab.kind_word(1, w).load(Ordering::Relaxed) >> shift) & 1;
+    lo | hi << 1 == kind as u64
+}
+
 /// Records `kind` for slot `index` of `slab` (owner only).
 pub(crate) fn set_slot_kind(slab: &Span, index: usize, kind: AllocKind) {
     let (w, bit) = (index / 64, 1u64 << (index % 64));

@@ -190,18 +190,48 @@ impl Heap {
     }
 }
 
-/// The lowest `n` set bits of `bits`.
+/// The lowest `n` set bits of `bits`. A binary search for the `n`-th set
+/// bit, seven population counts (a loop over the bits took five
+/// instructions a bit: 160 for the 32 slots a 512-byte class caches); with
+/// the POPCNT instruction where the CPU has it (asked once for the whole
+/// search, see `util::bits`).
 pub(super) fn lowest_bits(bits: u64, n: u32) -> u64 {
+    #[cfg(all(target_arch = "x86_64", not(target_feature = "popcnt")))]
+    {
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: the CPU has POPCNT, which is all the function needs.
+            return unsafe { lowest_bits_popcnt(bits, n) };
+        }
+    }
+    lowest_bits_search(bits, n)
+}
+
+#[cfg(all(target_arch = "x86_64", not(target_feature = "popcnt")))]
+#[target_feature(enable = "popcnt")]
+unsafe fn lowest_bits_popcnt(bits: u64, n: u32) -> u64 {
+    lowest_bits_search(bits, n)
+}
+
+#[inline(always)]
+fn lowest_bits_search(bits: u64, n: u32) -> u64 {
+    if n == 0 {
+        return 0;
+    }
     if bits.count_ones() <= n {
         return bits;
     }
-    let (mut rest, mut kept) = (bits, 0u64);
-    for _ in 0..n {
-        let low = rest & rest.wrapping_neg();
-        kept |= low;
-        rest ^= low;
+    // The `n`-th set bit lies at `pos` or above, with `left` set bits still
+    // to pass; each step halves the window it may lie in.
+    let (mut pos, mut left) = (0u32, n);
+    for step in [32u32, 16, 8, 4, 2, 1] {
+        let below = ((bits >> pos) & ((1u64 << step) - 1)).count_ones();
+        if below < left {
+            left -= below;
+            pos += step;
+        }
     }
-    kept
+    // `pos` is that bit's index, at most 63 (`bits` has more than `n`).
+    bits & (u64::MAX >> (63 - pos))
 }
 
 /// Bits of bitmap word `w` that name real slots of a slab with `capacity`.
@@ -212,5 +242,39 @@ fn valid_mask(capacity: u32, w: usize) -> u64 {
         u64::MAX
     } else {
         (1u64 << remaining) - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lowest_bits;
+
+    /// Against the obvious loop, for words of every density and every `n`.
+    #[test]
+    fn lowest_bits_keeps_exactly_the_n_lowest() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for round in 0..4000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let bits = match round % 4 {
+                0 => x,
+                1 => x & (x >> 1),
+                2 => x | (x << 3),
+                _ => !0u64 << (x % 64),
+            };
+            for n in 0..=65 {
+                let (mut rest, mut want) = (bits, 0u64);
+                for _ in 0..n {
+                    if rest == 0 {
+                        break;
+                    }
+                    let low = rest & rest.wrapping_neg();
+                    want |= low;
+                    rest ^= low;
+                }
+                assert_eq!(lowest_bits(bits, n), want, "{bits:#x} n {n}");
+            }
+        }
     }
 }

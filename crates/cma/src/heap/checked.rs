@@ -84,7 +84,7 @@ pub(crate) fn free_checked_local_fast(span: &Span, addr: usize, kind: AllocKind)
     // SAFETY: an allocated slot (its bit is set), armed when handed out.
     if cleared == bits
         || unsafe { trailer::verify(addr as *const u8, bs) }.is_none()
-        || (switches::on(CheckSwitch::KindCheck) && kinds::slot_kind(span, index) != kind)
+        || (switches::on(CheckSwitch::KindCheck) && !kinds::slot_kind_is(span, index, kind))
     {
         return false;
     }

@@ -14,7 +14,8 @@ pub(crate) unsafe fn is_zero(p: *const u8, bytes: usize) -> bool {
     // SAFETY: the caller's contract; whole aligned words.
     let words = unsafe { core::slice::from_raw_parts(p.cast::<u64>(), bytes / 8) };
     // Or-reduce in chunks: the compiler vectorises each, and a dirty chunk
-    // ends the scan early.
+    // ends the scan early. (Fewer instructions, under callgrind, than hand-
+    // written SSE2 with four accumulators.)
     words
         .chunks(32)
         .all(|c| c.iter().fold(0, |acc, &w| acc | w) == 0)
@@ -62,5 +63,43 @@ pub(crate) unsafe fn wipe(p: *mut u8, bytes: usize) {
     {
         // SAFETY: the caller's contract.
         unsafe { core::ptr::write_bytes(p, 0, bytes) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every length up to 1 KiB at two alignments: a wiped block reads as
+    /// zero, and one dirty byte anywhere in it, and only in it, is seen.
+    #[test]
+    fn one_dirty_byte_anywhere_is_seen_and_wipe_clears_exactly_the_block() {
+        let mut buf = [0u64; 132];
+        for offset in [0usize, 8] {
+            for bytes in (8..=1024).step_by(8) {
+                buf.fill(u64::MAX);
+                // SAFETY: `offset + bytes + 8 <= 1056` bytes of `buf`, aligned.
+                let p = unsafe { buf.as_mut_ptr().cast::<u8>().add(offset) };
+                // SAFETY: as above.
+                unsafe { wipe(p, bytes) };
+                // SAFETY: as above.
+                assert!(unsafe { is_zero(p, bytes) }, "{bytes} at +{offset}");
+                // SAFETY: the bytes just before and after the block.
+                unsafe {
+                    if offset > 0 {
+                        assert_eq!(*p.sub(1), 0xff, "wiped before {bytes} at +{offset}");
+                    }
+                    assert_eq!(*p.add(bytes), 0xff, "wiped past {bytes} at +{offset}");
+                }
+                for i in 0..bytes {
+                    // SAFETY: inside the block.
+                    unsafe {
+                        *p.add(i) = 1;
+                        assert!(!is_zero(p, bytes), "byte {i} of {bytes} unseen");
+                        *p.add(i) = 0;
+                    }
+                }
+            }
+        }
     }
 }
