@@ -72,7 +72,7 @@ pub use backend::{
     backend_is_enabled, clear_backend, set_backend, Backend, BackendError, BackendStats,
     CmaWithBackends,
 };
-pub use check::error::{Access, AccessProblem, BlockKind, CmaError};
+pub use check::error::{Access, AccessProblem, BlockKind, CmaError, Requested};
 pub use check::heap_check::HeapCheck;
 pub use check::kind::AllocKind;
 pub use check::level::CheckLevel;

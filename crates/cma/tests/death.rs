@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::{mpsc, Mutex};
 use std::thread;
 
-use cma::{BlockKind, CmaError};
+use cma::{BlockKind, CmaError, Requested};
 
 const CASE_VAR: &str = "CMA_DEATH_CASE";
 
@@ -495,6 +495,15 @@ fn trailer() -> usize {
     }
 }
 
+/// What a report says of a live block's requested size at the check level
+/// in force: recorded by the trailer at the checked levels, not at `fast`.
+fn live_requested(size: usize) -> Requested {
+    match cma::check_level() {
+        cma::CheckLevel::Fast => Requested::NotRecorded,
+        _ => Requested::Bytes(size),
+    }
+}
+
 /// Whether a size class of `block_size` bytes is the one that serves a block
 /// whose `block_size()` is `usable`: the same at the `fast` check level; at
 /// `default`, `block_size()` is the requested size and the slot also holds an
@@ -521,7 +530,7 @@ fn checked_free_returns_double_free_for_every_block_kind() {
         );
         if size + trailer() <= cma::MAX_SMALL {
             assert!(
-                matches!(err, CmaError::DoubleFree { block: BlockKind::Class { block_size, .. }, .. } if class_fits(block_size, usable)),
+                matches!(err, CmaError::DoubleFree { block: BlockKind::Class { block_size, requested: Requested::NotKept, .. }, .. } if class_fits(block_size, usable)),
                 "{err:?}"
             );
         }
@@ -551,26 +560,38 @@ fn checked_free_returns_interior_pointer_with_the_block_start() {
             (
                 LARGE,
                 CmaError::InteriorPointer {
-                    block: BlockKind::Large { bytes },
+                    block: BlockKind::Large { bytes, requested },
                     ..
                 },
-            ) => assert!(bytes >= LARGE),
+            ) => {
+                assert!(bytes >= LARGE);
+                assert_eq!(requested, live_requested(LARGE));
+            }
             (
                 HUGE,
                 CmaError::InteriorPointer {
-                    block: BlockKind::Huge { bytes },
+                    block: BlockKind::Huge { bytes, requested },
                     ..
                 },
-            ) => assert!(bytes >= HUGE),
+            ) => {
+                assert!(bytes >= HUGE);
+                assert_eq!(requested, live_requested(HUGE));
+            }
             (LARGE | HUGE, e) => panic!("wrong block kind: {e:?}"),
             (
                 _,
                 CmaError::InteriorPointer {
-                    block: BlockKind::Class { block_size, .. },
+                    block:
+                        BlockKind::Class {
+                            block_size,
+                            requested,
+                            ..
+                        },
                     ..
                 },
             ) => {
-                assert!(class_fits(block_size, cma::block_size(p)), "{block_size}")
+                assert!(class_fits(block_size, cma::block_size(p)), "{block_size}");
+                assert_eq!(requested, live_requested(size), "interior of {size}");
             }
             (_, e) => panic!("wrong block kind: {e:?}"),
         }

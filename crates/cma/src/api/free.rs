@@ -151,10 +151,7 @@ fn check_sized(p: *mut u8, size: Option<usize>, align: usize) -> Result<(), CmaE
     let found = lookup::find_block(p as usize)?;
     let actual = lookup::live_size(&found)?;
     let block = match found {
-        lookup::Found::Slot { span, .. } => BlockKind::Class {
-            class: span.class.load(core::sync::atomic::Ordering::Relaxed) as usize,
-            block_size: span.slot_size(),
-        },
+        lookup::Found::Slot { span, .. } => lookup::class_block(span, p as usize),
         lookup::Found::Large(span) => lookup::large_block(span),
         lookup::Found::Sampled(slot) => BlockKind::Sampled { size: slot.size() },
         lookup::Found::Zero(_) => BlockKind::ZeroByte,

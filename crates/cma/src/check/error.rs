@@ -6,6 +6,35 @@ use core::fmt;
 
 use super::kind::AllocKind;
 
+/// What a report knows of the size a block was requested with: the
+/// trailer of a checked level records it (`check::trailer`); where it is
+/// not known, why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requested {
+    /// The size the block was asked for.
+    Bytes(usize),
+    /// At `check=fast` blocks carry no trailer: the size is not recorded.
+    NotRecorded,
+    /// The block is freed: its trailer was wiped with it. (At `strict`,
+    /// the freed block's record still gives it, after the line.)
+    NotKept,
+    /// The trailer that records it was itself overwritten.
+    Overwritten,
+}
+
+impl fmt::Display for Requested {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Requested::Bytes(n) => write!(f, "{n} bytes requested"),
+            Requested::NotRecorded => f.write_str("requested size not recorded at check=fast"),
+            Requested::NotKept => f.write_str("requested size not kept once freed"),
+            Requested::Overwritten => {
+                f.write_str("requested size lost: its trailer was overwritten")
+            }
+        }
+    }
+}
+
 /// What kind of block an address was found in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockKind {
@@ -15,16 +44,22 @@ pub enum BlockKind {
         class: usize,
         /// The class's block size in bytes.
         block_size: usize,
+        /// The size the block was requested with, as far as it is known.
+        requested: Requested,
     },
     /// A large block made of whole pages.
     Large {
         /// The pages' bytes.
         bytes: usize,
+        /// The size the block was requested with, as far as it is known.
+        requested: Requested,
     },
     /// A huge block with a mapping of its own.
     Huge {
         /// The block's bytes (whole pages).
         bytes: usize,
+        /// The size the block was requested with, as far as it is known.
+        requested: Requested,
     },
     /// Pages that cma holds but that belong to no live block.
     FreedPages,
@@ -334,11 +369,22 @@ impl fmt::Display for Access {
 impl fmt::Display for BlockKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            BlockKind::Class { class, block_size } => {
-                write!(f, "size class {class}, {block_size}-byte blocks")
+            BlockKind::Class {
+                class,
+                block_size,
+                requested,
+            } => {
+                write!(
+                    f,
+                    "size class {class}, {block_size}-byte blocks, {requested}"
+                )
             }
-            BlockKind::Large { bytes } => write!(f, "large block of {bytes} bytes"),
-            BlockKind::Huge { bytes } => write!(f, "huge block of {bytes} bytes"),
+            BlockKind::Large { bytes, requested } => {
+                write!(f, "large block of {bytes} bytes, {requested}")
+            }
+            BlockKind::Huge { bytes, requested } => {
+                write!(f, "huge block of {bytes} bytes, {requested}")
+            }
             BlockKind::FreedPages => write!(f, "in freed pages"),
             BlockKind::Sampled { size } => write!(f, "sampled block of {size} bytes"),
             BlockKind::ZeroByte => write!(f, "zero-byte block"),

@@ -6,7 +6,7 @@
 
 use core::sync::atomic::Ordering;
 
-use super::error::{BlockKind, CmaError};
+use super::error::{BlockKind, CmaError, Requested};
 use super::kind::AllocKind;
 use super::level;
 use super::trailer;
@@ -55,11 +55,34 @@ pub(crate) fn slab_of(addr: usize) -> Option<&'static Span> {
 }
 
 /// Slot `index` of `slab`: its address, its size, and its kind for a report.
+#[cold]
 fn slot_block(slab: &Span, index: usize) -> (usize, usize, BlockKind) {
-    let class = slab.class.load(Ordering::Relaxed) as usize;
     let block_size = slab.block_size.load(Ordering::Relaxed) as usize;
     let addr = slab.start() + index * block_size;
-    (addr, block_size, BlockKind::Class { class, block_size })
+    (addr, block_size, class_block(slab, addr))
+}
+
+/// The kind, for a report, of the slot at `addr` of `slab`, with what is
+/// known of its requested size (allocated at a checked level: what its
+/// trailer says).
+#[cold]
+pub(crate) fn class_block(slab: &Span, addr: usize) -> BlockKind {
+    let block_size = slab.block_size.load(Ordering::Relaxed) as usize;
+    let index = (addr - slab.start()) / block_size;
+    let requested = if !matches!(slot_state(slab, index), SlotState::Allocated { .. }) {
+        Requested::NotKept
+    } else if level::checked() {
+        // SAFETY: an allocated slot of a checked level, armed when it was
+        // handed out.
+        unsafe { trailer::recorded_size(addr as *const u8, block_size) }
+    } else {
+        Requested::NotRecorded
+    };
+    BlockKind::Class {
+        class: slab.class.load(Ordering::Relaxed) as usize,
+        block_size,
+        requested,
+    }
 }
 
 /// The error for freeing (or using) slot `index` of `slab` in `state`, which
@@ -151,7 +174,7 @@ pub(crate) fn find_block(addr: usize) -> Result<Found<'static>, CmaError> {
         SpanKind::Large => Err(CmaError::InteriorPointer {
             addr,
             block_start: s.start(),
-            block: BlockKind::Large { bytes: s.bytes() },
+            block: large_block(s),
         }),
         _ => Err(freed),
     }
@@ -187,11 +210,16 @@ pub(crate) fn live_size(found: &Found) -> Result<usize, CmaError> {
             if !matches!(state, SlotState::Allocated { .. }) {
                 return Err(slot_error(span, index, state));
             }
-            let (addr, block_size, block) = slot_block(span, index);
+            let block_size = span.slot_size();
+            let addr = span.start() + index * block_size;
             if level::checked() {
                 // SAFETY: the slot is allocated, so it was armed when handed out.
-                return unsafe { trailer::verify(addr as *const u8, block_size) }
-                    .ok_or(CmaError::BufferOverflow { addr, block });
+                return unsafe { trailer::verify(addr as *const u8, block_size) }.ok_or_else(
+                    || CmaError::BufferOverflow {
+                        addr,
+                        block: class_block(span, addr),
+                    },
+                );
             }
             Ok(block_size)
         }
@@ -199,12 +227,11 @@ pub(crate) fn live_size(found: &Found) -> Result<usize, CmaError> {
             if level::checked() {
                 // SAFETY: a live large or huge block, armed when it was
                 // handed out (the level has not changed since).
-                return unsafe { trailer::verify(span.start() as *const u8, span.bytes()) }.ok_or(
-                    CmaError::BufferOverflow {
+                return unsafe { trailer::verify(span.start() as *const u8, span.bytes()) }
+                    .ok_or_else(|| CmaError::BufferOverflow {
                         addr: span.start(),
                         block: large_block(span),
-                    },
-                );
+                    });
             }
             Ok(span.bytes())
         }
@@ -220,15 +247,26 @@ pub(crate) fn live_size(found: &Found) -> Result<usize, CmaError> {
     }
 }
 
-/// A large or huge block's kind for a report.
+/// A large or huge block's kind for a report, with what is known of its
+/// requested size (live at a checked level: what its trailer says).
+#[cold]
 pub(crate) fn large_block(span: &Span) -> BlockKind {
     let bytes = span.bytes();
+    let requested = if !matches!(span.kind(), SpanKind::Large | SpanKind::Huge) {
+        Requested::NotKept
+    } else if level::checked() {
+        // SAFETY: a live large or huge block of a checked level, armed when
+        // it was handed out; its pages are accessible while it lives.
+        unsafe { trailer::recorded_size(span.start() as *const u8, bytes) }
+    } else {
+        Requested::NotRecorded
+    };
     // A guarded large block has a mapping of its own, as a huge one, and
     // is a large block to the program.
     if matches!(span.kind(), SpanKind::Huge | SpanKind::HugeFree) && !span.guarded.get() {
-        BlockKind::Huge { bytes }
+        BlockKind::Huge { bytes, requested }
     } else {
-        BlockKind::Large { bytes }
+        BlockKind::Large { bytes, requested }
     }
 }
 

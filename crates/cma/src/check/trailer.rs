@@ -20,6 +20,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::error::Requested;
 use super::switches::{self, CheckSwitch};
 use crate::os::{clock, process};
 
@@ -152,6 +153,32 @@ pub(crate) unsafe fn verify(slot: *const u8, block_size: usize) -> Option<usize>
     }
 }
 
+/// What a slot's trailer says of the size it was requested with, for a
+/// report: the size while the trailer itself is intact (its canary still
+/// matches its slack length, though the slack pattern before it may have
+/// been overwritten: a small overflow), else `Overwritten`.
+///
+/// # Safety
+/// `slot` is a live slot of `block_size` bytes armed by `arm`.
+#[cold]
+pub(crate) unsafe fn recorded_size(slot: *const u8, block_size: usize) -> Requested {
+    // SAFETY: the trailer lies inside the slot (the caller's).
+    let (stored, slack) = unsafe {
+        let trailer = slot.add(block_size - TRAILER);
+        (
+            trailer.cast::<u32>().read_unaligned(),
+            trailer.add(4).cast::<u32>().read_unaligned() as usize,
+        )
+    };
+    let intact = slack <= block_size - TRAILER
+        && (!switches::on(CheckSwitch::Canary) || stored == canary(slot as usize, slack as u32));
+    if intact {
+        Requested::Bytes(block_size - TRAILER - slack)
+    } else {
+        Requested::Overwritten
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +213,17 @@ mod tests {
                     buf[i] = keep;
                     if checked.contains(&i) || i >= bs - TRAILER {
                         assert_eq!(seen, None, "bs {bs} n {requested}: byte {i} unguarded");
+                        // The size survives an overwritten slack pattern,
+                        // not an overwritten trailer.
+                        buf[i] ^= 0x5a;
+                        // SAFETY: as above.
+                        let said = unsafe { recorded_size(buf.as_ptr(), bs) };
+                        buf[i] = keep;
+                        if i < bs - TRAILER {
+                            assert_eq!(said, Requested::Bytes(requested), "bs {bs} byte {i}");
+                        } else {
+                            assert_eq!(said, Requested::Overwritten, "bs {bs} byte {i}");
+                        }
                     } else if i < requested {
                         assert_eq!(
                             seen,

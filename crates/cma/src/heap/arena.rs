@@ -39,7 +39,7 @@ use super::guard::AllocatorGuard;
 use super::pool::publish_heap;
 use super::slabs::pages_freed;
 use super::{ClassState, Heap};
-use crate::check::error::{BlockKind, CmaError};
+use crate::check::error::CmaError;
 use crate::check::kind::AllocKind;
 use crate::check::level::{self, MODE_CHECKED, MODE_FAST};
 use crate::check::lookup::{self, large_block, Found};
@@ -846,15 +846,11 @@ fn empty_slab(s: &Span, checked: bool, kept: bool) -> u64 {
                 let addr = s.start() + index * bs;
                 // SAFETY: an allocated slot, armed when it was handed out.
                 if unsafe { trailer::verify(addr as *const u8, bs) }.is_none() {
-                    let class = s.class.load(Ordering::Relaxed) as usize;
                     report::fatal(
                         RESET,
                         CmaError::BufferOverflow {
                             addr,
-                            block: BlockKind::Class {
-                                class,
-                                block_size: bs,
-                            },
+                            block: lookup::class_block(s, addr),
                         },
                     );
                 }

@@ -27,7 +27,7 @@ use super::quarantine::write_after_free;
 use super::{ClassState, Heap, CHECKED_OWNER};
 use crate::check::error::CmaError;
 use crate::check::kind::{self as kinds, AllocKind};
-use crate::check::lookup::slot_error;
+use crate::check::lookup::{class_block, slot_error};
 use crate::check::report;
 use crate::check::switches::{self, CheckSwitch};
 use crate::check::trailer;
@@ -155,10 +155,7 @@ impl Heap {
         if unsafe { trailer::verify(addr as *const u8, bs) }.is_none() {
             return Err(CmaError::BufferOverflow {
                 addr,
-                block: crate::check::error::BlockKind::Class {
-                    class: slab.class.load(Ordering::Relaxed) as usize,
-                    block_size: bs,
-                },
+                block: class_block(slab, addr),
             });
         }
         let allocated = kinds::slot_kind(slab, index);
@@ -167,10 +164,7 @@ impl Heap {
                 addr,
                 allocated,
                 released: kind,
-                block: crate::check::error::BlockKind::Class {
-                    class: slab.class.load(Ordering::Relaxed) as usize,
-                    block_size: bs,
-                },
+                block: class_block(slab, addr),
             });
         }
         if !self.owns(slab) {

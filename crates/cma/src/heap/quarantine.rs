@@ -27,7 +27,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::guard::AllocatorGuard;
 use super::Heap;
-use crate::check::error::{BlockKind, CmaError};
+use crate::check::error::{BlockKind, CmaError, Requested};
 use crate::check::level::CheckLevel;
 use crate::meta::span::Span;
 
@@ -268,6 +268,7 @@ pub(crate) fn write_after_free(slab: &Span, addr: usize) -> CmaError {
         block: BlockKind::Class {
             class: slab.class.load(Ordering::Relaxed) as usize,
             block_size: slab.slot_size(),
+            requested: Requested::NotKept,
         },
     }
 }
