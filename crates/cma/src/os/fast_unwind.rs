@@ -16,8 +16,9 @@
 //! 16 MiB, to an 8-byte aligned CFA: a stack that does not look like one
 //! is left to the unwinder too.
 //!
-//! The cache: 4096 entries of two words, a key (the address) and a packed
-//! rule, written by any thread, read without a lock: a reader takes an entry
+//! The cache: 4096 entries of two words side by side (one cache line), a
+//! key (the address) and a packed rule, written by any thread, read
+//! without a lock: a reader takes an entry
 //! only when it reads the same key before and after the rule (a writer
 //! clears the key first, then writes the rule, then the key).
 
@@ -112,8 +113,21 @@ mod imp {
     }
 
     const CACHE: usize = 4096;
-    static KEYS: [AtomicU64; CACHE] = [const { AtomicU64::new(0) }; CACHE];
-    static RULES: [AtomicU64; CACHE] = [const { AtomicU64::new(0) }; CACHE];
+
+    /// One cache entry: the key and its rule side by side, so that a
+    /// lookup touches one cache line.
+    #[repr(C, align(16))]
+    struct Entry {
+        key: AtomicU64,
+        rule: AtomicU64,
+    }
+
+    static ENTRIES: [Entry; CACHE] = [const {
+        Entry {
+            key: AtomicU64::new(0),
+            rule: AtomicU64::new(0),
+        }
+    }; CACHE];
 
     fn slot(pc: usize) -> usize {
         (pc as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) as usize >> 52 & (CACHE - 1)
@@ -121,19 +135,28 @@ mod imp {
 
     /// The step for code address `pc` (a return address less one, or the
     /// first frame's own address).
+    #[inline]
     fn step_for(pc: usize) -> Option<Step> {
-        let i = slot(pc);
-        let key = KEYS[i].load(Ordering::Acquire);
+        let e = &ENTRIES[slot(pc)];
+        let key = e.key.load(Ordering::Acquire);
         if key == pc as u64 {
-            let rule = RULES[i].load(Ordering::Acquire);
-            if KEYS[i].load(Ordering::Acquire) == key && rule & VALID != 0 {
+            let rule = e.rule.load(Ordering::Acquire);
+            if e.key.load(Ordering::Acquire) == key && rule & VALID != 0 {
                 return unpack(rule);
             }
         }
+        step_missed(e, pc)
+    }
+
+    /// `step_for` when the cache does not hold `pc`: works the step out and
+    /// caches it.
+    #[cold]
+    #[inline(never)]
+    fn step_missed(e: &Entry, pc: usize) -> Option<Step> {
         let step = find_step(pc);
-        KEYS[i].store(0, Ordering::Release);
-        RULES[i].store(pack(step), Ordering::Release);
-        KEYS[i].store(pc as u64, Ordering::Release);
+        e.key.store(0, Ordering::Release);
+        e.rule.store(pack(step), Ordering::Release);
+        e.key.store(pc as u64, Ordering::Release);
         step
     }
 
