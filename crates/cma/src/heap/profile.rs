@@ -18,11 +18,18 @@ use crate::slab::size_class::SizeClass;
 use crate::track::registry::{self, FRAMES};
 use crate::track::sampling::{self, starting_up, ProfileMode, NEVER};
 
+/// Return addresses kept of a free's stack at the `strict` level: half an
+/// allocation stack's `FRAMES`. The innermost frames (cma's own, then the
+/// caller of `free` and about ten of its callers) name the free; deeper
+/// ones seldom add to it, and each frame costs a step of the walk at every
+/// free.
+pub(crate) const FREE_FRAMES: usize = 16;
+
 /// Takes the calling thread's stack into `frames`, leaving out `skip`
 /// frames above the caller; none when the thread is taking one already
 /// (the unwinder allocating: see `guard::begin_capture`).
 #[inline(never)]
-fn capture(frames: &mut [usize; FRAMES], skip: usize) -> usize {
+fn capture(frames: &mut [usize], skip: usize) -> usize {
     if !begin_capture() {
         return 0;
     }
@@ -79,7 +86,7 @@ pub(crate) fn freeing(addr: usize, large: bool) -> Option<registry::Live> {
 #[cold]
 #[inline(never)]
 fn freeing_remembered(addr: usize) -> Option<registry::Live> {
-    let mut frames = [0usize; FRAMES];
+    let mut frames = [0usize; FREE_FRAMES];
     let len = capture(&mut frames, 1);
     registry::take_remembering(addr, &frames[..len], thread_id())
 }
