@@ -540,12 +540,34 @@ fn rings() -> Option<*mut FreedEntry> {
     }
 }
 
-fn hash_frames(frames: &[usize], startup: bool) -> u64 {
-    let mut h = 0xCBF2_9CE4_8422_2325u64 ^ startup as u64;
-    for &f in frames {
-        h = (h ^ f as u64).wrapping_mul(0x0000_0100_0000_01B3);
-        h ^= h >> 29;
+/// A multiplier per frame of a stack (odd, from splitmix64).
+const FRAME_KEYS: [u64; FRAMES] = {
+    let mut keys = [0u64; FRAMES];
+    let mut i = 0;
+    while i < FRAMES {
+        let mut z = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        keys[i] = (z ^ (z >> 31)) | 1;
+        i += 1;
     }
+    keys
+};
+
+/// A stack's hash: each frame times a multiplier of its own, summed (the
+/// products are independent, so the processor works them out side by
+/// side: a chained hash waits for each step), then mixed (murmur3's
+/// finaliser). Equal hashes are checked frame by frame.
+fn hash_frames(frames: &[usize], startup: bool) -> u64 {
+    let mut h = 0xCBF2_9CE4_8422_2325u64 ^ startup as u64 ^ (frames.len() as u64) << 8;
+    for (&f, k) in frames.iter().zip(FRAME_KEYS) {
+        h = h.wrapping_add((f as u64).wrapping_mul(k));
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    h ^= h >> 33;
     h | 1
 }
 
