@@ -43,6 +43,7 @@ fn capture(frames: &mut [usize], skip: usize) -> usize {
 #[cold]
 #[inline(never)]
 pub(crate) fn record(p: *mut u8, size: usize, weight: f64) {
+    registry::prefetch(p as usize);
     let mut frames = [0usize; FRAMES];
     let len = capture(&mut frames, 1);
     registry::record(
@@ -80,12 +81,14 @@ pub(crate) fn freeing(addr: usize, large: bool) -> Option<registry::Live> {
 }
 
 /// `freeing` at the `strict` level: the stack is taken before the block
-/// is looked up (the registry's lock is held for the table update alone).
+/// is looked up (the registry's lock is held for the table update alone),
+/// while the block's table entry is fetched (`registry::prefetch`).
 /// A free of a block not recorded (a double free) changes nothing, so the
 /// first free stays remembered.
 #[cold]
 #[inline(never)]
 fn freeing_remembered(addr: usize) -> Option<registry::Live> {
+    registry::prefetch(addr);
     let mut frames = [0usize; FREE_FRAMES];
     let len = capture(&mut frames, 1);
     registry::take_remembering(addr, &frames[..len], thread_id())

@@ -46,7 +46,7 @@
 //! tables and the other in the counters.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::os::memory::{self, Charge};
 use crate::os::{clock, PAGE_SIZE};
@@ -200,19 +200,49 @@ struct Shard {
 // lock.
 unsafe impl Send for Shard {}
 
-/// A shard's lock on a cache line of its own.
+/// A shard's lock on a cache line of its own, with where its table lies
+/// (its mapping's address and its capacity, `AddrTable::layout`), written
+/// under the lock (`note_table`) for `prefetch`, which reads them without.
 #[repr(align(64))]
-struct ShardLock(SpinLock<Shard>);
+struct ShardLock(SpinLock<Shard>, AtomicUsize, AtomicUsize);
 
 static SHARD_LOCKS: [ShardLock; SHARDS] = [const {
-    ShardLock(SpinLock::new(Shard {
-        table: AddrTable::new(),
-        ring: FreedRing {
-            entries: core::ptr::null_mut(),
-            next: 0,
-        },
-    }))
+    ShardLock(
+        SpinLock::new(Shard {
+            table: AddrTable::new(),
+            ring: FreedRing {
+                entries: core::ptr::null_mut(),
+                next: 0,
+            },
+        }),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    )
 }; SHARDS];
+
+/// Starts loading the cache line where the table entry of the block at
+/// `addr` is likely to be, so that the miss overlaps the stack walk that
+/// comes before the table is looked up. Takes no lock and reads no entry
+/// (a prefetch of memory unmapped since is harmless).
+#[inline]
+pub(crate) fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let l = &SHARD_LOCKS[shard_index(addr)];
+        let (base, capacity) = (l.1.load(Ordering::Relaxed), l.2.load(Ordering::Relaxed));
+        if base == 0 || capacity == 0 {
+            return;
+        }
+        let p = (base + AddrTable::<Live>::home_offset(addr, capacity)) as *const i8;
+        // SAFETY: a prefetch is a hint: it never faults and changes nothing
+        // a program can see, whatever the address.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
 
 /// The shard of the block at `addr`: the top bits of a Fibonacci hash of
 /// its 4 KiB page's number, so that a page's blocks share a shard
@@ -225,6 +255,17 @@ fn shard_index(addr: usize) -> usize {
 
 fn shard(addr: usize) -> &'static SpinLock<Shard> {
     &SHARD_LOCKS[shard_index(addr)].0
+}
+
+/// Keeps where shard `me`'s table lies for `prefetch`, after an insert
+/// (which may have grown it). The caller holds the shard's lock.
+fn note_table(me: usize, table: &AddrTable<Live>) {
+    let l = &SHARD_LOCKS[me];
+    let (base, capacity) = table.layout();
+    if l.2.load(Ordering::Relaxed) != capacity {
+        l.1.store(base, Ordering::Relaxed);
+        l.2.store(capacity, Ordering::Relaxed);
+    }
 }
 
 /// The counters: every site's (`SiteCounts`, in the site table) and the
@@ -637,7 +678,13 @@ pub(crate) fn record(
         born: now,
         weight: weight as f32,
     };
-    let old = shard(addr).lock().table.insert(addr, live);
+    let me = shard_index(addr);
+    let old = {
+        let mut s = SHARD_LOCKS[me].0.lock();
+        let old = s.table.insert(addr, live);
+        note_table(me, &s.table);
+        old
+    };
     let mut c = COUNTS.lock();
     match old {
         Err(_) => c.totals.dropped += 1,
@@ -686,7 +733,13 @@ pub(crate) fn take_remembering(addr: usize, frames: &[usize], thread: u32) -> Op
 /// freed (the free failed); a free remembered for it is forgotten.
 pub(crate) fn put_back(addr: usize, live: Live) {
     let now = now();
-    let inserted = shard(addr).lock().table.insert(addr, live);
+    let me = shard_index(addr);
+    let inserted = {
+        let mut s = SHARD_LOCKS[me].0.lock();
+        let inserted = s.table.insert(addr, live);
+        note_table(me, &s.table);
+        inserted
+    };
     let mut c = COUNTS.lock();
     c.unaccount_free(&live, now);
     if inserted.is_err() {

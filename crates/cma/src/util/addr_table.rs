@@ -34,6 +34,13 @@ const FIRST_CAPACITY: usize = 1024;
 /// of a few MiB when there are many live blocks).
 const HUGE_TABLE_BYTES: usize = 4 << 20;
 
+/// `AddrTable::home` in a table of `capacity` entries.
+#[inline]
+fn home_in(key: usize, capacity: usize) -> usize {
+    let page = (key >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20;
+    (page << 8 | (key >> 4 & 0xFF)) & capacity.wrapping_sub(1)
+}
+
 /// See the module docs.
 pub struct AddrTable<V: Copy> {
     entries: *mut Entry<V>,
@@ -75,6 +82,19 @@ impl<V: Copy> AddrTable<V> {
         self.len == 0
     }
 
+    /// Where the table lies: its mapping's address and its capacity in
+    /// entries (for `home_offset`; 0 and 0 before the first insert).
+    pub fn layout(&self) -> (usize, usize) {
+        (self.entries as usize, self.capacity)
+    }
+
+    /// The byte offset of `key`'s home entry in a table of `capacity`
+    /// entries (a power of two, from `layout`): where a lookup of `key`
+    /// starts, for a prefetch by a thread that does not hold the table.
+    pub fn home_offset(key: usize, capacity: usize) -> usize {
+        home_in(key, capacity) * core::mem::size_of::<Entry<V>>()
+    }
+
     fn bytes_for(capacity: usize) -> usize {
         (capacity * core::mem::size_of::<Entry<V>>()).next_multiple_of(PAGE_SIZE)
     }
@@ -87,8 +107,7 @@ impl<V: Copy> AddrTable<V> {
     /// of a random one each time.
     #[inline]
     fn home(&self, key: usize) -> usize {
-        let page = (key >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20;
-        (page << 8 | (key >> 4 & 0xFF)) & (self.capacity - 1)
+        home_in(key, self.capacity)
     }
 
     #[inline]
