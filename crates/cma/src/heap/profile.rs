@@ -81,7 +81,7 @@ pub(crate) fn freeing(addr: usize, large: bool) -> Option<registry::Live> {
 }
 
 /// `freeing` at the `strict` level: the stack is taken before the block
-/// is looked up (the registry's lock is held for the table update alone),
+/// is looked up (the shard's lock is held for the table update alone),
 /// while the block's table entry is fetched (`registry::prefetch`).
 /// A free of a block not recorded (a double free) changes nothing, so the
 /// first free stays remembered.

@@ -827,9 +827,10 @@ pub(crate) struct SiteReport {
 }
 
 /// Calls `each` with every site's index, frames and report, in index order,
-/// then returns the totals and the time now (in ticks). Holds the registry's lock
-/// throughout (recording threads wait): for the reports written at exit and
-/// on demand. `each` must not allocate or call into cma.
+/// then returns the totals and the time now (in ticks). Takes each shard's
+/// lock in turn (the live blocks' lifetimes), then holds the counters'
+/// lock throughout (recording threads wait): for the reports written at
+/// exit and on demand. `each` must not allocate or call into cma.
 pub(crate) fn for_each_site(mut each: impl FnMut(u32, &SiteFrames, &SiteReport)) -> (Totals, u64) {
     let end = now();
     let n = SITES.load(Ordering::Acquire);
