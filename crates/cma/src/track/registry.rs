@@ -18,12 +18,13 @@
 //!   estimate).
 //! - At the `strict` level, a block taken out as it is freed is
 //!   remembered, with the stack (a site of its own, with no counts:
-//!   profiles skip it), thread and time of its free, in its shard's ring
-//!   of the last `FREED_KEPT / SHARDS` frees (about the last `FREED_KEPT`
-//!   frees in all), so that a double free or a write found in a freed
-//!   block later names both stacks (`history`, for `check::report`: the
-//!   live record of an address if it has one, else the newest free
-//!   remembered there, found by a pass over the shard's ring). A free is
+//!   profiles skip it), thread and time of its free, in its ring (one of
+//!   `RINGS_N`, by a hash of the address) of the last `FREED_KEPT /
+//!   RINGS_N` frees (about the last `FREED_KEPT` frees in all), so that a
+//!   double free or a write found in a freed block later names both
+//!   stacks (`history`, for `check::report`: the live record of an
+//!   address if it has one, else the newest free remembered there, found
+//!   by a pass over its ring). A free is
 //!   one sequential write; nothing is looked up to forget one, and nothing
 //!   grows, whatever the program frees.
 //!
@@ -36,7 +37,8 @@
 //! `os::memory`), never the engine's heap, so recording allocates nothing
 //! through cma. Locks, none held while another is taken (the stack is
 //! taken before any): the block tables are split by address into `SHARDS`
-//! shards, each under its own lock, held for one table update; the
+//! shards, each under its own lock, held for one table update; each ring
+//! of frees is under its own lock, held for one write; the
 //! counters (every site's and the totals) are under `COUNTS`, held for a
 //! few additions after the shard's lock is let go; sites are looked up
 //! without a lock (an index that only grows) and made under `SITE_LOCK`.
@@ -136,7 +138,7 @@ pub(crate) struct Freed {
     pub(crate) freed_at: u64,
 }
 
-/// A remembered free in its shard's ring: the block's address and what is
+/// A remembered free in its ring: the block's address and what is
 /// kept of it. 64 bytes: one cache line.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
@@ -145,8 +147,8 @@ struct FreedEntry {
     freed: Freed,
 }
 
-/// Freed blocks the `strict` level remembers at most, over all shards
-/// (`FREED_KEPT / SHARDS` each): well above the `strict` quarantine of a
+/// Freed blocks the `strict` level remembers at most, over all rings
+/// (`FREED_KEPT / RINGS_N` each): well above the `strict` quarantine of a
 /// few busy threads (4,096 slots each), so that a block still in quarantine
 /// is remembered. The rings take 4 MiB (64 bytes a free).
 pub(crate) const FREED_KEPT: usize = 1 << 16;
@@ -156,20 +158,25 @@ pub(crate) const FREED_KEPT: usize = 1 << 16;
 /// seldom wait for each other.
 const SHARDS: usize = 32;
 
-/// Frees each shard remembers.
-const SHARD_KEPT: usize = FREED_KEPT / SHARDS;
+/// The rings of frees, each under a lock of its own; a block's ring is
+/// chosen by a hash of its own address (not its page, as its shard is),
+/// so that frees spread evenly over the rings even when a program churns
+/// a few pages.
+const RINGS_N: usize = 32;
 
-/// A shard's last `SHARD_KEPT` frees, in a ring (its slice of one
-/// mapping, `RINGS`): the oldest is overwritten when a new one comes.
-/// Written in order, read only for a diagnostic (`history`, newest
-/// first).
+/// Frees each ring remembers.
+const RING_KEPT: usize = FREED_KEPT / RINGS_N;
+
+/// A ring's last `RING_KEPT` frees (its slice of one mapping, `RINGS`):
+/// the oldest is overwritten when a new one comes. Written in order, read
+/// only for a diagnostic (`history`, newest first).
 struct FreedRing {
     entries: *mut FreedEntry,
     /// Frees taken so far (the next one's sequence number).
     next: u64,
 }
 
-/// The mapping of every shard's ring (`FREED_KEPT` entries), made at the
+/// The mapping of every ring (`FREED_KEPT` entries), made at the
 /// first free remembered.
 static RINGS: AtomicPtr<FreedEntry> = AtomicPtr::new(core::ptr::null_mut());
 
@@ -193,12 +200,26 @@ pub(crate) struct Totals {
 struct Shard {
     /// The live blocks.
     table: AddrTable<Live>,
-    ring: FreedRing,
 }
 
-// SAFETY: the ring's slice of `RINGS` is reached only under the shard's
-// lock.
-unsafe impl Send for Shard {}
+// SAFETY: a ring's slice of `RINGS` is reached only under its lock.
+unsafe impl Send for FreedRing {}
+
+/// A ring's lock on a cache line of its own.
+#[repr(align(64))]
+struct RingLock(SpinLock<FreedRing>);
+
+static RING_LOCKS: [RingLock; RINGS_N] = [const {
+    RingLock(SpinLock::new(FreedRing {
+        entries: core::ptr::null_mut(),
+        next: 0,
+    }))
+}; RINGS_N];
+
+/// The ring of the block at `addr` (see `RINGS_N`).
+fn ring_index(addr: usize) -> usize {
+    ((addr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize % RINGS_N
+}
 
 /// A shard's lock on a cache line of its own, with where its table lies
 /// (its mapping's address and its capacity, `AddrTable::layout`), written
@@ -210,10 +231,6 @@ static SHARD_LOCKS: [ShardLock; SHARDS] = [const {
     ShardLock(
         SpinLock::new(Shard {
             table: AddrTable::new(),
-            ring: FreedRing {
-                entries: core::ptr::null_mut(),
-                next: 0,
-            },
         }),
         AtomicUsize::new(0),
         AtomicUsize::new(0),
@@ -514,42 +531,37 @@ impl Counts {
     }
 }
 
-impl Shard {
+impl FreedRing {
     /// Remembers the block at `addr`, just taken out as it was freed
-    /// (`me` is the shard's index): the newest entry of the ring, over the
+    /// (`me` is the ring's index): the newest entry of the ring, over the
     /// oldest. Nothing is remembered when memory runs out.
-    fn remember_freed(&mut self, me: usize, addr: usize, freed: Freed) {
-        if self.ring.entries.is_null() {
+    fn remember(&mut self, me: usize, addr: usize, freed: Freed) {
+        if self.entries.is_null() {
             let Some(rings) = rings() else {
                 return;
             };
-            // SAFETY: each shard's slice of `SHARD_KEPT` entries of the
+            // SAFETY: each ring's slice of `RING_KEPT` entries of the
             // `FREED_KEPT` entries of `RINGS`.
-            self.ring.entries = unsafe { rings.add(me * SHARD_KEPT) };
+            self.entries = unsafe { rings.add(me * RING_KEPT) };
         }
-        let place = (self.ring.next % SHARD_KEPT as u64) as usize;
-        self.ring.next += 1;
-        // SAFETY: `place` is below SHARD_KEPT, the length of the shard's
-        // slice of the rings.
-        unsafe {
-            self.ring
-                .entries
-                .add(place)
-                .write(FreedEntry { addr, freed })
-        };
+        let place = (self.next % RING_KEPT as u64) as usize;
+        self.next += 1;
+        // SAFETY: `place` is below RING_KEPT, the length of the ring's
+        // slice.
+        unsafe { self.entries.add(place).write(FreedEntry { addr, freed }) };
     }
 
     /// The newest free remembered of the block at `addr`.
     fn remembered(&self, addr: usize) -> Option<Freed> {
-        if self.ring.entries.is_null() {
+        if self.entries.is_null() {
             return None;
         }
-        let held = self.ring.next.min(SHARD_KEPT as u64);
+        let held = self.next.min(RING_KEPT as u64);
         (1..=held).find_map(|back| {
-            let place = ((self.ring.next - back) % SHARD_KEPT as u64) as usize;
-            // SAFETY: below SHARD_KEPT, and written (one of the last
+            let place = ((self.next - back) % RING_KEPT as u64) as usize;
+            // SAFETY: below RING_KEPT, and written (one of the last
             // `held` frees).
-            let e = unsafe { &*self.ring.entries.add(place) };
+            let e = unsafe { &*self.entries.add(place) };
             (e.addr == addr).then_some(e.freed)
         })
     }
@@ -713,18 +725,15 @@ pub(crate) fn take_remembering(addr: usize, frames: &[usize], thread: u32) -> Op
     let now = now();
     let free_site = site_for(frames, false);
     let me = shard_index(addr);
-    let live = {
-        let mut s = SHARD_LOCKS[me].0.lock();
-        let live = s.table.remove(addr)?;
-        let freed = Freed {
-            live,
-            free_site,
-            free_thread: thread,
-            freed_at: now,
-        };
-        s.remember_freed(me, addr, freed);
-        live
+    let live = SHARD_LOCKS[me].0.lock().table.remove(addr)?;
+    let freed = Freed {
+        live,
+        free_site,
+        free_thread: thread,
+        freed_at: now,
     };
+    let ring = ring_index(addr);
+    RING_LOCKS[ring].0.lock().remember(ring, addr, freed);
     COUNTS.lock().account_free(&live, now);
     Some(live)
 }
@@ -807,11 +816,14 @@ pub(crate) enum History {
 /// lock a bounded time only (a diagnostic may come from a fault handler
 /// that interrupted its holder): `None` then.
 pub(crate) fn history(addr: usize) -> Option<History> {
-    let s = shard(addr).try_lock_for_ms(100)?;
-    if let Some(live) = s.table.get(addr) {
+    if let Some(live) = shard(addr).try_lock_for_ms(100)?.table.get(addr) {
         return Some(History::Live(live));
     }
-    s.remembered(addr).map(History::Freed)
+    RING_LOCKS[ring_index(addr)]
+        .0
+        .try_lock_for_ms(100)?
+        .remembered(addr)
+        .map(History::Freed)
 }
 
 /// A site's figures as a profile reports them: everything in
@@ -911,6 +923,9 @@ pub(crate) fn lock_for_fork() {
     for l in &SHARD_LOCKS {
         l.0.lock_for_fork();
     }
+    for l in &RING_LOCKS {
+        l.0.lock_for_fork();
+    }
     COUNTS.lock_for_fork();
 }
 
@@ -922,6 +937,9 @@ pub(crate) unsafe fn unlock_after_fork() {
     // SAFETY: the caller's contract: this thread took every lock.
     unsafe {
         COUNTS.force_unlock();
+        for l in &RING_LOCKS {
+            l.0.force_unlock();
+        }
         for l in &SHARD_LOCKS {
             l.0.force_unlock();
         }
