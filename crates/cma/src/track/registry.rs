@@ -18,13 +18,11 @@
 //!   estimate).
 //! - At the `strict` level, a block taken out as it is freed is
 //!   remembered, with the stack (a site of its own, with no counts:
-//!   profiles skip it), thread and time of its free, in its ring (one of
-//!   `RINGS_N`, by a hash of the address) of the last `FREED_KEPT /
-//!   RINGS_N` frees (about the last `FREED_KEPT` frees in all), so that a
-//!   double free or a write found in a freed block later names both
-//!   stacks (`history`, for `check::report`: the live record of an
-//!   address if it has one, else the newest free remembered there, found
-//!   by a pass over its ring). A free is
+//!   profiles skip it), thread and time of its free, in a ring of the
+//!   last `FREED_KEPT` frees, so that a double free or a write found in a
+//!   freed block later names both stacks (`history`, for `check::report`:
+//!   the live record of an address if it has one, else the newest free
+//!   remembered there, found by a pass over the ring). A free is
 //!   one sequential write; nothing is looked up to forget one, and nothing
 //!   grows, whatever the program frees.
 //!
@@ -37,10 +35,9 @@
 //! `os::memory`), never the engine's heap, so recording allocates nothing
 //! through cma. Locks, none held while another is taken (the stack is
 //! taken before any): the block tables are split by address into `SHARDS`
-//! shards, each under its own lock, held for one table update; each ring
-//! of frees is under its own lock, held for one write; the
-//! counters (every site's and the totals) are under `COUNTS`, held for a
-//! few additions after the shard's lock is let go; sites are looked up
+//! shards, each under its own lock, held for one table update; the
+//! counters (every site's and the totals) and the ring of frees are under
+//! `COUNTS`, held for a few additions (and a free's one write to the ring) after the shard's lock is let go; sites are looked up
 //! without a lock (an index that only grows) and made under `SITE_LOCK`.
 //! A block's table update and its counting are therefore two steps: a
 //! profile taken between them (`for_each_site`) may count a block that
@@ -147,8 +144,7 @@ struct FreedEntry {
     freed: Freed,
 }
 
-/// Freed blocks the `strict` level remembers at most, over all rings
-/// (`FREED_KEPT / RINGS_N` each): well above the `strict` quarantine of a
+/// Freed blocks the `strict` level remembers at most (the ring's length): well above the `strict` quarantine of a
 /// few busy threads (4,096 slots each), so that a block still in quarantine
 /// is remembered. The rings take 4 MiB (64 bytes a free).
 pub(crate) const FREED_KEPT: usize = 1 << 16;
@@ -158,25 +154,21 @@ pub(crate) const FREED_KEPT: usize = 1 << 16;
 /// seldom wait for each other.
 const SHARDS: usize = 32;
 
-/// The rings of frees, each under a lock of its own; a block's ring is
-/// chosen by a hash of its own address (not its page, as its shard is),
-/// so that frees spread evenly over the rings even when a program churns
-/// a few pages.
-const RINGS_N: usize = 32;
+/// Frees the ring remembers.
+const RING_KEPT: usize = FREED_KEPT;
 
-/// Frees each ring remembers.
-const RING_KEPT: usize = FREED_KEPT / RINGS_N;
-
-/// A ring's last `RING_KEPT` frees (its slice of one mapping, `RINGS`):
-/// the oldest is overwritten when a new one comes. Written in order, read
-/// only for a diagnostic (`history`, newest first).
+/// The last `RING_KEPT` frees, in a ring (the mapping `RINGS`, under
+/// `COUNTS`'s lock: a free takes it anyway, and the write is one
+/// sequential store): the oldest is overwritten when a new one comes.
+/// Written in order, read only for a diagnostic (`history`, newest
+/// first).
 struct FreedRing {
     entries: *mut FreedEntry,
     /// Frees taken so far (the next one's sequence number).
     next: u64,
 }
 
-/// The mapping of every ring (`FREED_KEPT` entries), made at the
+/// The ring's mapping (`FREED_KEPT` entries), made at the
 /// first free remembered.
 static RINGS: AtomicPtr<FreedEntry> = AtomicPtr::new(core::ptr::null_mut());
 
@@ -202,24 +194,8 @@ struct Shard {
     table: AddrTable<Live>,
 }
 
-// SAFETY: a ring's slice of `RINGS` is reached only under its lock.
+// SAFETY: the ring's mapping is reached only under `COUNTS`'s lock.
 unsafe impl Send for FreedRing {}
-
-/// A ring's lock on a cache line of its own.
-#[repr(align(64))]
-struct RingLock(SpinLock<FreedRing>);
-
-static RING_LOCKS: [RingLock; RINGS_N] = [const {
-    RingLock(SpinLock::new(FreedRing {
-        entries: core::ptr::null_mut(),
-        next: 0,
-    }))
-}; RINGS_N];
-
-/// The ring of the block at `addr` (see `RINGS_N`).
-fn ring_index(addr: usize) -> usize {
-    ((addr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize % RINGS_N
-}
 
 /// A shard's lock on a cache line of its own, with where its table lies
 /// (its mapping's address and its capacity, `AddrTable::layout`), written
@@ -290,6 +266,7 @@ fn note_table(me: usize, table: &AddrTable<Live>) {
 struct Counts {
     totals: Totals,
     peak_epoch: u64,
+    ring: FreedRing,
 }
 
 static COUNTS: SpinLock<Counts> = SpinLock::new(Counts {
@@ -304,6 +281,10 @@ static COUNTS: SpinLock<Counts> = SpinLock::new(Counts {
         dropped: 0,
     },
     peak_epoch: 0,
+    ring: FreedRing {
+        entries: core::ptr::null_mut(),
+        next: 0,
+    },
 });
 
 /// Makes sites (taken only to add one: lookups take no lock).
@@ -532,22 +513,19 @@ impl Counts {
 }
 
 impl FreedRing {
-    /// Remembers the block at `addr`, just taken out as it was freed
-    /// (`me` is the ring's index): the newest entry of the ring, over the
-    /// oldest. Nothing is remembered when memory runs out.
-    fn remember(&mut self, me: usize, addr: usize, freed: Freed) {
+    /// Remembers the block at `addr`, just taken out as it was freed:
+    /// the newest entry of the ring, over the oldest. Nothing is
+    /// remembered when memory runs out.
+    fn remember(&mut self, addr: usize, freed: Freed) {
         if self.entries.is_null() {
             let Some(rings) = rings() else {
                 return;
             };
-            // SAFETY: each ring's slice of `RING_KEPT` entries of the
-            // `FREED_KEPT` entries of `RINGS`.
-            self.entries = unsafe { rings.add(me * RING_KEPT) };
+            self.entries = rings;
         }
         let place = (self.next % RING_KEPT as u64) as usize;
         self.next += 1;
-        // SAFETY: `place` is below RING_KEPT, the length of the ring's
-        // slice.
+        // SAFETY: `place` is below RING_KEPT, the ring's length.
         unsafe { self.entries.add(place).write(FreedEntry { addr, freed }) };
     }
 
@@ -732,9 +710,9 @@ pub(crate) fn take_remembering(addr: usize, frames: &[usize], thread: u32) -> Op
         free_thread: thread,
         freed_at: now,
     };
-    let ring = ring_index(addr);
-    RING_LOCKS[ring].0.lock().remember(ring, addr, freed);
-    COUNTS.lock().account_free(&live, now);
+    let mut c = COUNTS.lock();
+    c.account_free(&live, now);
+    c.ring.remember(addr, freed);
     Some(live)
 }
 
@@ -819,9 +797,9 @@ pub(crate) fn history(addr: usize) -> Option<History> {
     if let Some(live) = shard(addr).try_lock_for_ms(100)?.table.get(addr) {
         return Some(History::Live(live));
     }
-    RING_LOCKS[ring_index(addr)]
-        .0
+    COUNTS
         .try_lock_for_ms(100)?
+        .ring
         .remembered(addr)
         .map(History::Freed)
 }
@@ -923,9 +901,6 @@ pub(crate) fn lock_for_fork() {
     for l in &SHARD_LOCKS {
         l.0.lock_for_fork();
     }
-    for l in &RING_LOCKS {
-        l.0.lock_for_fork();
-    }
     COUNTS.lock_for_fork();
 }
 
@@ -937,9 +912,6 @@ pub(crate) unsafe fn unlock_after_fork() {
     // SAFETY: the caller's contract: this thread took every lock.
     unsafe {
         COUNTS.force_unlock();
-        for l in &RING_LOCKS {
-            l.0.force_unlock();
-        }
         for l in &SHARD_LOCKS {
             l.0.force_unlock();
         }
