@@ -18,11 +18,18 @@ use crate::slab::size_class::SizeClass;
 use crate::track::registry::{self, FRAMES};
 use crate::track::sampling::{self, starting_up, ProfileMode, NEVER};
 
+/// Return addresses kept of a free's stack at the `strict` level: half an
+/// allocation stack's `FRAMES`. The innermost frames (cma's own, then the
+/// caller of `free` and about ten of its callers) name the free; deeper
+/// ones seldom add to it, and each frame costs a step of the walk at every
+/// free.
+pub(crate) const FREE_FRAMES: usize = 16;
+
 /// Takes the calling thread's stack into `frames`, leaving out `skip`
 /// frames above the caller; none when the thread is taking one already
 /// (the unwinder allocating: see `guard::begin_capture`).
 #[inline(never)]
-fn capture(frames: &mut [usize; FRAMES], skip: usize) -> usize {
+fn capture(frames: &mut [usize], skip: usize) -> usize {
     if !begin_capture() {
         return 0;
     }
@@ -36,6 +43,7 @@ fn capture(frames: &mut [usize; FRAMES], skip: usize) -> usize {
 #[cold]
 #[inline(never)]
 pub(crate) fn record(p: *mut u8, size: usize, weight: f64) {
+    registry::prefetch(p as usize);
     let mut frames = [0usize; FRAMES];
     let len = capture(&mut frames, 1);
     registry::record(
@@ -73,13 +81,15 @@ pub(crate) fn freeing(addr: usize, large: bool) -> Option<registry::Live> {
 }
 
 /// `freeing` at the `strict` level: the stack is taken before the block
-/// is looked up (the registry's lock is held for the table update alone).
+/// is looked up (the shard's lock is held for the table update alone),
+/// while the block's table entry is fetched (`registry::prefetch`).
 /// A free of a block not recorded (a double free) changes nothing, so the
 /// first free stays remembered.
 #[cold]
 #[inline(never)]
 fn freeing_remembered(addr: usize) -> Option<registry::Live> {
-    let mut frames = [0usize; FRAMES];
+    registry::prefetch(addr);
+    let mut frames = [0usize; FREE_FRAMES];
     let len = capture(&mut frames, 1);
     registry::take_remembering(addr, &frames[..len], thread_id())
 }

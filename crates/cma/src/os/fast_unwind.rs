@@ -16,8 +16,10 @@
 //! 16 MiB, to an 8-byte aligned CFA: a stack that does not look like one
 //! is left to the unwinder too.
 //!
-//! The cache: 4096 entries of two words, a key (the address) and a packed
-//! rule, written by any thread, read without a lock: a reader takes an entry
+//! The cache: 16,384 entries of two words side by side (one cache line), a
+//! key (the address) and a packed rule, behind a front cache of 512 such
+//! entries (8 KiB: a program's hot stacks stay in the L1 cache); both
+//! written by any thread, read without a lock: a reader takes an entry
 //! only when it reads the same key before and after the rule (a writer
 //! clears the key first, then writes the rule, then the key).
 
@@ -111,30 +113,82 @@ mod imp {
         })
     }
 
-    const CACHE: usize = 4096;
-    static KEYS: [AtomicU64; CACHE] = [const { AtomicU64::new(0) }; CACHE];
-    static RULES: [AtomicU64; CACHE] = [const { AtomicU64::new(0) }; CACHE];
+    const CACHE: usize = 16384;
 
-    fn slot(pc: usize) -> usize {
-        (pc as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) as usize >> 52 & (CACHE - 1)
+    /// One cache entry: the key and its rule side by side, so that a
+    /// lookup touches one cache line.
+    #[repr(C, align(16))]
+    struct Entry {
+        key: AtomicU64,
+        rule: AtomicU64,
+    }
+
+    static ENTRIES: [Entry; CACHE] = [const { Entry::new() }; CACHE];
+
+    /// A small cache in front of `ENTRIES` (8 KiB, so that the few hundred
+    /// code addresses of a program's hot stacks stay in the L1 cache).
+    const FRONT: usize = 512;
+    static FRONT_ENTRIES: [Entry; FRONT] = [const { Entry::new() }; FRONT];
+
+    impl Entry {
+        const fn new() -> Entry {
+            Entry {
+                key: AtomicU64::new(0),
+                rule: AtomicU64::new(0),
+            }
+        }
+
+        /// The rule cached for `pc`, if this entry holds it.
+        #[inline(always)]
+        fn get(&self, pc: usize) -> Option<u64> {
+            let key = self.key.load(Ordering::Acquire);
+            if key == pc as u64 {
+                let rule = self.rule.load(Ordering::Acquire);
+                if self.key.load(Ordering::Acquire) == key && rule & VALID != 0 {
+                    return Some(rule);
+                }
+            }
+            None
+        }
+
+        fn set(&self, pc: usize, rule: u64) {
+            self.key.store(0, Ordering::Release);
+            self.rule.store(rule, Ordering::Release);
+            self.key.store(pc as u64, Ordering::Release);
+        }
+    }
+
+    fn hash(pc: usize) -> u64 {
+        (pc as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
     /// The step for code address `pc` (a return address less one, or the
     /// first frame's own address).
+    #[inline]
     fn step_for(pc: usize) -> Option<Step> {
-        let i = slot(pc);
-        let key = KEYS[i].load(Ordering::Acquire);
-        if key == pc as u64 {
-            let rule = RULES[i].load(Ordering::Acquire);
-            if KEYS[i].load(Ordering::Acquire) == key && rule & VALID != 0 {
-                return unpack(rule);
-            }
+        let front = &FRONT_ENTRIES[(hash(pc) >> 55) as usize & (FRONT - 1)];
+        if let Some(rule) = front.get(pc) {
+            return unpack(rule);
         }
-        let step = find_step(pc);
-        KEYS[i].store(0, Ordering::Release);
-        RULES[i].store(pack(step), Ordering::Release);
-        KEYS[i].store(pc as u64, Ordering::Release);
-        step
+        step_behind(front, pc)
+    }
+
+    /// `step_for` past the front cache: the main cache, else the tables
+    /// (both cache the step).
+    #[cold]
+    #[inline(never)]
+    fn step_behind(front: &Entry, pc: usize) -> Option<Step> {
+        let e = &ENTRIES[(hash(pc) >> 50) as usize & (CACHE - 1)];
+        let rule = match e.get(pc) {
+            Some(rule) => rule,
+            None => {
+                let rule = pack(find_step(pc));
+                e.set(pc, rule);
+                rule
+            }
+        };
+        front.set(pc, rule);
+        unpack(rule)
     }
 
     /// Reads the encoded and LEB128 values of the tables.

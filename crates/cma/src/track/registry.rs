@@ -11,19 +11,20 @@
 //!   the lock. Each site has counters (`SiteCounts`): bytes and blocks
 //!   allocated in all, live now, at the site's own maximum, at the
 //!   process's peak, and the freed blocks with the sum of their lifetimes.
-//! - The live table maps each recorded block to its site, its requested
+//! - The block tables map each recorded block to its site, its requested
 //!   size, its birth time, the thread that allocated it and its weight (1
 //!   at `profile=all`; at `profile=sample`, one over the chance that the
 //!   sampler picked it, so that every sum over blocks is an unbiased
 //!   estimate).
-//! - At the `strict` level, the freed table: a block taken out as it is
-//!   freed keeps its record there, with the stack (a site of its own, with
-//!   no counts: profiles skip it), thread and time of its free, until its
-//!   address is recorded again (handed out again) or `FREED_KEPT` later
-//!   frees push it out (a ring of the addresses, oldest first), so that a
-//!   double free or a write found in a freed block later names both
-//!   stacks (`history`, for `check::report`). Bounded: at most
-//!   `FREED_KEPT` entries, whatever the program frees.
+//! - At the `strict` level, a block taken out as it is freed is
+//!   remembered, with the stack (a site of its own, with no counts:
+//!   profiles skip it), thread and time of its free, in a ring of the
+//!   last `FREED_KEPT` frees, so that a double free or a write found in a
+//!   freed block later names both stacks (`history`, for `check::report`:
+//!   the live record of an address if it has one, else the newest free
+//!   remembered there, found by a pass over the ring). A free is
+//!   one sequential write; nothing is looked up to forget one, and nothing
+//!   grows, whatever the program frees.
 //!
 //! Peak attribution without a pass over all sites at each new peak: the
 //! peak has an epoch that a new peak advances; a site's counters at the
@@ -32,12 +33,19 @@
 //!
 //! Memory: the tables are anonymous mappings of their own (`AddrTable`,
 //! `os::memory`), never the engine's heap, so recording allocates nothing
-//! through cma. Everything is under one lock, `REGISTRY`, held for a table
-//! update and a few counters; the stack is taken before it is locked. Lock
-//! order: nothing else is taken while it is held.
+//! through cma. Locks, none held while another is taken (the stack is
+//! taken before any): the block tables are split by address into `SHARDS`
+//! shards, each under its own lock, held for one table update; the
+//! counters (every site's and the totals) and the ring of frees are under
+//! `COUNTS`, held for a few additions (and a free's one write to the ring) after the shard's lock is let go; sites are looked up
+//! without a lock (an index that only grows) and made under `SITE_LOCK`.
+//! A block's table update and its counting are therefore two steps: a
+//! profile taken between them (`for_each_site`) may count a block that
+//! another thread is recording or freeing at that moment one way in the
+//! tables and the other in the counters.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::os::memory::{self, Charge};
 use crate::os::{clock, PAGE_SIZE};
@@ -125,26 +133,44 @@ pub(crate) struct Freed {
     pub(crate) free_thread: u32,
     /// When it was freed (ticks since the registry started).
     pub(crate) freed_at: u64,
-    /// Its place in the order of frees (see `FreedRing`).
-    sequence: u64,
 }
 
-/// Freed blocks the `strict` level remembers at most: well above the
-/// `strict` quarantine of a few busy threads (4,096 slots each), so that a
-/// block still in quarantine is remembered. At most 8.5 MiB: the table
-/// doubles to 131,072 entries of 64 bytes, and the ring is 512 KiB.
+/// A remembered free in its ring: the block's address and what is
+/// kept of it. 64 bytes: one cache line.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct FreedEntry {
+    addr: usize,
+    freed: Freed,
+}
+
+/// Freed blocks the `strict` level remembers at most (the ring's length): well above the `strict` quarantine of a
+/// few busy threads (4,096 slots each), so that a block still in quarantine
+/// is remembered. The rings take 4 MiB (64 bytes a free).
 pub(crate) const FREED_KEPT: usize = 1 << 16;
 
-/// The addresses of the last `FREED_KEPT` frees the freed table took, in a
-/// ring of its own mapping: the oldest is pushed out when a new one comes.
+/// The registry's tables are split by address into this many shards, each
+/// under a lock of its own, so that threads recording different blocks
+/// seldom wait for each other.
+const SHARDS: usize = 32;
+
+/// Frees the ring remembers.
+const RING_KEPT: usize = FREED_KEPT;
+
+/// The last `RING_KEPT` frees, in a ring (the mapping `RINGS`, under
+/// `COUNTS`'s lock: a free takes it anyway, and the write is one
+/// sequential store): the oldest is overwritten when a new one comes.
+/// Written in order, read only for a diagnostic (`history`, newest
+/// first).
 struct FreedRing {
-    addresses: *mut usize,
+    entries: *mut FreedEntry,
     /// Frees taken so far (the next one's sequence number).
     next: u64,
 }
 
-// SAFETY: the ring's mapping is reached only under `REGISTRY`'s lock.
-unsafe impl Send for FreedRing {}
+/// The ring's mapping (`FREED_KEPT` entries), made at the
+/// first free remembered.
+static RINGS: AtomicPtr<FreedEntry> = AtomicPtr::new(core::ptr::null_mut());
 
 /// The process-wide figures (same units as `SiteCounts`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -162,24 +188,88 @@ pub(crate) struct Totals {
     pub(crate) dropped: u64,
 }
 
-struct Registry {
-    live: AddrTable<Live>,
-    freed: AddrTable<Freed>,
-    ring: FreedRing,
-    /// Site hash (nudged past collisions) to site index.
-    index: AddrTable<u32>,
-    totals: Totals,
-    peak_epoch: u64,
+/// One shard of the block tables.
+struct Shard {
+    /// The live blocks.
+    table: AddrTable<Live>,
 }
 
-static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
-    live: AddrTable::new(),
-    freed: AddrTable::new(),
-    ring: FreedRing {
-        addresses: core::ptr::null_mut(),
-        next: 0,
-    },
-    index: AddrTable::new(),
+// SAFETY: the ring's mapping is reached only under `COUNTS`'s lock.
+unsafe impl Send for FreedRing {}
+
+/// A shard's lock on a cache line of its own, with where its table lies
+/// (its mapping's address and its capacity, `AddrTable::layout`), written
+/// under the lock (`note_table`) for `prefetch`, which reads them without.
+#[repr(align(64))]
+struct ShardLock(SpinLock<Shard>, AtomicUsize, AtomicUsize);
+
+static SHARD_LOCKS: [ShardLock; SHARDS] = [const {
+    ShardLock(
+        SpinLock::new(Shard {
+            table: AddrTable::new(),
+        }),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    )
+}; SHARDS];
+
+/// Starts loading the cache line where the table entry of the block at
+/// `addr` is likely to be, so that the miss overlaps the stack walk that
+/// comes before the table is looked up. Takes no lock and reads no entry
+/// (a prefetch of memory unmapped since is harmless).
+#[inline]
+pub(crate) fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let l = &SHARD_LOCKS[shard_index(addr)];
+        let (base, capacity) = (l.1.load(Ordering::Relaxed), l.2.load(Ordering::Relaxed));
+        if base == 0 || capacity == 0 {
+            return;
+        }
+        let p = (base + AddrTable::<Live>::home_offset(addr, capacity)) as *const i8;
+        // SAFETY: a prefetch is a hint: it never faults and changes nothing
+        // a program can see, whatever the address.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
+/// The shard of the block at `addr`: the top bits of a Fibonacci hash of
+/// its 4 KiB page's number, so that a page's blocks share a shard
+/// (`AddrTable` places them side by side, and spreads pages by lower bits
+/// of the same product).
+fn shard_index(addr: usize) -> usize {
+    let h = (addr as u64 >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 59) as usize % SHARDS
+}
+
+fn shard(addr: usize) -> &'static SpinLock<Shard> {
+    &SHARD_LOCKS[shard_index(addr)].0
+}
+
+/// Keeps where shard `me`'s table lies for `prefetch`, after an insert
+/// (which may have grown it). The caller holds the shard's lock.
+fn note_table(me: usize, table: &AddrTable<Live>) {
+    let l = &SHARD_LOCKS[me];
+    let (base, capacity) = table.layout();
+    if l.2.load(Ordering::Relaxed) != capacity {
+        l.1.store(base, Ordering::Relaxed);
+        l.2.store(capacity, Ordering::Relaxed);
+    }
+}
+
+/// The counters: every site's (`SiteCounts`, in the site table) and the
+/// totals, under one lock of their own, `COUNTS`, held for a few additions.
+struct Counts {
+    totals: Totals,
+    peak_epoch: u64,
+    ring: FreedRing,
+}
+
+static COUNTS: SpinLock<Counts> = SpinLock::new(Counts {
     totals: Totals {
         total_bytes: 0.0,
         total_blocks: 0.0,
@@ -191,9 +281,25 @@ static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
         dropped: 0,
     },
     peak_epoch: 0,
+    ring: FreedRing {
+        entries: core::ptr::null_mut(),
+        next: 0,
+    },
 });
 
-/// The site table's chunks (written under the lock, read by anyone once
+/// Makes sites (taken only to add one: lookups take no lock).
+static SITE_LOCK: SpinLock<()> = SpinLock::new(());
+
+/// The site index: `INDEX_LEN` words, each 0 (empty) or a site's hash's
+/// high half and its index plus one; open addressing, linear probes, never
+/// removed from, at most half full. Readers look sites up without a lock
+/// (a word, once set, never changes, and is set after its site's frames);
+/// writers hold `SITE_LOCK`. A sparse mapping (pages cost nothing until
+/// touched), made with site 0.
+static INDEX: AtomicPtr<AtomicU64> = AtomicPtr::new(core::ptr::null_mut());
+const INDEX_LEN: usize = 2 * MAX_SITES;
+
+/// The site table's chunks (written under `SITE_LOCK`, read by anyone once
 /// published by `SITES`).
 static CHUNKS: [AtomicPtr<SiteSlot>; MAX_CHUNKS] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CHUNKS];
@@ -227,69 +333,116 @@ pub(crate) fn site_count() -> u32 {
     SITES.load(Ordering::Acquire)
 }
 
-impl Registry {
-    /// The counters of site `index`. The caller holds the lock (`&mut self`).
-    #[allow(clippy::mut_from_ref)]
-    fn counts(&mut self, index: u32) -> &mut SiteCounts {
-        // SAFETY: counters are only touched under the lock, which `&mut
-        // self` proves held.
-        unsafe { &mut *slot(index).counts.get() }
-    }
+/// Word `i` (below `INDEX_LEN`) of the site index at `index`.
+fn index_word(index: *mut AtomicU64, i: usize) -> &'static AtomicU64 {
+    debug_assert!(i < INDEX_LEN);
+    // SAFETY: `index` is the published mapping of `INDEX_LEN` words, never
+    // unmapped; zeroed memory reads as empty words.
+    unsafe { &*index.add(i) }
+}
 
-    /// The site of `frames` (made while starting up or not), made if new;
-    /// site 0 (no stack) when the table is full or memory runs out.
-    fn site_for(&mut self, frames: &[usize], startup: bool) -> u32 {
-        if SITES.load(Ordering::Relaxed) == 0 && self.make_site(&[], false, 0).is_none() {
-            return 0;
-        }
-        let hash = hash_frames(frames, startup);
-        let mut key = hash;
-        loop {
-            match self.index.get(key as usize) {
-                Some(i) => {
-                    let f = &slot(i).frames;
-                    if f.frames() == frames && f.startup == startup {
-                        return i;
-                    }
-                    key = key.wrapping_add(0x9E37_79B9_7F4A_7C15) | 1;
-                }
-                None => {
-                    let Some(i) = self.make_site(frames, startup, hash) else {
-                        return 0;
-                    };
-                    if self.index.insert(key as usize, i).is_err() {
-                        return 0;
-                    }
-                    return i;
-                }
-            }
-        }
-    }
-
-    fn make_site(&mut self, frames: &[usize], startup: bool, hash: u64) -> Option<u32> {
-        let index = SITES.load(Ordering::Relaxed);
-        if index as usize >= MAX_SITES {
+/// The site of `frames` in the index, if it is there.
+fn find_site(index: *mut AtomicU64, hash: u64, frames: &[usize], startup: bool) -> Option<u32> {
+    let tag = hash >> 32;
+    let mut i = hash as usize & (INDEX_LEN - 1);
+    loop {
+        let w = index_word(index, i).load(Ordering::Acquire);
+        if w == 0 {
             return None;
         }
-        let c = index as usize / CHUNK_SITES;
-        if CHUNKS[c].load(Ordering::Relaxed).is_null() {
-            let chunk = memory::map(chunk_bytes(), Charge::Accounted);
-            if chunk.is_null() {
-                return None;
+        if w >> 32 == tag {
+            let site = (w as u32).wrapping_sub(1);
+            let f = &slot(site).frames;
+            if f.frames() == frames && f.startup == startup {
+                return Some(site);
             }
-            CHUNKS[c].store(chunk.cast(), Ordering::Release);
         }
-        let base = CHUNKS[c].load(Ordering::Relaxed);
-        // SAFETY: a slot of a chunk of ours, past every published site:
-        // nobody reads it before `SITES` covers it.
-        let s = unsafe { &mut *base.add(index as usize % CHUNK_SITES) };
-        s.frames.hash = hash;
-        s.frames.len = frames.len().min(FRAMES) as u32;
-        s.frames.startup = startup;
-        s.frames.frames[..frames.len().min(FRAMES)]
-            .copy_from_slice(&frames[..frames.len().min(FRAMES)]);
-        SITES.store(index + 1, Ordering::Release);
-        Some(index)
+        i = (i + 1) & (INDEX_LEN - 1);
+    }
+}
+
+/// The site of `frames` (made while starting up or not), made if new;
+/// site 0 (no stack) when the table is full or memory runs out. A site
+/// seen before is found without a lock.
+fn site_for(frames: &[usize], startup: bool) -> u32 {
+    let hash = hash_frames(frames, startup);
+    let index = INDEX.load(Ordering::Acquire);
+    if !index.is_null() {
+        if let Some(site) = find_site(index, hash, frames, startup) {
+            return site;
+        }
+    }
+    make_site_for(frames, startup, hash)
+}
+
+#[cold]
+#[inline(never)]
+fn make_site_for(frames: &[usize], startup: bool, hash: u64) -> u32 {
+    let _held = SITE_LOCK.lock();
+    let mut index = INDEX.load(Ordering::Acquire);
+    if index.is_null() {
+        index = memory::map(INDEX_LEN * 8, Charge::Sparse).cast::<AtomicU64>();
+        if index.is_null() {
+            return 0;
+        }
+        INDEX.store(index, Ordering::Release);
+    }
+    if SITES.load(Ordering::Relaxed) == 0 && make_site(&[], false, 0).is_none() {
+        return 0;
+    }
+    // Made by another thread since the look without the lock?
+    if let Some(site) = find_site(index, hash, frames, startup) {
+        return site;
+    }
+    let Some(site) = make_site(frames, startup, hash) else {
+        return 0;
+    };
+    // The index is at most half full (`MAX_SITES` sites): an empty word
+    // comes.
+    let mut i = hash as usize & (INDEX_LEN - 1);
+    while index_word(index, i).load(Ordering::Relaxed) != 0 {
+        i = (i + 1) & (INDEX_LEN - 1);
+    }
+    index_word(index, i).store((hash >> 32) << 32 | (site as u64 + 1), Ordering::Release);
+    site
+}
+
+/// Makes a site (the caller holds `SITE_LOCK`).
+fn make_site(frames: &[usize], startup: bool, hash: u64) -> Option<u32> {
+    let index = SITES.load(Ordering::Relaxed);
+    if index as usize >= MAX_SITES {
+        return None;
+    }
+    let c = index as usize / CHUNK_SITES;
+    if CHUNKS[c].load(Ordering::Relaxed).is_null() {
+        let chunk = memory::map(chunk_bytes(), Charge::Accounted);
+        if chunk.is_null() {
+            return None;
+        }
+        CHUNKS[c].store(chunk.cast(), Ordering::Release);
+    }
+    let base = CHUNKS[c].load(Ordering::Relaxed);
+    // SAFETY: a slot of a chunk of ours, past every published site:
+    // nobody reads it before `SITES` (or the index) covers it, and only
+    // `SITE_LOCK`'s holder writes it.
+    let s = unsafe { &mut *base.add(index as usize % CHUNK_SITES) };
+    s.frames.hash = hash;
+    s.frames.len = frames.len().min(FRAMES) as u32;
+    s.frames.startup = startup;
+    s.frames.frames[..frames.len().min(FRAMES)]
+        .copy_from_slice(&frames[..frames.len().min(FRAMES)]);
+    SITES.store(index + 1, Ordering::Release);
+    Some(index)
+}
+
+impl Counts {
+    /// The counters of site `index`. The caller holds `COUNTS` (`&mut
+    /// self`).
+    #[allow(clippy::mut_from_ref)]
+    fn counts(&mut self, index: u32) -> &mut SiteCounts {
+        // SAFETY: counters are only touched under `COUNTS`, which `&mut
+        // self` proves held.
+        unsafe { &mut *slot(index).counts.get() }
     }
 
     /// Keeps a site's counters at the current peak before they change
@@ -344,53 +497,6 @@ impl Registry {
         self.totals.live_blocks -= w;
     }
 
-    /// Remembers the block at `addr`, just taken out as it is freed (see
-    /// `Freed`), pushing out the oldest remembered free when the ring is
-    /// full. Nothing is remembered when memory runs out.
-    fn remember_freed(
-        &mut self,
-        addr: usize,
-        live: Live,
-        free_site: u32,
-        free_thread: u32,
-        now: u64,
-    ) {
-        if self.ring.addresses.is_null() {
-            let bytes = (FREED_KEPT * core::mem::size_of::<usize>()).next_multiple_of(PAGE_SIZE);
-            let ring = memory::map(bytes, Charge::Accounted).cast::<usize>();
-            if ring.is_null() {
-                return;
-            }
-            self.ring.addresses = ring;
-        }
-        let sequence = self.ring.next;
-        self.ring.next += 1;
-        let place = (sequence % FREED_KEPT as u64) as usize;
-        // SAFETY: `place` is below FREED_KEPT, the ring's length in entries.
-        let oldest = unsafe { &mut *self.ring.addresses.add(place) };
-        if sequence >= FREED_KEPT as u64 {
-            // The free this place held, unless its address was taken again
-            // (reused, or freed again later: another sequence).
-            let pushed_out = sequence - FREED_KEPT as u64;
-            if self
-                .freed
-                .get(*oldest)
-                .is_some_and(|f| f.sequence == pushed_out)
-            {
-                self.freed.remove(*oldest);
-            }
-        }
-        *oldest = addr;
-        let freed = Freed {
-            live,
-            free_site,
-            free_thread,
-            freed_at: now,
-            sequence,
-        };
-        let _ = self.freed.insert(addr, freed);
-    }
-
     /// Undoes `account_free` (a free that failed after its block was taken
     /// out); the peak it may have passed is kept.
     fn unaccount_free(&mut self, live: &Live, now: u64) {
@@ -406,12 +512,93 @@ impl Registry {
     }
 }
 
-fn hash_frames(frames: &[usize], startup: bool) -> u64 {
-    let mut h = 0xCBF2_9CE4_8422_2325u64 ^ startup as u64;
-    for &f in frames {
-        h = (h ^ f as u64).wrapping_mul(0x0000_0100_0000_01B3);
-        h ^= h >> 29;
+impl FreedRing {
+    /// Remembers the block at `addr`, just taken out as it was freed:
+    /// the newest entry of the ring, over the oldest. Nothing is
+    /// remembered when memory runs out.
+    fn remember(&mut self, addr: usize, freed: Freed) {
+        if self.entries.is_null() {
+            let Some(rings) = rings() else {
+                return;
+            };
+            self.entries = rings;
+        }
+        let place = (self.next % RING_KEPT as u64) as usize;
+        self.next += 1;
+        // SAFETY: `place` is below RING_KEPT, the ring's length.
+        unsafe { self.entries.add(place).write(FreedEntry { addr, freed }) };
     }
+
+    /// The newest free remembered of the block at `addr`.
+    fn remembered(&self, addr: usize) -> Option<Freed> {
+        if self.entries.is_null() {
+            return None;
+        }
+        let held = self.next.min(RING_KEPT as u64);
+        (1..=held).find_map(|back| {
+            let place = ((self.next - back) % RING_KEPT as u64) as usize;
+            // SAFETY: below RING_KEPT, and written (one of the last
+            // `held` frees).
+            let e = unsafe { &*self.entries.add(place) };
+            (e.addr == addr).then_some(e.freed)
+        })
+    }
+}
+
+/// The rings' mapping (made by the first caller; `None` when memory runs
+/// out).
+fn rings() -> Option<*mut FreedEntry> {
+    let p = RINGS.load(Ordering::Acquire);
+    if !p.is_null() {
+        return Some(p);
+    }
+    let bytes = (FREED_KEPT * core::mem::size_of::<FreedEntry>()).next_multiple_of(PAGE_SIZE);
+    let fresh = memory::map(bytes, Charge::Accounted).cast::<FreedEntry>();
+    if fresh.is_null() {
+        return None;
+    }
+    match RINGS.compare_exchange(
+        core::ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => Some(fresh),
+        Err(theirs) => {
+            memory::unmap(fresh.cast(), bytes);
+            Some(theirs)
+        }
+    }
+}
+
+/// A multiplier per frame of a stack (odd, from splitmix64).
+const FRAME_KEYS: [u64; FRAMES] = {
+    let mut keys = [0u64; FRAMES];
+    let mut i = 0;
+    while i < FRAMES {
+        let mut z = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        keys[i] = (z ^ (z >> 31)) | 1;
+        i += 1;
+    }
+    keys
+};
+
+/// A stack's hash: each frame times a multiplier of its own, summed (the
+/// products are independent, so the processor works them out side by
+/// side: a chained hash waits for each step), then mixed (murmur3's
+/// finaliser). Equal hashes are checked frame by frame.
+fn hash_frames(frames: &[usize], startup: bool) -> u64 {
+    let mut h = 0xCBF2_9CE4_8422_2325u64 ^ startup as u64 ^ (frames.len() as u64) << 8;
+    for (&f, k) in frames.iter().zip(FRAME_KEYS) {
+        h = h.wrapping_add((f as u64).wrapping_mul(k));
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    h ^= h >> 33;
     h | 1
 }
 
@@ -473,8 +660,7 @@ pub(crate) fn record(
     thread: u32,
 ) {
     let now = now();
-    let mut r = REGISTRY.lock();
-    let site = r.site_for(frames, startup);
+    let site = site_for(frames, startup);
     let live = Live {
         site,
         thread,
@@ -482,17 +668,23 @@ pub(crate) fn record(
         born: now,
         weight: weight as f32,
     };
-    if !r.freed.is_empty() {
-        r.freed.remove(addr);
+    let me = shard_index(addr);
+    let old = {
+        let mut s = SHARD_LOCKS[me].0.lock();
+        let old = s.table.insert(addr, live);
+        note_table(me, &s.table);
+        old
+    };
+    let mut c = COUNTS.lock();
+    match old {
+        Err(_) => c.totals.dropped += 1,
+        Ok(old) => {
+            if let Some(old) = old {
+                c.account_free(&old, now);
+            }
+            c.account_alloc(&live, now);
+        }
     }
-    if let Some(old) = r.live.remove(addr) {
-        r.account_free(&old, now);
-    }
-    if r.live.insert(addr, live).is_err() {
-        r.totals.dropped += 1;
-        return;
-    }
-    r.account_alloc(&live, now);
 }
 
 /// Takes the block at `addr` out of the registry as it is freed (before
@@ -500,9 +692,8 @@ pub(crate) fn record(
 /// counts it freed. `None` when it was not recorded.
 pub(crate) fn take(addr: usize) -> Option<Live> {
     let now = now();
-    let mut r = REGISTRY.lock();
-    let live = r.live.remove(addr)?;
-    r.account_free(&live, now);
+    let live = shard(addr).lock().table.remove(addr)?;
+    COUNTS.lock().account_free(&live, now);
     Some(live)
 }
 
@@ -510,11 +701,18 @@ pub(crate) fn take(addr: usize) -> Option<Live> {
 /// `frames` on `thread` (see `Freed`).
 pub(crate) fn take_remembering(addr: usize, frames: &[usize], thread: u32) -> Option<Live> {
     let now = now();
-    let mut r = REGISTRY.lock();
-    let live = r.live.remove(addr)?;
-    r.account_free(&live, now);
-    let free_site = r.site_for(frames, false);
-    r.remember_freed(addr, live, free_site, thread, now);
+    let free_site = site_for(frames, false);
+    let me = shard_index(addr);
+    let live = SHARD_LOCKS[me].0.lock().table.remove(addr)?;
+    let freed = Freed {
+        live,
+        free_site,
+        free_thread: thread,
+        freed_at: now,
+    };
+    let mut c = COUNTS.lock();
+    c.account_free(&live, now);
+    c.ring.remember(addr, freed);
     Some(live)
 }
 
@@ -522,13 +720,17 @@ pub(crate) fn take_remembering(addr: usize, frames: &[usize], thread: u32) -> Op
 /// freed (the free failed); a free remembered for it is forgotten.
 pub(crate) fn put_back(addr: usize, live: Live) {
     let now = now();
-    let mut r = REGISTRY.lock();
-    if !r.freed.is_empty() {
-        r.freed.remove(addr);
-    }
-    r.unaccount_free(&live, now);
-    if r.live.insert(addr, live).is_err() {
-        r.totals.dropped += 1;
+    let me = shard_index(addr);
+    let inserted = {
+        let mut s = SHARD_LOCKS[me].0.lock();
+        let inserted = s.table.insert(addr, live);
+        note_table(me, &s.table);
+        inserted
+    };
+    let mut c = COUNTS.lock();
+    c.unaccount_free(&live, now);
+    if inserted.is_err() {
+        c.totals.dropped += 1;
     }
 }
 
@@ -537,11 +739,17 @@ pub(crate) fn put_back(addr: usize, live: Live) {
 /// grew; it stays one block. False when it is not recorded.
 pub(crate) fn resize(addr: usize, size: usize) -> bool {
     let now = now();
-    let mut r = REGISTRY.lock();
-    let Some(mut live) = r.live.get(addr) else {
-        return false;
+    let live = {
+        let mut s = shard(addr).lock();
+        let Some(r) = s.table.get_mut(addr) else {
+            return false;
+        };
+        let live = *r;
+        r.size = size;
+        live
     };
     let delta = live.weight as f64 * (size as f64 - live.size as f64);
+    let mut r = COUNTS.lock();
     r.save_peak(live.site);
     let c = r.counts(live.site);
     c.live_bytes += delta;
@@ -563,17 +771,14 @@ pub(crate) fn resize(addr: usize, size: usize) -> bool {
         t.peak_at = now;
         r.peak_epoch += 1;
     }
-    live.size = size;
-    let _ = r.live.insert(addr, live);
     true
 }
 
 /// The sites of the recorded blocks at `addresses` (`None` for a block
-/// not recorded), under one hold of the lock.
+/// not recorded).
 pub(crate) fn sites_of(addresses: &[usize], out: &mut [Option<u32>]) {
-    let r = REGISTRY.lock();
     for (a, o) in addresses.iter().zip(out) {
-        *o = r.live.get(*a).map(|l| l.site);
+        *o = shard(*a).lock().table.get(*a).map(|l| l.site);
     }
 }
 
@@ -589,11 +794,14 @@ pub(crate) enum History {
 /// lock a bounded time only (a diagnostic may come from a fault handler
 /// that interrupted its holder): `None` then.
 pub(crate) fn history(addr: usize) -> Option<History> {
-    let r = REGISTRY.try_lock_for_ms(100)?;
-    if let Some(live) = r.live.get(addr) {
+    if let Some(live) = shard(addr).try_lock_for_ms(100)?.table.get(addr) {
         return Some(History::Live(live));
     }
-    r.freed.get(addr).map(History::Freed)
+    COUNTS
+        .try_lock_for_ms(100)?
+        .ring
+        .remembered(addr)
+        .map(History::Freed)
 }
 
 /// A site's figures as a profile reports them: everything in
@@ -609,21 +817,21 @@ pub(crate) struct SiteReport {
 }
 
 /// Calls `each` with every site's index, frames and report, in index order,
-/// then returns the totals and the time now (in ticks). Holds the registry's lock
-/// throughout (recording threads wait): for the reports written at exit and
-/// on demand. `each` must not allocate or call into cma.
+/// then returns the totals and the time now (in ticks). Takes each shard's
+/// lock in turn (the live blocks' lifetimes), then holds the counters'
+/// lock throughout (recording threads wait): for the reports written at
+/// exit and on demand. `each` must not allocate or call into cma.
 pub(crate) fn for_each_site(mut each: impl FnMut(u32, &SiteFrames, &SiteReport)) -> (Totals, u64) {
     let end = now();
-    let mut r = REGISTRY.lock();
     let n = SITES.load(Ordering::Acquire);
-    // The live blocks' lifetimes, per site.
+    // The live blocks' lifetimes, per site, one shard at a time.
     let mut live_lifetimes = LiveLifetimes::new(n);
-    {
-        let Registry { live, .. } = &*r;
-        live.for_each(|_, l| {
+    for l in &SHARD_LOCKS {
+        l.0.lock().table.for_each(|_, l| {
             live_lifetimes.add(l.site, l.weight as f64 * end.saturating_sub(l.born) as f64)
         });
     }
+    let mut r = COUNTS.lock();
     let epoch = r.peak_epoch;
     for i in 0..n {
         let c = *r.counts(i);
@@ -687,9 +895,13 @@ impl Drop for LiveLifetimes {
     }
 }
 
-/// Takes the lock before `fork` (see `api::init`).
+/// Takes the locks before `fork` (see `api::init`).
 pub(crate) fn lock_for_fork() {
-    REGISTRY.lock_for_fork();
+    SITE_LOCK.lock_for_fork();
+    for l in &SHARD_LOCKS {
+        l.0.lock_for_fork();
+    }
+    COUNTS.lock_for_fork();
 }
 
 /// Releases what `lock_for_fork` took.
@@ -697,6 +909,12 @@ pub(crate) fn lock_for_fork() {
 /// # Safety
 /// Only after `lock_for_fork`, on the thread that forked.
 pub(crate) unsafe fn unlock_after_fork() {
-    // SAFETY: the caller's contract.
-    unsafe { REGISTRY.force_unlock() };
+    // SAFETY: the caller's contract: this thread took every lock.
+    unsafe {
+        COUNTS.force_unlock();
+        for l in &SHARD_LOCKS {
+            l.0.force_unlock();
+        }
+        SITE_LOCK.force_unlock();
+    }
 }

@@ -30,8 +30,16 @@ struct Entry<V: Copy> {
 /// Entries of a new table.
 const FIRST_CAPACITY: usize = 1024;
 /// A table this big asks for transparent huge pages (it is then at least
-/// three eighths full).
-const HUGE_TABLE_BYTES: usize = 8 << 20;
+/// three eighths full; the registry's tables are split in shards, each
+/// of a few MiB when there are many live blocks).
+const HUGE_TABLE_BYTES: usize = 4 << 20;
+
+/// `AddrTable::home` in a table of `capacity` entries.
+#[inline]
+fn home_in(key: usize, capacity: usize) -> usize {
+    let page = (key >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20;
+    (page << 8 | (key >> 4 & 0xFF)) & capacity.wrapping_sub(1)
+}
 
 /// See the module docs.
 pub struct AddrTable<V: Copy> {
@@ -74,14 +82,32 @@ impl<V: Copy> AddrTable<V> {
         self.len == 0
     }
 
+    /// Where the table lies: its mapping's address and its capacity in
+    /// entries (for `home_offset`; 0 and 0 before the first insert).
+    pub fn layout(&self) -> (usize, usize) {
+        (self.entries as usize, self.capacity)
+    }
+
+    /// The byte offset of `key`'s home entry in a table of `capacity`
+    /// entries (a power of two, from `layout`): where a lookup of `key`
+    /// starts, for a prefetch by a thread that does not hold the table.
+    pub fn home_offset(key: usize, capacity: usize) -> usize {
+        home_in(key, capacity) * core::mem::size_of::<Entry<V>>()
+    }
+
     fn bytes_for(capacity: usize) -> usize {
         (capacity * core::mem::size_of::<Entry<V>>()).next_multiple_of(PAGE_SIZE)
     }
 
+    /// Where `key`'s probe starts: the keys of one 4 KiB page (blocks of
+    /// 16 bytes and up) have homes in one run of 256 entries, in address
+    /// order, and pages are spread by a Fibonacci hash of their number. A
+    /// program that allocates or frees neighbouring blocks, as a slab hands
+    /// them out, touches neighbouring entries (cache and TLB hits) instead
+    /// of a random one each time.
     #[inline]
     fn home(&self, key: usize) -> usize {
-        // Fibonacci hashing: block addresses differ in their middle bits.
-        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) & (self.capacity - 1)
+        home_in(key, self.capacity)
     }
 
     #[inline]
@@ -120,6 +146,12 @@ impl<V: Copy> AddrTable<V> {
     /// The value kept for `key`.
     pub fn get(&self, key: usize) -> Option<V> {
         self.find(key).map(|i| self.entry(i).value)
+    }
+
+    /// The value kept for `key`, to change in place.
+    pub fn get_mut(&mut self, key: usize) -> Option<&mut V> {
+        let i = self.find(key)?;
+        Some(&mut self.entry_mut(i).value)
     }
 
     /// Whether `key` is held.
