@@ -49,7 +49,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 
 use crate::os::memory::{self, Charge};
 use crate::os::{clock, PAGE_SIZE};
-use crate::util::addr_table::AddrTable;
+use crate::util::addr_table::{AddrTable, NoMemory};
 use crate::util::spin_lock::SpinLock;
 
 /// Return addresses kept of each allocation stack.
@@ -250,15 +250,19 @@ fn shard(addr: usize) -> &'static SpinLock<Shard> {
     &SHARD_LOCKS[shard_index(addr)].0
 }
 
-/// Keeps where shard `me`'s table lies for `prefetch`, after an insert
-/// (which may have grown it). The caller holds the shard's lock.
-fn note_table(me: usize, table: &AddrTable<Live>) {
-    let l = &SHARD_LOCKS[me];
-    let (base, capacity) = table.layout();
+/// Inserts `live` for `addr` into its shard's table (the record it
+/// replaces, or the table's refusal), then keeps where that table lies for
+/// `prefetch`: an insert may have grown it.
+fn shard_insert(addr: usize, live: Live) -> Result<Option<Live>, NoMemory> {
+    let l = &SHARD_LOCKS[shard_index(addr)];
+    let mut s = l.0.lock();
+    let result = s.table.insert(addr, live);
+    let (base, capacity) = s.table.layout();
     if l.2.load(Ordering::Relaxed) != capacity {
         l.1.store(base, Ordering::Relaxed);
         l.2.store(capacity, Ordering::Relaxed);
     }
+    result
 }
 
 /// The counters: every site's (`SiteCounts`, in the site table) and the
@@ -668,13 +672,7 @@ pub(crate) fn record(
         born: now,
         weight: weight as f32,
     };
-    let me = shard_index(addr);
-    let old = {
-        let mut s = SHARD_LOCKS[me].0.lock();
-        let old = s.table.insert(addr, live);
-        note_table(me, &s.table);
-        old
-    };
+    let old = shard_insert(addr, live);
     let mut c = COUNTS.lock();
     match old {
         Err(_) => c.totals.dropped += 1,
@@ -702,8 +700,7 @@ pub(crate) fn take(addr: usize) -> Option<Live> {
 pub(crate) fn take_remembering(addr: usize, frames: &[usize], thread: u32) -> Option<Live> {
     let now = now();
     let free_site = site_for(frames, false);
-    let me = shard_index(addr);
-    let live = SHARD_LOCKS[me].0.lock().table.remove(addr)?;
+    let live = shard(addr).lock().table.remove(addr)?;
     let freed = Freed {
         live,
         free_site,
@@ -720,13 +717,7 @@ pub(crate) fn take_remembering(addr: usize, frames: &[usize], thread: u32) -> Op
 /// freed (the free failed); a free remembered for it is forgotten.
 pub(crate) fn put_back(addr: usize, live: Live) {
     let now = now();
-    let me = shard_index(addr);
-    let inserted = {
-        let mut s = SHARD_LOCKS[me].0.lock();
-        let inserted = s.table.insert(addr, live);
-        note_table(me, &s.table);
-        inserted
-    };
+    let inserted = shard_insert(addr, live);
     let mut c = COUNTS.lock();
     c.unaccount_free(&live, now);
     if inserted.is_err() {
